@@ -1,0 +1,112 @@
+"""Network pieces shared by the learners.
+
+All hidden layers are ReLU MLPs, 256x256 by default (TD3+BC's sizes). Weights
+use PyTorch's ``nn.Linear`` default initialisation, uniform in
+``±1/sqrt(fan_in)``, so results match the published TD3+BC code.
+
+:class:`EnsembleLinear` holds the weights of several independent linear layers
+in one tensor and applies them with one batched matmul. Two critics become one
+module and one matmul per layer instead of two: the update step runs fewer,
+larger kernels, which is what a 2-core CPU rewards.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+LOG_STD_MIN = -5.0
+LOG_STD_MAX = 2.0
+
+
+def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...] = (256, 256)) -> nn.Sequential:
+    """A ReLU MLP with a linear output layer."""
+    layers: list[nn.Module] = []
+    last = in_dim
+    for width in hidden:
+        layers += [nn.Linear(last, width), nn.ReLU()]
+        last = width
+    layers.append(nn.Linear(last, out_dim))
+    return nn.Sequential(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """``members`` independent linear layers applied in one batched matmul.
+
+    Input ``(members, B, in)`` -> output ``(members, B, out)``. Each member is
+    initialised exactly as a separate ``nn.Linear(in, out)`` would be.
+    """
+
+    def __init__(self, members: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(members, 1, out_dim))
+        bound = 1.0 / math.sqrt(in_dim)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleCritic(nn.Module):
+    """``members`` Q-networks Q(s, a) evaluated together; output ``(members, B, 1)``."""
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (256, 256), members: int = 2
+    ) -> None:
+        super().__init__()
+        self.members = members
+        layers: list[nn.Module] = []
+        last = obs_dim + act_dim
+        for width in hidden:
+            layers += [EnsembleLinear(members, last, width), nn.ReLU()]
+            last = width
+        layers.append(EnsembleLinear(members, last, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, action], dim=-1)
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.members, -1, -1)
+        return self.net(x)
+
+
+class DeterministicActor(nn.Module):
+    """mu(s) = max_action * tanh(MLP(s)), TD3's actor."""
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (256, 256), max_action: float = 1.0
+    ) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, act_dim, hidden)
+        self.max_action = float(max_action)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.max_action * torch.tanh(self.net(obs))
+
+
+class GaussianHead(nn.Module):
+    """An MLP that outputs a diagonal Gaussian's mean and log-std per state.
+
+    The log-std is squashed smoothly into ``[LOG_STD_MIN, LOG_STD_MAX]`` so
+    that it can neither collapse nor explode during fitting.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (256, 256)) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, 2 * act_dim, hidden)
+        self.act_dim = act_dim
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, raw_log_std = self.net(obs).split(self.act_dim, dim=-1)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw_log_std) + 1.0)
+        return mean, log_std
+
+
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging: target <- (1 - tau) * target + tau * source, in place."""
+    with torch.no_grad():
+        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)

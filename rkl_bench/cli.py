@@ -1,0 +1,201 @@
+"""The ``rkl-bench`` command.
+
+Thin by design: each verb parses its flags and calls one function of the
+layers below. Heavy imports (torch, gymnasium, ray) happen inside the verb, so
+``rkl-bench --help`` is instant and a bad flag fails before anything loads.
+Every :class:`~rkl_bench.errors.RklBenchError` becomes one ``error:`` line and
+exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from rkl_bench.errors import RklBenchError
+
+EXIT_USAGE = 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected zero or more, got {value}")
+    return value
+
+
+# ----------------------------------------------------------------- datasets
+def _cmd_datasets_info(args: argparse.Namespace) -> int:
+    from rkl_bench.data.info import dataset_info, format_info
+
+    info = dataset_info(args.dataset, d4rl_dir=args.d4rl_dir)
+    print(json.dumps(info, indent=2) if args.json else format_info(info))
+    return 0
+
+
+def _cmd_datasets_list(args: argparse.Namespace) -> int:
+    from rkl_bench.forge.catalogue import format_catalogue
+
+    print(format_catalogue())
+    return 0
+
+
+def _cmd_datasets_make(args: argparse.Namespace) -> int:
+    from rkl_bench.forge.make import make_datasets
+
+    paths = make_datasets(args.names, profile=args.profile, seed=args.seed, force=args.force)
+    for path in paths:
+        print(path)
+    return 0
+
+
+# -------------------------------------------------------------------- forge
+def _cmd_forge_train(args: argparse.Namespace) -> int:
+    from rkl_bench.forge.train_policy import train_behaviour_policy
+
+    train_behaviour_policy(
+        args.env,
+        total_steps=args.steps,
+        seed=args.seed,
+        work_dir=args.work_dir,
+        fast=not args.plain,
+    )
+    return 0
+
+
+# -------------------------------------------------------------------- train
+def _cmd_train(args: argparse.Namespace) -> int:
+    from rkl_bench.training.single_run import TrainSpec, train
+
+    spec = TrainSpec(
+        algo=args.algo,
+        dataset=args.dataset,
+        seed=args.seed,
+        steps=args.steps,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        out_dir=Path(args.out),
+        evaluate=not args.no_eval,
+        d4rl_dir=args.d4rl_dir,
+        hyperparams=_parse_overrides(args.set),
+        checkpoint_every=args.checkpoint_every,
+    )
+    train(spec)
+    return 0
+
+
+def _parse_overrides(items: Sequence[str] | None) -> dict[str, object]:
+    """``--set key=value`` pairs, values parsed as YAML scalars (numbers, bools)."""
+    import yaml
+
+    overrides: dict[str, object] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise RklBenchError(f"--set expects key=value, got {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+# --------------------------------------------------------------------- toys
+def _cmd_toy(args: argparse.Namespace) -> int:
+    from rkl_bench.toys import run_toy
+
+    result = run_toy(args.which, out_dir=Path(args.out), seed=args.seed)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+# ------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rkl-bench",
+        description="Offline RL from mixed datasets: TD3+RKL and the baselines of its Table II.",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    # datasets
+    datasets = verbs.add_parser("datasets", help="inspect, list and make datasets")
+    dverbs = datasets.add_subparsers(dest="datasets_verb", required=True, metavar="ACTION")
+    info = dverbs.add_parser("info", help="summary of one dataset (file, D4RL name, minari:ID, forge name)")
+    info.add_argument("dataset", help="path, D4RL name, minari:<id> or forge-v5/<env>-<kind>")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.add_argument("--d4rl-dir", default=None, help="where D4RL hdf5 files lie (default $D4RL_DATASET_DIR or ~/.d4rl/datasets)")
+    info.set_defaults(func=_cmd_datasets_info)
+    dlist = dverbs.add_parser("list", help="the forge's datasets and whether they are made")
+    dlist.set_defaults(func=_cmd_datasets_list)
+    make = dverbs.add_parser("make", help="forge datasets from the shipped behaviour policies")
+    make.add_argument("names", nargs="+", help="forge dataset names, e.g. forge-v5/hopper-random-expert")
+    make.add_argument("--profile", default="quick", help="size profile: tiny, quick or full (default quick)")
+    make.add_argument("--seed", type=_non_negative_int, default=0)
+    make.add_argument("--force", action="store_true", help="remake even if the cached file exists")
+    make.set_defaults(func=_cmd_datasets_make)
+
+    # forge
+    forge = verbs.add_parser("forge", help="train the forge's behaviour policies")
+    fverbs = forge.add_subparsers(dest="forge_verb", required=True, metavar="ACTION")
+    ftrain = fverbs.add_parser("train-policy", help="train (or resume) SAC on a MuJoCo v5 env")
+    ftrain.add_argument("env", help="halfcheetah, hopper or walker2d")
+    ftrain.add_argument("--steps", type=_positive_int, default=1_000_000)
+    ftrain.add_argument("--seed", type=_non_negative_int, default=0)
+    ftrain.add_argument("--work-dir", default=None, help="checkpoints and replay buffer (default ~/.cache/rkl_bench/sac/<env>)")
+    ftrain.add_argument("--plain", action="store_true", help="use the plain eager update instead of the compiled one")
+    ftrain.set_defaults(func=_cmd_forge_train)
+
+    # train
+    train = verbs.add_parser("train", help="one learner on one dataset and seed, no Ray")
+    train.add_argument("--algo", required=True, help="td3_rkl, td3_bc, bc, ...")
+    train.add_argument("--dataset", required=True, help="path, D4RL name, minari:<id> or forge name")
+    train.add_argument("--seed", type=_non_negative_int, default=0)
+    train.add_argument("--steps", type=_positive_int, default=1_000_000, help="gradient steps")
+    train.add_argument("--eval-every", type=_positive_int, default=5000)
+    train.add_argument("--eval-episodes", type=_positive_int, default=10)
+    train.add_argument("--checkpoint-every", type=_positive_int, default=None, help="default: --eval-every")
+    train.add_argument("--out", required=True, help="run directory: metrics.jsonl, checkpoints")
+    train.add_argument("--no-eval", action="store_true", help="train without an environment")
+    train.add_argument("--d4rl-dir", default=None)
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyper-parameter (repeatable)")
+    train.set_defaults(func=_cmd_train)
+
+    # toys
+    toy = verbs.add_parser("toy", help="the paper's toy experiments (Fig. 2, Fig. 3)")
+    toy.add_argument("which", choices=["fig2", "fig3"])
+    toy.add_argument("--out", default="reports/toys")
+    toy.add_argument("--seed", type=_non_negative_int, default=0)
+    toy.set_defaults(func=_cmd_toy)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except RklBenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: progress up to the last checkpoint is kept; run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The in-memory offline dataset every learner trains on.
+
+An :class:`OfflineDataset` holds transitions as float32 numpy arrays (so Ray can
+share them zero-copy through its object store) plus the metadata a result row
+must carry: which env it belongs to, its name, the version of the data, and
+where it came from (provenance) when it was mixed from several sources.
+
+State normalisation follows TD3+BC: per-dimension mean and std over the
+dataset's observations, with ``std + 1e-3`` so that constant dimensions do not
+blow up. The statistics live with the dataset and are applied again at
+evaluation time, so a policy always sees states on the scale it was trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+NORMALISATION_EPS = 1e-3
+"""Added to the std of every state dimension (TD3+BC's choice)."""
+
+ARRAY_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where one component of a dataset came from."""
+
+    name: str
+    """Dataset name, e.g. ``halfcheetah-random-v2`` or ``forge-v5/halfcheetah-random``."""
+    version: str
+    """Version of the data, e.g. ``d4rl-v2`` or ``forge-v5:<hash>``."""
+    size: int
+    """Number of transitions this component contributes."""
+    source: str = ""
+    """The file or Minari id it was read from."""
+
+
+@dataclass
+class OfflineDataset:
+    """Transitions ``(s, a, r, s', terminal)`` as float32 arrays of equal length.
+
+    Shapes: observations and next_observations ``(N, obs_dim)``, actions
+    ``(N, act_dim)``, rewards and terminals ``(N,)``. ``terminals`` is 1.0 where
+    the episode ended in a true terminal state (no bootstrapping), 0.0 otherwise;
+    time-limit truncations are not terminals.
+
+    ``episode_returns`` are the undiscounted returns of the behaviour episodes
+    (complete or not) the transitions came from, kept for ``datasets info``.
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    terminals: np.ndarray
+    env: str
+    """Environment family: ``halfcheetah``, ``hopper``, ``walker2d`` or a toy name."""
+    name: str
+    version: str
+    provenance: tuple[Provenance, ...] = ()
+    episode_returns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ARRAY_FIELDS:
+            arr = getattr(self, name)
+            if arr.dtype != np.float32:
+                object.__setattr__(self, name, np.ascontiguousarray(arr, dtype=np.float32))
+        n = len(self.observations)
+        for name in ARRAY_FIELDS:
+            if len(getattr(self, name)) != n:
+                raise ValueError(
+                    f"dataset {self.name!r}: field {name!r} has {len(getattr(self, name))} rows, "
+                    f"observations has {n}"
+                )
+        if not self.provenance:
+            self.provenance = (Provenance(self.name, self.version, n),)
+
+    # ----------------------------------------------------------------- shape
+    def __len__(self) -> int:
+        return len(self.observations)
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.observations.shape[1])
+
+    @property
+    def act_dim(self) -> int:
+        return int(self.actions.shape[1])
+
+    # --------------------------------------------------------- normalisation
+    def state_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """TD3+BC's state normalisation: ``(mean, std + 1e-3)`` per dimension, float32."""
+        mean = self.observations.mean(axis=0, dtype=np.float64)
+        std = self.observations.std(axis=0, dtype=np.float64) + NORMALISATION_EPS
+        return mean.astype(np.float32), std.astype(np.float32)
+
+    def with_arrays(self, **arrays: np.ndarray) -> "OfflineDataset":
+        """A copy with some array fields replaced (metadata kept)."""
+        return dataclasses.replace(self, **arrays)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One minibatch as torch tensors, states already normalised.
+
+    ``indices`` are the rows of the dataset the batch was drawn from, so a
+    learner can look up per-row quantities it precomputed (TD3+RKL's lambda(s)).
+    """
+
+    observations: torch.Tensor  # (B, obs_dim)
+    actions: torch.Tensor  # (B, act_dim)
+    rewards: torch.Tensor  # (B, 1)
+    next_observations: torch.Tensor  # (B, obs_dim)
+    not_dones: torch.Tensor  # (B, 1): 1 - terminal
+    indices: torch.Tensor  # (B,) int64
+
+
+class TensorSampler:
+    """Uniform minibatch sampling over a dataset held as torch tensors.
+
+    The dataset is normalised once and copied into contiguous tensors on the
+    target device; each call draws indices from a seeded ``torch.Generator``
+    and gathers rows with ``index_select`` into one batch. The generator's
+    state is part of the training checkpoint, so a resumed run draws exactly
+    the batches an uninterrupted run would.
+    """
+
+    def __init__(
+        self,
+        dataset: OfflineDataset,
+        batch_size: int,
+        seed: int,
+        state_mean: np.ndarray | None = None,
+        state_std: np.ndarray | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        self.size = len(dataset)
+        mean = np.zeros(dataset.obs_dim, np.float32) if state_mean is None else state_mean
+        std = np.ones(dataset.obs_dim, np.float32) if state_std is None else state_std
+
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32), device=self.device)
+
+        self.observations = tensor((dataset.observations - mean) / std)
+        self.next_observations = tensor((dataset.next_observations - mean) / std)
+        self.actions = tensor(dataset.actions)
+        self.rewards = tensor(dataset.rewards).unsqueeze(1)
+        self.not_dones = tensor(1.0 - dataset.terminals).unsqueeze(1)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(seed))
+
+    def sample_indices(self) -> torch.Tensor:
+        return torch.randint(
+            0, self.size, (self.batch_size,), generator=self.generator, device=self.device
+        )
+
+    def sample(self) -> Batch:
+        idx = self.sample_indices()
+        return Batch(
+            observations=self.observations.index_select(0, idx),
+            actions=self.actions.index_select(0, idx),
+            rewards=self.rewards.index_select(0, idx),
+            next_observations=self.next_observations.index_select(0, idx),
+            not_dones=self.not_dones.index_select(0, idx),
+            indices=idx,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])

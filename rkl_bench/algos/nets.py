@@ -12,8 +12,12 @@ larger kernels, which is what a 2-core CPU rewards.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import zlib
+from typing import Iterable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -73,6 +77,30 @@ class EnsembleCritic(nn.Module):
             x = x.unsqueeze(0).expand(self.members, -1, -1)
         return self.net(x)
 
+    def member(
+        self, obs: torch.Tensor, action: torch.Tensor, index: int = 0, detach_params: bool = False
+    ) -> torch.Tensor:
+        """One member's Q(s, a), shape ``(B, 1)``; ``index=0`` is TD3's Q1.
+
+        Runs only that member's slice of the weights (half the work of
+        :meth:`forward` for two critics). With ``detach_params=True`` the
+        weights are used detached: gradients flow to ``obs``/``action`` (the
+        actor's deterministic policy gradient) but nothing is accumulated in
+        the critic's ``.grad``, and no autograd graph is built for the critic
+        weights. Same numbers as ``forward(obs, action)[index]`` up to float
+        rounding of ``addmm`` versus ``baddbmm``.
+        """
+        x = torch.cat([obs, action], dim=-1)
+        for layer in self.net:
+            if isinstance(layer, EnsembleLinear):
+                weight, bias = layer.weight[index], layer.bias[index]
+                if detach_params:
+                    weight, bias = weight.detach(), bias.detach()
+                x = torch.addmm(bias, x, weight)
+            else:
+                x = layer(x)
+        return x
+
 
 class DeterministicActor(nn.Module):
     """mu(s) = max_action * tanh(MLP(s)), TD3's actor."""
@@ -110,3 +138,55 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """Polyak averaging: target <- (1 - tau) * target + tau * source, in place."""
     with torch.no_grad():
         torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+def hidden_sizes(hidden_dim: int, hidden_layers: int) -> tuple[int, ...]:
+    """``(hidden_dim,) * hidden_layers``: the MLP shape from two scalar hyper-parameters."""
+    return (int(hidden_dim),) * int(hidden_layers)
+
+
+# ------------------------------------------------------------------ seeding
+def derive_seed(seed: int, stream: str) -> int:
+    """A 63-bit seed for one named random stream of a run (``"init"``, ``"noise"``, ...).
+
+    Different streams of the same run are independent of each other and of the
+    training loop's sampler (seeded with the plain ``seed``), so e.g. target
+    policy noise is not the same random numbers as the batch indices.
+    """
+    words = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(seed) >> 32 & 0xFFFFFFFF,
+                                    zlib.crc32(stream.encode())]).generate_state(2)
+    return (int(words[0]) << 31 | int(words[1]) >> 1) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def make_generator(seed: int, stream: str, device: str | torch.device = "cpu") -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with :func:`derive_seed` ``(seed, stream)``."""
+    generator = torch.Generator(device=torch.device(device))
+    generator.manual_seed(derive_seed(seed, stream))
+    return generator
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int, stream: str = "init") -> Iterator[None]:
+    """Build modules inside this block for a deterministic initialisation.
+
+    The global torch RNG is seeded from ``(seed, stream)`` inside a forked RNG
+    context, so the caller's global RNG state is untouched afterwards.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, stream))
+        yield
+
+
+def adam(params: Iterable[nn.Parameter], lr: float, fused: bool, device: str | torch.device) -> torch.optim.Adam:
+    """``torch.optim.Adam(params, lr)``, fused into one kernel when asked and available.
+
+    Fused Adam (CPU and CUDA in torch >= 2.4) does the same arithmetic in one
+    pass over all parameters instead of one op per tensor; on 2 CPU cores it
+    is several times faster than the default for-each implementation. Results
+    agree with the unfused optimiser to float rounding (~1e-6 after hundreds of
+    steps), not bit for bit, so the choice is part of a learner's config.
+    """
+    params = list(params)
+    if fused and torch.device(device).type in ("cpu", "cuda"):
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    return torch.optim.Adam(params, lr=lr)

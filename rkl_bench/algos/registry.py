@@ -1,0 +1,130 @@
+"""Learners by name: the one place the training loop and the CLI build them.
+
+    learner = make_learner("td3_bc", dataset, {"q_weight": 2.5}, seed=0)
+
+Convention for state normalisation: the learner is handed the RAW
+:class:`~rkl_bench.data.dataset.OfflineDataset` plus the statistics the
+training loop normalises batches with (``state_mean``, ``state_std``, the same
+arrays given to :class:`~rkl_bench.data.dataset.TensorSampler`). If they are
+omitted, ``dataset.state_stats()`` (TD3+BC's normalisation) is used, which is
+what the training loop should use too. Learners that need the dataset itself
+(TD3+RKL fits its behaviour model and per-row lambdas on the normalised
+observations) normalise it with those statistics; the others only read
+``obs_dim`` and ``act_dim``. Batches passed to ``update`` and observations
+passed to ``act`` are always normalised.
+
+Each learner's config dataclass also carries ``batch_size``; the training
+loop reads it from ``learner.config.batch_size`` (or
+``default_hyperparams(name)["batch_size"]``) to build its sampler.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from rkl_bench.algos.base import Learner, config_from_dict
+from rkl_bench.algos.bc import BC, BCConfig
+from rkl_bench.algos.td3_bc import TD3BC, TD3BCConfig
+from rkl_bench.data.dataset import OfflineDataset
+from rkl_bench.errors import RklBenchError
+
+Builder = Callable[..., Learner]
+"""``build(dataset, config, seed, device, progress, state_mean, state_std) -> Learner``."""
+
+
+@dataclass(frozen=True)
+class LearnerEntry:
+    """One registered algorithm: its config dataclass and how to build it from a dataset."""
+
+    name: str
+    config_cls: type
+    build: Builder
+    summary: str
+
+
+def _build_bc(dataset, config, seed, device, progress, state_mean, state_std) -> Learner:
+    return BC(dataset.obs_dim, dataset.act_dim, config, seed, device)
+
+
+def _build_td3_bc(dataset, config, seed, device, progress, state_mean, state_std) -> Learner:
+    return TD3BC(dataset.obs_dim, dataset.act_dim, config, seed, device)
+
+
+LEARNERS: dict[str, LearnerEntry] = {
+    "bc": LearnerEntry("bc", BCConfig, _build_bc, "behaviour cloning, deterministic MSE"),
+    "td3_bc": LearnerEntry("td3_bc", TD3BCConfig, _build_td3_bc, "TD3+BC (Fujimoto & Gu 2021), Eq. 6"),
+}
+
+
+def learner_names() -> list[str]:
+    """Registered algorithm names, sorted."""
+    return sorted(LEARNERS)
+
+
+def _entry(name: str) -> LearnerEntry:
+    try:
+        return LEARNERS[name]
+    except (KeyError, TypeError):
+        raise RklBenchError(
+            f"unknown algorithm {name!r}; valid algorithms are: {', '.join(learner_names())}"
+        ) from None
+
+
+def default_hyperparams(name: str) -> dict[str, Any]:
+    """The default hyper-parameters of algorithm ``name`` as a plain dict."""
+    return dataclasses.asdict(_entry(name).config_cls())
+
+
+def make_config(name: str, hyperparams: Mapping[str, Any] | Any | None = None) -> Any:
+    """Parse ``hyperparams`` (a mapping, or already a config of the right class) for ``name``.
+
+    Unknown keys and bad values raise :class:`RklBenchError` naming the algorithm.
+    """
+    entry = _entry(name)
+    if isinstance(hyperparams, entry.config_cls):
+        return hyperparams
+    owner = f"{name} hyper-parameters"
+    try:
+        return config_from_dict(entry.config_cls, hyperparams, owner)
+    except RklBenchError as err:
+        message = str(err)
+        raise RklBenchError(message if name in message else f"{owner}: {message}") from None
+    except (ValueError, TypeError) as err:
+        raise RklBenchError(f"{owner}: {err}") from None
+
+
+def make_learner(
+    name: str,
+    dataset: OfflineDataset,
+    hyperparams: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = False,
+    *,
+    state_mean: np.ndarray | None = None,
+    state_std: np.ndarray | None = None,
+) -> Learner:
+    """Build algorithm ``name`` for ``dataset`` (raw, un-normalised) with ``hyperparams`` over its defaults.
+
+    ``state_mean``/``state_std`` default to ``dataset.state_stats()``; pass
+    the ones the training loop's sampler uses if they differ. ``progress``
+    shows bars for construction-time work (TD3+RKL's behaviour fit).
+    """
+    entry = _entry(name)
+    config = make_config(name, hyperparams)
+    if state_mean is None or state_std is None:
+        mean, std = dataset.state_stats()
+        state_mean = mean if state_mean is None else state_mean
+        state_std = std if state_std is None else state_std
+    state_mean = np.asarray(state_mean, np.float32)
+    state_std = np.asarray(state_std, np.float32)
+    if state_mean.shape != (dataset.obs_dim,) or state_std.shape != (dataset.obs_dim,):
+        raise RklBenchError(
+            f"state_mean/state_std must have shape ({dataset.obs_dim},) for dataset {dataset.name!r}; "
+            f"got {state_mean.shape} and {state_std.shape}"
+        )
+    return entry.build(dataset, config, int(seed), device, progress, state_mean, state_std)

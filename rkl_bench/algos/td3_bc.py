@@ -1,0 +1,247 @@
+"""TD3+BC: TD3 with a behaviour-cloning term in the actor loss.
+
+Fujimoto & Gu, "A Minimalist Approach to Offline Reinforcement Learning"
+(NeurIPS 2021); the TD3+RKL paper's Table I, Eq. 6. Written to match the
+authors' code (github.com/sfujim/TD3_BC) step for step:
+
+Critic (TD3, Algorithm 1 lines 11-14 of the TD3+RKL paper), every step::
+
+    a'  = clip(mu_target(s') + clip(N(0, policy_noise), -noise_clip, noise_clip), -1, 1)
+    y   = r + discount * (1 - done) * min_j Q_target_j(s', a')
+    L_Q = sum_j mean_B (Q_j(s, a) - y)^2
+
+Actor (Eq. 6), every ``policy_freq``-th step, then Polyak-averaged targets::
+
+    lmbda = q_weight / mean_B |Q_1(s, mu(s))|          (no gradient through lmbda)
+    L_mu  = -lmbda * mean_B Q_1(s, mu(s)) + mean_B mean_j (mu(s) - a)^2
+
+``q_weight`` is TD3+BC's alpha (2.5). The two critics are one
+:class:`~rkl_bench.algos.nets.EnsembleCritic` (Q1 is member 0); the actor's
+Q is evaluated with the critic weights detached, so the actor step builds no
+graph for them (the official code computes and then discards those grads).
+
+Step counting follows the official code: ``total_it`` is incremented first,
+the actor is updated when ``total_it % policy_freq == 0`` (steps 2, 4, ...).
+
+Metrics returned by :meth:`TD3BC.update`: ``critic_loss`` and ``q_mean``
+(mean of both critics on the batch's ``(s, a)``) on every step; ``actor_loss``
+and ``bc_loss`` only on actor steps (they are not computed otherwise; a logger
+should average each key over the steps where it appears).
+
+Subclasses (TD3+RKL) change only :meth:`TD3BC.actor_loss`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rkl_bench.algos.nets import (
+    DeterministicActor,
+    EnsembleCritic,
+    adam,
+    hidden_sizes,
+    make_generator,
+    seeded_init,
+    soft_update,
+)
+from rkl_bench.data.dataset import Batch
+from rkl_bench.errors import RklBenchError
+
+
+@dataclass(frozen=True)
+class TD3BCConfig:
+    """TD3+BC's hyper-parameters; defaults are the paper's (Sec. 5 / Appendix) and official code's."""
+
+    q_weight: float = 2.5
+    """TD3+BC's alpha: weight of the normalised Q term (paper: 2.5 on all D4RL tasks)."""
+    discount: float = 0.99
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    policy_noise: float = 0.2
+    """Std of the target policy smoothing noise (times ``max_action``)."""
+    noise_clip: float = 0.5
+    """Clip of that noise (times ``max_action``)."""
+    policy_freq: int = 2
+    """Actor and target updates every ``policy_freq`` critic steps."""
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    hidden_dim: int = 256
+    hidden_layers: int = 2
+    batch_size: int = 256
+    """Minibatch size; read by the training loop's sampler, not by the learner."""
+    max_action: float = 1.0
+    fused_adam: bool = True
+    """Use the fused Adam kernel (same maths, ~1e-6 rounding differences; much faster on CPU)."""
+
+    def __post_init__(self) -> None:
+        positive(self, "discount", "tau", "actor_lr", "critic_lr", "max_action")
+        positive_int(self, "policy_freq", "hidden_dim", "hidden_layers", "batch_size")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"'tau' must be in (0, 1], got {self.tau!r}")
+        if not 0.0 < self.discount <= 1.0:
+            raise ValueError(f"'discount' must be in (0, 1], got {self.discount!r}")
+        if self.policy_noise < 0 or self.noise_clip < 0:
+            raise ValueError("'policy_noise' and 'noise_clip' must be >= 0")
+        if self.q_weight < 0:
+            raise ValueError(f"'q_weight' must be >= 0, got {self.q_weight!r}")
+
+
+def positive(config: Any, *names: str) -> None:
+    """Raise ``ValueError`` naming the first field of ``config`` in ``names`` that is not > 0."""
+    for name in names:
+        value = getattr(config, name)
+        if not value > 0:
+            raise ValueError(f"{name!r} must be > 0, got {value!r}")
+
+
+def positive_int(config: Any, *names: str) -> None:
+    """Raise ``ValueError`` naming the first field in ``names`` that is not a whole number >= 1."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name!r} must be a whole number >= 1, got {value!r}")
+
+
+class TD3BC:
+    """The TD3+BC learner (see the module docstring for the update)."""
+
+    algo = "td3_bc"
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, config: TD3BCConfig | None = None, seed: int = 0, device: str = "cpu"
+    ) -> None:
+        self.config = cfg = config or TD3BCConfig()
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        hidden = hidden_sizes(cfg.hidden_dim, cfg.hidden_layers)
+        with seeded_init(seed, "init"):
+            self.actor = DeterministicActor(obs_dim, act_dim, hidden, cfg.max_action)
+            self.critic = EnsembleCritic(obs_dim, act_dim, hidden, members=2)
+        self.actor.to(self.device)
+        self.critic.to(self.device)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_optimizer = adam(self.actor.parameters(), cfg.actor_lr, cfg.fused_adam, self.device)
+        self.critic_optimizer = adam(self.critic.parameters(), cfg.critic_lr, cfg.fused_adam, self.device)
+        self.noise_generator = make_generator(seed, "target_policy_noise", self.device)
+        self.total_it = 0
+
+    # ------------------------------------------------------------------ update
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One critic step, and every ``policy_freq``-th call one actor step and target update."""
+        self.total_it += 1
+        metrics = self.critic_step(batch)
+        if self.total_it % self.config.policy_freq == 0:
+            metrics.update(self.actor_step(batch))
+            soft_update(self.critic_target, self.critic, self.config.tau)
+            soft_update(self.actor_target, self.actor, self.config.tau)
+        return dict(zip(metrics, torch.stack(list(metrics.values())).tolist()))
+
+    def critic_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        with torch.no_grad():
+            noise = torch.randn(
+                batch.actions.shape, generator=self.noise_generator, device=self.device, dtype=batch.actions.dtype
+            )
+            noise = (noise * (cfg.policy_noise * cfg.max_action)).clamp(
+                -cfg.noise_clip * cfg.max_action, cfg.noise_clip * cfg.max_action
+            )
+            next_action = (self.actor_target(batch.next_observations) + noise).clamp(-cfg.max_action, cfg.max_action)
+            target_q = self.critic_target(batch.next_observations, next_action).amin(dim=0)
+            target_q = batch.rewards + batch.not_dones * cfg.discount * target_q
+        q = self.critic(batch.observations, batch.actions)  # (2, B, 1)
+        critic_loss = (q - target_q).pow(2).mean(dim=(1, 2)).sum()  # = mse(Q1, y) + mse(Q2, y)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        return {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean()}
+
+    def actor_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        pi = self.actor(batch.observations)
+        q1 = self.critic.member(batch.observations, pi, 0, detach_params=True)
+        actor_loss, metrics = self.actor_loss(batch, pi, q1)
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        metrics["actor_loss"] = actor_loss.detach()
+        return metrics
+
+    def actor_loss(
+        self, batch: Batch, pi: torch.Tensor, q1: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. 6: ``-q_weight / mean|Q1| * mean Q1(s, mu(s)) + mse(mu(s), a)``."""
+        lmbda = self.config.q_weight / q1.abs().mean().detach()
+        bc_loss = F.mse_loss(pi, batch.actions)
+        return -lmbda * q1.mean() + bc_loss, {"bc_loss": bc_loss.detach()}
+
+    # --------------------------------------------------------------------- act
+    @torch.no_grad()
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        """Deterministic ``mu(s)`` for normalised observations ``(B, obs_dim)`` or ``(obs_dim,)``."""
+        return act_with(self.actor, observations, self.obs_dim, self.device)
+
+    # ------------------------------------------------------------- checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        """A deep copy of everything a bit-exact resume needs."""
+        return copy.deepcopy(
+            {
+                "algo": self.algo,
+                "config": dataclasses.asdict(self.config),
+                "total_it": self.total_it,
+                "actor": self.actor.state_dict(),
+                "critic": self.critic.state_dict(),
+                "actor_target": self.actor_target.state_dict(),
+                "critic_target": self.critic_target.state_dict(),
+                "actor_optimizer": self.actor_optimizer.state_dict(),
+                "critic_optimizer": self.critic_optimizer.state_dict(),
+                "noise_generator": self.noise_generator.get_state(),
+            }
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        check_checkpoint(self, state)
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.actor_target.load_state_dict(state["actor_target"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.noise_generator.set_state(state["noise_generator"])
+        self.total_it = int(state["total_it"])
+
+
+# ------------------------------------------------------------ shared helpers
+def act_with(
+    actor: torch.nn.Module, observations: np.ndarray, obs_dim: int, device: torch.device
+) -> np.ndarray:
+    """Run a deterministic actor on numpy observations; float32 ``(B, act)`` or ``(act,)`` out."""
+    obs = np.asarray(observations, dtype=np.float32)
+    if obs.shape[-1:] != (obs_dim,) or obs.ndim not in (1, 2):
+        raise ValueError(f"act() expects observations of shape (B, {obs_dim}) or ({obs_dim},), got {obs.shape}")
+    out = actor(torch.as_tensor(obs, device=device).reshape(-1, obs_dim))
+    out = out.to("cpu", torch.float32).numpy()
+    return out[0] if obs.ndim == 1 else out
+
+
+def check_checkpoint(learner: Any, state: dict[str, Any]) -> None:
+    """Refuse a checkpoint of another algorithm or other hyper-parameters, naming the difference."""
+    algo = state.get("algo")
+    if algo != learner.algo:
+        raise RklBenchError(f"checkpoint is for algorithm {algo!r}, not {learner.algo!r}; load it into a {algo} learner")
+    mine = dataclasses.asdict(learner.config)
+    theirs = state.get("config", {})
+    diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if diff:
+        detail = ", ".join(f"{k}: checkpoint {theirs.get(k)!r} vs {mine.get(k)!r}" for k in diff)
+        raise RklBenchError(
+            f"{learner.algo} checkpoint was saved with other hyper-parameters ({detail}); "
+            "resume with the checkpoint's hyper-parameters"
+        )

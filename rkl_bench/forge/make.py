@@ -1,0 +1,169 @@
+"""Make forge datasets: D4RL-style locomotion data on gymnasium MuJoCo v5.
+
+Kinds per env (D4RL's words, forge data):
+
+* ``random``: uniform random actions;
+* ``medium``, ``expert``: the card's medium / expert SAC snapshot, actions
+  sampled from the policy;
+* ``medium-replay``: the card's ladder of snapshots from the start of training
+  up to medium, an equal share of rows each (D4RL instead shipped the replay
+  buffer of the medium run; we keep no buffer, so we roll out the snapshots
+  that buffer would have been filled by);
+* ``medium-expert``: medium followed by expert, as D4RL stitches them;
+* mixes ``random-<kind>`` are not files: the data registry concatenates the
+  random file with the ``<kind>`` file when it loads them.
+
+Sizes come from a *profile* (rows per component): ``full`` is D4RL's 1M,
+``quick`` and ``tiny`` are for the README's main job and for tests. The
+profile is part of the dataset name's prefix (``forge-v5/`` is full and lives
+in ``<forge_dir>/``; ``forge-v5-quick/`` and ``forge-v5-tiny/`` live in
+``<forge_dir>/<profile>/``), so datasets of different sizes never share a file,
+and it is part of the version string written into every file:
+``forge-v5:<profile>:<hash>``, where the hash covers the policy weights, the
+env, the sizes, the seed and the forge format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium
+import mujoco
+import numpy as np
+
+from rkl_bench.data.d4rl import write_d4rl_hdf5, read_metadata
+from rkl_bench.data.registry import forge_path, parse_dataset_name
+from rkl_bench.errors import RklBenchError
+from rkl_bench.forge.generate import RolloutArrays, rollout
+from rkl_bench.forge.policies import load_snapshot, read_card
+from rkl_bench.forge.train_policy import forge_env_id
+
+FORMAT_VERSION = 1
+"""Bump when generation changes in a way that changes the arrays."""
+
+FILE_KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
+
+MEDIUM_REPLAY_SHARE = {"halfcheetah": 0.2, "hopper": 0.4, "walker2d": 0.3}
+"""medium-replay size relative to a component, D4RL's ratios (202k, 402k, 302k of 1M)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    rows: int
+    """Transitions per component (random, medium, expert)."""
+    num_envs: int
+
+
+PROFILES = {
+    "full": Profile("full", 1_000_000, 8),
+    "quick": Profile("quick", 20_000, 8),
+    "tiny": Profile("tiny", 2_000, 4),
+}
+
+
+def profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise RklBenchError(f"unknown forge profile {name!r}; choose one of: {', '.join(PROFILES)}") from None
+
+
+def component_rows(env: str, kind: str, prof: Profile) -> int:
+    if kind == "medium-replay":
+        return max(1, int(round(prof.rows * MEDIUM_REPLAY_SHARE[env])))
+    return prof.rows
+
+
+def _version(env: str, kind: str, prof: Profile, seed: int, digests: list[str]) -> str:
+    record = {
+        "format": FORMAT_VERSION, "env": forge_env_id(env), "kind": kind, "rows": prof.rows,
+        "seed": seed, "policies": digests, "gymnasium": gymnasium.__version__, "mujoco": mujoco.__version__,
+    }
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+    return f"forge-v5:{prof.name}:{digest}"
+
+
+def env_dims(env: str) -> tuple[int, int]:
+    """(obs_dim, act_dim) of a forge env."""
+    e = gymnasium.make(forge_env_id(env)).unwrapped
+    return e.observation_space.shape[0], e.action_space.shape[0]
+
+
+def _concat(parts: list[RolloutArrays]) -> RolloutArrays:
+    return RolloutArrays(*(np.concatenate([getattr(p, f) for p in parts]) for f in RolloutArrays.__dataclass_fields__))
+
+
+def generate_kind(env: str, kind: str, prof: Profile, seed: int, policy_root: Path | None = None,
+                  progress: bool = True) -> tuple[RolloutArrays, list[str]]:
+    """The arrays of one file kind and the digests of the policies used."""
+    env_id = forge_env_id(env)
+    rows = component_rows(env, kind, prof)
+    if kind == "random":
+        return rollout(env_id, None, rows, seed, prof.num_envs, progress=progress, desc=f"{env}-random"), []
+    card = read_card(env, policy_root)
+    obs_dim, act_dim = env_dims(env)
+
+    def snapshot(step: int):
+        return load_snapshot(env, step, obs_dim, act_dim, policy_root)
+
+    if kind in ("medium", "expert"):
+        policy = snapshot(int(card[kind]["step"]))
+        arrays = rollout(env_id, policy, rows, seed, prof.num_envs, progress=progress, desc=f"{env}-{kind}")
+        return arrays, [policy.digest]
+    if kind == "medium-replay":
+        ladder = [int(s) for s in card["ladder"]]
+        shares = np.diff(np.linspace(0, rows, len(ladder) + 1).round().astype(int))
+        parts, digests = [], []
+        for i, (step, share) in enumerate(zip(ladder, shares)):
+            policy = snapshot(step)
+            parts.append(rollout(env_id, policy, int(share), seed * 1000 + i, prof.num_envs,
+                                 progress=progress, desc=f"{env}-medium-replay {i + 1}/{len(ladder)}"))
+            digests.append(policy.digest)
+        return _concat(parts), digests
+    if kind == "medium-expert":
+        medium, d1 = generate_kind(env, "medium", prof, seed, policy_root, progress)
+        expert, d2 = generate_kind(env, "expert", prof, seed, policy_root, progress)
+        return _concat([medium, expert]), d1 + d2
+    raise RklBenchError(f"forge cannot make kind {kind!r}; file kinds are: {', '.join(FILE_KINDS)}")
+
+
+def make_file(env: str, kind: str, profile_name: str = "quick", seed: int = 0, force: bool = False,
+              policy_root: Path | None = None, progress: bool = True) -> Path:
+    """Make ``<forge_dir>/<profile>/<env>-<kind>.hdf5`` unless a current one exists."""
+    prof = profile(profile_name)
+    path = forge_path(env, kind, prof.name)
+    if path.is_file() and not force:
+        meta = read_metadata(path)
+        if str(meta.get("version", "")).startswith(f"forge-v5:{prof.name}:") and int(meta.get("seed", -1)) == seed:
+            return path
+    arrays, digests = generate_kind(env, kind, prof, seed, policy_root, progress)
+    version = _version(env, kind, prof, seed, digests)
+    metadata = {
+        "env": env, "version": version, "name": f"forge-v5/{env}-{kind}", "kind": kind,
+        "profile": prof.name, "seed": seed, "gym_env_id": forge_env_id(env),
+        "episode_returns": arrays.episode_returns if len(arrays.episode_returns) else np.zeros(0),
+    }
+    return write_d4rl_hdf5(
+        path, arrays.observations, arrays.actions, arrays.rewards, arrays.terminals, arrays.timeouts,
+        metadata, next_observations=arrays.next_observations,
+    )
+
+
+def make_datasets(names: list[str], profile: str | None = None, seed: int = 0, force: bool = False,
+                  progress: bool = True) -> list[Path]:
+    """Make every file the forge names need (a mix needs its random file and its other kind)."""
+    paths: list[Path] = []
+    for spec in names:
+        parsed = parse_dataset_name(spec)
+        if parsed.source != "forge":
+            raise RklBenchError(f"{spec!r} is not a forge dataset name; forge names look like forge-v5/hopper-random-expert")
+        prof = profile or parsed.profile
+        for kind in parsed.kinds:
+            path = make_file(parsed.env or "", kind, prof, seed=seed, force=force, progress=progress)
+            if path not in paths:
+                paths.append(path)
+    return paths

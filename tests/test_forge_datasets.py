@@ -1,0 +1,82 @@
+"""The forge end to end: roll out, write D4RL layout, read back with the core reader."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rkl_bench.algos.nets import GaussianHead
+from rkl_bench.data.registry import load_dataset, parse_dataset_name
+from rkl_bench.errors import RklBenchError
+from rkl_bench.forge import policies
+from rkl_bench.forge.generate import rollout
+from rkl_bench.forge.make import make_datasets, make_file
+
+
+@pytest.fixture
+def fake_policies(tmp_path, monkeypatch):
+    """A policy card for hopper whose snapshots are untrained actors (distinct seeds)."""
+    root = tmp_path / "policies"
+    folder = root / "hopper"
+    folder.mkdir(parents=True)
+    for step in (10_000, 20_000, 30_000, 40_000):
+        torch.manual_seed(step)
+        torch.save(GaussianHead(11, 3).state_dict(), folder / f"actor_{step:07d}.pt")
+    card = {"medium": {"step": 30_000}, "expert": {"step": 40_000}, "ladder": [10_000, 20_000, 30_000]}
+    (folder / "card.json").write_text(json.dumps(card))
+    monkeypatch.setattr(policies, "POLICY_ROOT", root)
+    return root
+
+
+def test_rollout_is_identical_whatever_the_number_of_envs():
+    a = rollout("Hopper-v5", None, 300, seed=4, num_envs=1, progress=False)
+    b = rollout("Hopper-v5", None, 300, seed=4, num_envs=3, progress=False)
+    for field in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+    assert len(a.rewards) == 300
+    assert a.timeouts[-1], "a dataset cut mid-episode flags its last row as a timeout"
+    # rows follow each other within an episode
+    inside = ~(a.terminals | a.timeouts)[:-1]
+    assert np.array_equal(a.next_observations[:-1][inside], a.observations[1:][inside])
+    assert np.abs(a.actions).max() <= 1.0
+
+
+def test_tiny_random_dataset_reads_back_through_the_core_reader():
+    path = make_file("hopper", "random", "tiny", seed=0, progress=False)
+    data = load_dataset("forge-v5-tiny/hopper-random")
+    flags = __import__("h5py").File(path)["timeouts"][()]
+    assert len(data) == 2000 - 1 - int(flags[:-1].sum()), "qlearning semantics: timeouts and the last row dropped"
+    assert data.obs_dim == 11 and data.act_dim == 3
+    assert data.version.startswith("forge-v5:tiny:")
+    assert data.terminals.sum() > 0, "random hopper falls: terminals come from the env"
+    again = make_file("hopper", "random", "tiny", seed=0, progress=False, force=True)
+    assert again == path
+    assert load_dataset("forge-v5-tiny/hopper-random").version == data.version
+    assert np.array_equal(load_dataset("forge-v5-tiny/hopper-random").observations, data.observations)
+
+
+def test_policy_kinds_and_the_papers_mix(fake_policies):
+    paths = make_datasets(["forge-v5-tiny/hopper-random-medium-expert", "forge-v5-tiny/hopper-medium-replay"],
+                          progress=False)
+    assert [p.name for p in paths] == ["hopper-random.hdf5", "hopper-medium-expert.hdf5", "hopper-medium-replay.hdf5"]
+    mixed = load_dataset("forge-v5-tiny/hopper-random-medium-expert")
+    names = [p.name for p in mixed.provenance]
+    assert names == ["forge-v5-tiny/hopper-random", "forge-v5-tiny/hopper-medium-expert"]
+    sizes = [p.size for p in mixed.provenance]
+    assert sum(sizes) == len(mixed) and sizes[1] > sizes[0], "medium-expert holds two components"
+    replay = load_dataset("forge-v5-tiny/hopper-medium-replay")
+    assert 0.35 * 2000 < len(replay) <= 0.4 * 2000, "hopper medium-replay is 40% of a component"
+
+
+def test_clear_errors_for_unknown_env_profile_and_missing_policies(tmp_path, monkeypatch):
+    with pytest.raises(RklBenchError, match="unknown env 'ant'"):
+        make_datasets(["forge-v5/ant-random"], progress=False)
+    with pytest.raises(RklBenchError, match="unknown forge profile 'huge'"):
+        make_datasets(["forge-v5/hopper-random"], profile="huge", progress=False)
+    monkeypatch.setattr(policies, "POLICY_ROOT", tmp_path / "none")
+    with pytest.raises(RklBenchError, match="no behaviour policies shipped for walker2d"):
+        make_datasets(["forge-v5-tiny/walker2d-expert"], progress=False)
+    with pytest.raises(RklBenchError, match="not a forge dataset"):
+        make_datasets(["hopper-medium-v2"], progress=False)
+    assert parse_dataset_name("forge-v5-quick/hopper-random-expert").profile == "quick"

@@ -32,7 +32,7 @@ def test_export_writes_card_with_measured_scores(tmp_path):
     cfg = SACTrainConfig(start_steps=100, eval_every=100, eval_episodes=1, checkpoint_every=100,
                          snapshot_every=100, max_episode_steps=50, sac=SACConfig(hidden=(256, 256), batch_size=32))
     work = train_behaviour_policy("hopper", 300, seed=0, work_dir=tmp_path / "sac", config=cfg,
-                                  fast=False, progress=False)
+                                  fast=False, progress=False, init_agent=None)
     out = export_policies("hopper", work_dir=work, root=tmp_path / "policies", episodes=3)
     card = json.loads((out / "card.json").read_text())
     assert card["status"] == "provisional" and card["trained_steps"] == 300
@@ -43,3 +43,26 @@ def test_export_writes_card_with_measured_scores(tmp_path):
             assert isinstance(card[role][mode]["normalized_mean"], float)
     assert (out / "agent_latest.pt").is_file()
     assert all((out / f"actor_{s:07d}.pt").is_file() for s in card["ladder"])
+
+
+def test_new_machine_continues_from_the_shipped_agent(tmp_path, monkeypatch):
+    from rkl_bench.forge import train_policy
+
+    cfg = SACTrainConfig(start_steps=100, eval_every=100, eval_episodes=1, checkpoint_every=100,
+                         snapshot_every=100, max_episode_steps=50, sac=SACConfig(batch_size=32))
+    work = train_behaviour_policy("hopper", 200, seed=3, work_dir=tmp_path / "sac", config=cfg,
+                                  fast=False, progress=False, init_agent=None)
+    export_policies("hopper", work_dir=work, root=tmp_path / "policies", episodes=1)
+    monkeypatch.setattr(train_policy, "POLICY_ROOT", tmp_path / "policies")
+    fresh = train_behaviour_policy("hopper", 400, seed=3, work_dir=tmp_path / "new", config=cfg,
+                                   fast=False, progress=False)
+    import torch
+
+    state = torch.load(fresh / "checkpoint" / "state.pt", weights_only=False)
+    assert state["steps"] == 400 and state["warmup_until"] == 300, "continued at 200, refilled 100 steps"
+    # an update follows every env step from the end of the warm-up on (step 100 of 200: 101 updates)
+    assert state["agent"]["updates"] == 101 + 101, "101 shipped updates + 101 after the refill"
+    # another seed does not pick up seed 3's agent
+    other = train_behaviour_policy("hopper", 150, seed=4, work_dir=tmp_path / "other", config=cfg,
+                                   fast=False, progress=False)
+    assert torch.load(other / "checkpoint" / "state.pt", weights_only=False)["agent"]["updates"] == 51

@@ -81,12 +81,12 @@ def _state(work):
 def test_resumed_run_equals_straight_run(tmp_path):
     cfg = _tiny_config()
     straight = train_behaviour_policy("hopper", 400, seed=1, work_dir=tmp_path / "a",
-                                      config=cfg, fast=False, progress=False)
+                                      config=cfg, fast=False, progress=False, init_agent=None)
     resumed = tmp_path / "b"
     train_behaviour_policy("hopper", 400, seed=1, work_dir=resumed, config=cfg,
-                           fast=False, progress=False, stop_after=230)
+                           fast=False, progress=False, init_agent=None, stop_after=230)
     assert _state(resumed)["steps"] == 230
-    train_behaviour_policy("hopper", 400, seed=1, work_dir=resumed, config=cfg, fast=False, progress=False)
+    train_behaviour_policy("hopper", 400, seed=1, work_dir=resumed, config=cfg, fast=False, progress=False, init_agent=None)
     a, b = _state(straight), _state(resumed)
     assert a["steps"] == b["steps"] == 400
     for key in a["agent"]["actor"]:
@@ -101,8 +101,8 @@ def test_resumed_run_equals_straight_run(tmp_path):
 
 def test_unknown_env_and_mismatched_work_dir_are_clear_errors(tmp_path):
     with pytest.raises(RklBenchError, match="unknown forge env 'ant'"):
-        train_behaviour_policy("ant", 10, work_dir=tmp_path / "x", progress=False)
+        train_behaviour_policy("ant", 10, work_dir=tmp_path / "x", progress=False, init_agent=None)
     cfg = _tiny_config()
-    train_behaviour_policy("hopper", 120, seed=0, work_dir=tmp_path / "w", config=cfg, fast=False, progress=False)
+    train_behaviour_policy("hopper", 120, seed=0, work_dir=tmp_path / "w", config=cfg, fast=False, progress=False, init_agent=None)
     with pytest.raises(RklBenchError, match="different settings"):
-        train_behaviour_policy("hopper", 120, seed=5, work_dir=tmp_path / "w", config=cfg, fast=False, progress=False)
+        train_behaviour_policy("hopper", 120, seed=5, work_dir=tmp_path / "w", config=cfg, fast=False, progress=False, init_agent=None)

@@ -37,6 +37,7 @@ import torch
 from tqdm import tqdm
 
 from rkl_bench.errors import RklBenchError
+from rkl_bench.forge.policies import POLICY_ROOT
 from rkl_bench.forge.replay import ReplayBuffer
 from rkl_bench.forge.sac import SACAgent, SACConfig
 
@@ -242,6 +243,17 @@ def _check_run_file(path: Path, record: dict[str, Any]) -> None:
     path.write_text(json.dumps(record, indent=2, sort_keys=True))
 
 
+def _shipped_agent(env: str, seed: int, init_agent: str | Path | None) -> Path | None:
+    if init_agent is None:
+        return None
+    if init_agent != "auto":
+        return Path(init_agent)
+    path = POLICY_ROOT / env / "agent_latest.pt"
+    if path.is_file() and torch.load(path, weights_only=False).get("seed") == seed:
+        return path
+    return None
+
+
 def train_behaviour_policy(
     env: str,
     total_steps: int = 1_000_000,
@@ -249,7 +261,7 @@ def train_behaviour_policy(
     work_dir: str | Path | None = None,
     fast: bool = True,
     config: SACTrainConfig | None = None,
-    init_agent: str | Path | None = None,
+    init_agent: str | Path | None = "auto",
     progress: bool = True,
     stop_after: int | None = None,
 ) -> Path:
@@ -257,6 +269,11 @@ def train_behaviour_policy(
 
     ``stop_after`` stops (after checkpointing) once that many steps are done, as
     an interruption would; tests use it to check resume equality.
+
+    Without a checkpoint in the work dir, ``init_agent="auto"`` continues from
+    the shipped ``policies/<env>/agent_latest.pt`` when one exists for this
+    seed (a new machine picking up the committed milestone); ``None`` starts
+    from scratch; a path names the agent file to continue from.
     """
     forge_env_id(env)
     config = dataclasses.replace(config or SACTrainConfig(), total_steps=total_steps)
@@ -271,10 +288,12 @@ def train_behaviour_policy(
     if (work / "checkpoint" / "state.pt").exists():
         run.restore(work / "checkpoint")
         _truncate_log(log_path, run.steps)
-    elif init_agent is not None:
-        shipped = torch.load(init_agent, weights_only=False)
+    elif (shipped_path := _shipped_agent(env, seed, init_agent)) is not None:
+        shipped = torch.load(shipped_path, weights_only=False)
         run.start_from_agent(shipped["agent"], shipped["steps"])
         _truncate_log(log_path, run.steps)
+        if progress:
+            print(f"continuing the shipped agent {shipped_path} at step {run.steps} (replay buffer refilled first)")
     else:
         _truncate_log(log_path, 0)
 

@@ -29,11 +29,15 @@ import numpy as np
 from rkl_bench.algos.base import Learner, config_from_dict
 from rkl_bench.algos.bc import BC, BCConfig
 from rkl_bench.algos.td3_bc import TD3BC, TD3BCConfig
+from rkl_bench.algos.td3_rkl import TD3RKL, TD3RKLConfig
 from rkl_bench.data.dataset import OfflineDataset
 from rkl_bench.errors import RklBenchError
 
 Builder = Callable[..., Learner]
-"""``build(dataset, config, seed, device, progress, state_mean, state_std) -> Learner``."""
+"""``build(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner``.
+
+``fit=False`` asks the builder to skip construction-time fitting because a
+checkpoint will be loaded right after (only TD3+RKL has any)."""
 
 
 @dataclass(frozen=True)
@@ -46,17 +50,25 @@ class LearnerEntry:
     summary: str
 
 
-def _build_bc(dataset, config, seed, device, progress, state_mean, state_std) -> Learner:
+def _build_bc(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
     return BC(dataset.obs_dim, dataset.act_dim, config, seed, device)
 
 
-def _build_td3_bc(dataset, config, seed, device, progress, state_mean, state_std) -> Learner:
+def _build_td3_bc(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
     return TD3BC(dataset.obs_dim, dataset.act_dim, config, seed, device)
+
+
+def _build_td3_rkl(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
+    observations = (dataset.observations - state_mean) / state_std
+    return TD3RKL(observations, dataset.actions, config, seed, device, progress=progress, fit=fit)
 
 
 LEARNERS: dict[str, LearnerEntry] = {
     "bc": LearnerEntry("bc", BCConfig, _build_bc, "behaviour cloning, deterministic MSE"),
     "td3_bc": LearnerEntry("td3_bc", TD3BCConfig, _build_td3_bc, "TD3+BC (Fujimoto & Gu 2021), Eq. 6"),
+    "td3_rkl": LearnerEntry(
+        "td3_rkl", TD3RKLConfig, _build_td3_rkl, "TD3+RKL (the paper): Eq. 7 BC term weighted by Eq. 18"
+    ),
 }
 
 
@@ -107,12 +119,19 @@ def make_learner(
     *,
     state_mean: np.ndarray | None = None,
     state_std: np.ndarray | None = None,
+    state: Mapping[str, Any] | None = None,
 ) -> Learner:
     """Build algorithm ``name`` for ``dataset`` (raw, un-normalised) with ``hyperparams`` over its defaults.
 
     ``state_mean``/``state_std`` default to ``dataset.state_stats()``; pass
     the ones the training loop's sampler uses if they differ. ``progress``
     shows bars for construction-time work (TD3+RKL's behaviour fit).
+
+    ``state`` (a learner ``state_dict()`` from a checkpoint) resumes: the
+    learner is built and the state loaded, and construction-time fitting is
+    skipped (TD3+RKL's behaviour model and lambdas come from the checkpoint).
+    Building without ``state`` and calling ``load_state_dict`` later is
+    equivalent but refits TD3+RKL's behaviour model first, only to replace it.
     """
     entry = _entry(name)
     config = make_config(name, hyperparams)
@@ -127,4 +146,7 @@ def make_learner(
             f"state_mean/state_std must have shape ({dataset.obs_dim},) for dataset {dataset.name!r}; "
             f"got {state_mean.shape} and {state_std.shape}"
         )
-    return entry.build(dataset, config, int(seed), device, progress, state_mean, state_std)
+    learner = entry.build(dataset, config, int(seed), device, progress, state_mean, state_std, state is None)
+    if state is not None:
+        learner.load_state_dict(dict(state))
+    return learner

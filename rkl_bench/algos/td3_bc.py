@@ -191,20 +191,21 @@ class TD3BC:
     # ------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:
         """A deep copy of everything a bit-exact resume needs."""
-        return copy.deepcopy(
-            {
-                "algo": self.algo,
-                "config": dataclasses.asdict(self.config),
-                "total_it": self.total_it,
-                "actor": self.actor.state_dict(),
-                "critic": self.critic.state_dict(),
-                "actor_target": self.actor_target.state_dict(),
-                "critic_target": self.critic_target.state_dict(),
-                "actor_optimizer": self.actor_optimizer.state_dict(),
-                "critic_optimizer": self.critic_optimizer.state_dict(),
-                "noise_generator": self.noise_generator.get_state(),
-            }
-        )
+        return copy.deepcopy(self._state())
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "algo": self.algo,
+            "config": dataclasses.asdict(self.config),
+            "total_it": self.total_it,
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "actor_target": self.actor_target.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "noise_generator": self.noise_generator.get_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_checkpoint(self, state)

@@ -1,0 +1,249 @@
+"""TD3+RKL: TD3 with a per-state weighted reverse-KL-inspired BC regulariser.
+
+The method of ``shared/paper/td3_rkl.txt``, Algorithm 1. TD3+RKL is TD3+BC
+(:mod:`rkl_bench.algos.td3_bc`, whose critic step, policy delay, target
+networks and Q normalisation it keeps; Sec. IV-C) with two changes:
+
+1. **Aleatoric uncertainty** (Algorithm 1, lines 5-8). Before any RL, a
+   state-conditioned diagonal Gaussian ``pi_psi(a|s)`` is fitted to the
+   dataset (normalised states) by maximum likelihood, and its log-variance
+   ``beta(s) = log sigma_psi(s)^2`` becomes a per-state BC weight (Eq. 18)::
+
+       lambda(s) = 1 / (1 + exp(zeta1 * beta(s) - zeta2))   in [0, 1]
+
+   ``lambda`` is computed once for every dataset row after the fit and looked
+   up by the batch's row indices (line 16 needs it only on batch states).
+   How the per-dimension log-variances become one ``beta`` and whether the
+   Gaussian lives before or after a tanh are options of
+   :class:`~rkl_bench.algos.behaviour.BehaviourConfig` (``behaviour_*`` here,
+   defaults taken from there).
+
+2. **The BC term** (Eq. 7, line 17). The actor minimises::
+
+       - q_weight / mean_B|Q1(s, mu(s))| * mean_B Q1(s, mu(s))
+       + mean_B lambda(s) * reg(mu(s), a, a1, a2)
+
+   where ``a1, a2`` are two actions drawn uniformly from the whole dataset per
+   batch row and ``reg`` is :func:`~rkl_bench.algos.regularisers.bc_loss`
+   (action dimensions averaged):
+
+   * ``"squared"`` (default, Eq. 7): ``(mu - a)^2 - rkl_alpha * (mu - (a1 + a2)/2)^2``;
+   * ``"kernel"`` (Eq. 17): ``-exp(-(mu - a)^2 / (2 sigma^2)) + rkl_alpha * exp(-(mu - (a1+a2)/2)^2 / (2 sigma^2))``;
+   * ``"mse"`` (Eq. 6): ``(mu - a)^2``. With ``lambda = 1`` (``zeta1 = 0``,
+     large ``zeta2``) this is TD3+BC exactly (tested).
+
+``q_weight`` is TD3+BC's alpha (2.5); ``rkl_alpha`` is the paper's alpha in
+Eq. 7 (1.0). The paper reuses the letter; this code does not.
+
+Randomness: target policy noise and the negative actions ``a1, a2`` come from
+two separate ``torch.Generator`` streams of the learner's seed, so changing
+the regulariser never shifts the noise (and TD3+BC's noise stream is the same
+as here). The behaviour fit has its own seed stream.
+
+Metrics: TD3+BC's (``critic_loss``, ``q_mean`` every step; ``actor_loss``,
+``bc_loss`` = plain MSE to the batch actions on actor steps) plus, on actor
+steps, ``reg_loss`` (the weighted regulariser term ``mean_B lambda * reg``)
+and ``lambda_mean`` (mean lambda over the batch states).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rkl_bench.algos.behaviour import (
+    BETA_NORMALIZATIONS,
+    BETA_REDUCES,
+    SQUASHES,
+    BehaviourConfig,
+    GaussianBehaviour,
+    dataset_lambdas,
+    fit_behaviour,
+    lambda_weights,
+)
+from rkl_bench.algos.nets import derive_seed, hidden_sizes, make_generator
+from rkl_bench.algos.regularisers import FORMS, bc_loss
+from rkl_bench.algos.td3_bc import TD3BC, TD3BCConfig, check_checkpoint, positive, positive_int
+from rkl_bench.data.dataset import Batch
+from rkl_bench.errors import RklBenchError
+
+_BEHAVIOUR = BehaviourConfig()
+
+
+@dataclass(frozen=True)
+class TD3RKLConfig(TD3BCConfig):
+    """TD3+BC's hyper-parameters plus the paper's (Sec. V: zeta1 = 10, zeta2 = 5, alpha = 1.0)."""
+
+    zeta1: float = 10.0
+    """Slope of Eq. 18 in ``beta`` (paper: 10)."""
+    zeta2: float = 5.0
+    """Offset of Eq. 18 (paper: 5); ``lambda = 0.5`` where ``beta = zeta2 / zeta1``."""
+    rkl_alpha: float = 1.0
+    """The paper's alpha: weight of the negative sample in Eq. 7 / Eq. 17 (paper: 1.0)."""
+    regulariser: str = "squared"
+    """BC form: ``"squared"`` (Eq. 7), ``"kernel"`` (Eq. 17) or ``"mse"`` (Eq. 6, TD3+BC's)."""
+    kernel_sigma: float = math.sqrt(0.5)
+    """Kernel width for ``"kernel"``: with ``sigma^2 = 1/2`` the kernel's gradient near the data
+    equals the ``"mse"`` form's, so ``q_weight`` keeps its TD3+BC meaning (regularisers.py)."""
+    behaviour_steps: int = _BEHAVIOUR.steps
+    behaviour_batch_size: int = _BEHAVIOUR.batch_size
+    behaviour_lr: float = _BEHAVIOUR.lr
+    behaviour_hidden_dim: int = _BEHAVIOUR.hidden[0]
+    behaviour_hidden_layers: int = len(_BEHAVIOUR.hidden)
+    behaviour_squash: str = _BEHAVIOUR.squash
+    beta_reduce: str = _BEHAVIOUR.beta_reduce
+    beta_normalization: str = _BEHAVIOUR.beta_normalization
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        positive(self, "kernel_sigma", "behaviour_lr")
+        positive_int(self, "behaviour_steps", "behaviour_batch_size", "behaviour_hidden_dim", "behaviour_hidden_layers")
+        for key, allowed in (
+            ("regulariser", FORMS),
+            ("behaviour_squash", SQUASHES),
+            ("beta_reduce", BETA_REDUCES),
+            ("beta_normalization", BETA_NORMALIZATIONS),
+        ):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key!r} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
+        if self.rkl_alpha < 0:
+            raise ValueError(f"'rkl_alpha' must be >= 0, got {self.rkl_alpha!r}")
+        for key in ("zeta1", "zeta2"):
+            if not math.isfinite(getattr(self, key)):
+                raise ValueError(f"{key!r} must be a finite number, got {getattr(self, key)!r}")
+
+    def behaviour_config(self) -> BehaviourConfig:
+        return BehaviourConfig(
+            steps=self.behaviour_steps,
+            batch_size=self.behaviour_batch_size,
+            lr=self.behaviour_lr,
+            hidden=hidden_sizes(self.behaviour_hidden_dim, self.behaviour_hidden_layers),
+            squash=self.behaviour_squash,
+            beta_reduce=self.beta_reduce,
+            beta_normalization=self.beta_normalization,
+        )
+
+
+class TD3RKL(TD3BC):
+    """The TD3+RKL learner (see the module docstring)."""
+
+    algo = "td3_rkl"
+    config: TD3RKLConfig
+
+    def __init__(
+        self,
+        observations: np.ndarray | torch.Tensor,
+        actions: np.ndarray | torch.Tensor,
+        config: TD3RKLConfig | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+        progress: bool = False,
+        fit: bool = True,
+    ) -> None:
+        """``observations`` are the dataset's NORMALISED states, ``actions`` its actions, row by row.
+
+        ``fit=False`` skips the behaviour fit (Algorithm 1, lines 6-8): the
+        learner is then only usable after :meth:`load_state_dict` of a
+        checkpoint, which carries the fitted model and the per-row lambdas.
+        """
+        config = config or TD3RKLConfig()
+        obs = torch.as_tensor(np.asarray(observations, np.float32) if isinstance(observations, np.ndarray) else observations)
+        act = torch.as_tensor(np.asarray(actions, np.float32) if isinstance(actions, np.ndarray) else actions)
+        if obs.dim() != 2 or act.dim() != 2 or len(obs) != len(act):
+            raise RklBenchError(
+                f"td3_rkl needs observations (N, obs_dim) and actions (N, act_dim) of equal length; "
+                f"got {tuple(obs.shape)} and {tuple(act.shape)}"
+            )
+        super().__init__(obs.shape[1], act.shape[1], config, seed, device)
+        self.dataset_actions = act.float().to(self.device).contiguous()
+        self.negatives_generator = make_generator(seed, "negative_actions", self.device)
+
+        behaviour_config = config.behaviour_config()
+        if fit:
+            obs_dev = obs.float().to(self.device)
+            self.behaviour, self.behaviour_stats = fit_behaviour(
+                obs_dev, self.dataset_actions, behaviour_config, derive_seed(seed, "behaviour"), progress=progress
+            )
+            self.lambda_table = dataset_lambdas(self.behaviour, obs_dev, config.zeta1, config.zeta2)
+        else:
+            self.behaviour = GaussianBehaviour.from_config(self.obs_dim, self.act_dim, behaviour_config).to(self.device)
+            self.behaviour.eval()
+            self.behaviour_stats = {}
+            self.lambda_table = torch.full((len(obs),), float("nan"), device=self.device)
+        self.fitted = fit
+
+    # ------------------------------------------------------------------ update
+    def update(self, batch: Batch) -> dict[str, float]:
+        if not self.fitted:
+            raise RklBenchError("td3_rkl learner was built with fit=False; load a checkpoint before update()")
+        return super().update(batch)
+
+    def actor_loss(
+        self, batch: Batch, pi: torch.Tensor, q1: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. 7 with Eq. 18's per-state weights, TD3+BC's Q normalisation."""
+        cfg = self.config
+        lmbda = cfg.q_weight / q1.abs().mean().detach()
+        weights = self.lambda_table.index_select(0, batch.indices)  # lambda(s), (B,)
+        rows = torch.randint(
+            0, len(self.dataset_actions), (2 * len(pi),), generator=self.negatives_generator, device=self.device
+        )
+        a1, a2 = self.dataset_actions.index_select(0, rows).view(2, len(pi), -1)
+        reg = bc_loss(cfg.regulariser, pi, batch.actions, a1, a2, cfg.rkl_alpha, cfg.kernel_sigma)  # (B,)
+        reg_loss = (weights * reg).mean()
+        metrics = {
+            "bc_loss": F.mse_loss(pi.detach(), batch.actions),
+            "reg_loss": reg_loss.detach(),
+            "lambda_mean": weights.mean(),
+        }
+        return -lmbda * q1.mean() + reg_loss, metrics
+
+    # ------------------------------------------------------------- lambda(s)
+    @torch.no_grad()
+    def lambdas(self, observations_normalised: np.ndarray) -> np.ndarray:
+        """Eq. 18's ``lambda(s)`` for any normalised states ``(B, obs_dim)`` -> ``(B,)`` float32
+        (``(obs_dim,)`` -> a 0-d array), e.g. for the report's Fig. 4."""
+        obs = np.asarray(observations_normalised, dtype=np.float32)
+        if obs.shape[-1:] != (self.obs_dim,) or obs.ndim not in (1, 2):
+            raise ValueError(f"lambdas() expects states of shape (B, {self.obs_dim}) or ({self.obs_dim},), got {obs.shape}")
+        x = torch.as_tensor(obs, device=self.device).reshape(-1, self.obs_dim)
+        beta = torch.cat([self.behaviour.beta(chunk) for chunk in x.split(65536)]) if len(x) else x.new_zeros(0)
+        lam = lambda_weights(beta, self.config.zeta1, self.config.zeta2).to("cpu", torch.float32).numpy()
+        return lam[0] if obs.ndim == 1 else lam
+
+    @property
+    def dataset_lambdas(self) -> np.ndarray:
+        """``lambda(s_i)`` of every dataset row, ``(N,)`` float32 (a copy of :attr:`lambda_table`)."""
+        return self.lambda_table.to("cpu", torch.float32).numpy().copy()
+
+    # ------------------------------------------------------------- checkpoint
+    def _state(self) -> dict[str, Any]:
+        state = super()._state()
+        state.update(
+            behaviour=self.behaviour.state_dict(),
+            behaviour_stats=dict(self.behaviour_stats),
+            lambda_table=self.lambda_table,
+            negatives_generator=self.negatives_generator.get_state(),
+        )
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        check_checkpoint(self, state)
+        table = state["lambda_table"]
+        if tuple(table.shape) != tuple(self.lambda_table.shape):
+            raise RklBenchError(
+                f"td3_rkl checkpoint has lambdas for {len(table)} dataset rows but this dataset has "
+                f"{len(self.lambda_table)}; resume on the dataset the checkpoint was trained on"
+            )
+        super().load_state_dict(state)
+        self.behaviour.load_state_dict(state["behaviour"])
+        self.behaviour.eval()
+        self.behaviour_stats = dict(state["behaviour_stats"])
+        self.lambda_table = table.to(self.device, torch.float32).clone()
+        self.negatives_generator.set_state(state["negatives_generator"])
+        self.fitted = True

@@ -96,20 +96,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
         hyperparams=_parse_overrides(args.set),
         checkpoint_every=args.checkpoint_every,
     )
-    train(spec)
+    summary = train(spec)
+    if not summary.already_finished:
+        score = (summary.last_row or {}).get("normalized_score")
+        shown = "" if score is None else f", normalized score {score:.1f}"
+        print(f"done: {summary.step} steps{shown}; results in {spec.out_dir / 'metrics.jsonl'}")
     return 0
 
 
 def _parse_overrides(items: Sequence[str] | None) -> dict[str, object]:
-    """``--set key=value`` pairs, values parsed as YAML scalars (numbers, bools)."""
+    """``--set key=value`` pairs, values parsed as YAML scalars (numbers, bools).
+
+    YAML 1.1 reads ``3e-4`` (no dot) as a string; such values are taken as
+    the float they spell, so ``--set actor_lr=3e-4`` works.
+    """
     import yaml
 
     overrides: dict[str, object] = {}
     for item in items or ():
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise RklBenchError(f"--set expects key=value, got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        overrides[key.strip()] = parsed
     return overrides
 
 

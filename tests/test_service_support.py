@@ -1,0 +1,69 @@
+"""Shared helpers for the service tests: tiny Hopper datasets and a loopback Ray.
+
+No tests here. The datasets are random, in D4RL's layout and file naming, so
+``dataset_source: d4rl``/``auto`` configs find them in ``$D4RL_DATASET_DIR``
+(a per-test temporary directory, see ``conftest.py``) and trials evaluate
+them in Hopper-v4 (obs 11, act 3).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rkl_bench.data.d4rl import write_d4rl_hdf5
+from rkl_bench.service.ray_runtime import LOOPBACK, configure_ray_environment
+
+OBS_DIM, ACT_DIM = 11, 3
+SMOKE_CONFIG = Path(__file__).resolve().parents[1] / "tune_configs" / "smoke.yaml"
+
+
+def write_tiny_hopper(directory: Path, kind: str, rows: int = 400, episode: int = 50, seed: int = 0) -> Path:
+    """``<directory>/hopper_<kind>-v2.hdf5``: ``rows`` random transitions in episodes of ``episode`` steps."""
+    rng = np.random.default_rng(seed)
+    observations = rng.normal(size=(rows, OBS_DIM)).astype(np.float32)
+    if kind == "random":
+        actions = rng.uniform(-1, 1, size=(rows, ACT_DIM))
+    else:
+        actions = np.tanh(observations[:, :ACT_DIM] + 0.1 * rng.normal(size=(rows, ACT_DIM)))
+    timeouts = np.zeros(rows, bool)
+    timeouts[episode - 1 :: episode] = True
+    return write_d4rl_hdf5(
+        directory / f"hopper_{kind.replace('-', '_')}-v2.hdf5",
+        observations,
+        actions.astype(np.float32),
+        rng.normal(size=rows).astype(np.float32),
+        np.zeros(rows, bool),
+        timeouts,
+        {"env": "hopper", "version": "d4rl-v2", "name": f"hopper-{kind}-v2"},
+    )
+
+
+def write_smoke_datasets(kinds: tuple[str, ...] = ("random", "expert")) -> Path:
+    """The files ``smoke.yaml`` reads (hopper-random-expert), in ``$D4RL_DATASET_DIR``."""
+    directory = Path(os.environ["D4RL_DATASET_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, kind in enumerate(kinds):
+        write_tiny_hopper(directory, kind, seed=i)
+    return directory
+
+
+def start_local_ray(num_cpus: int = 2) -> None:
+    """A loopback-only local Ray without dashboard or usage stats."""
+    configure_ray_environment(local=True)
+    import ray
+
+    ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOOPBACK, log_to_driver=False)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray (2 CPUs) per test module, shut down at its end."""
+    import ray
+
+    start_local_ray()
+    yield ray
+    ray.shutdown()

@@ -46,7 +46,8 @@ from rkl_bench.errors import RklBenchError
 
 SQUASHES = ("none", "tanh")
 BETA_REDUCES = ("mean", "sum", "max")
-BETA_NORMALIZATIONS = ("none", "zscore")
+BETA_NORMALIZATIONS = ("none", "zscore", "range")
+RANGE_QUANTILES = (0.05, 0.95)
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -171,11 +172,11 @@ class GaussianBehaviour(nn.Module):
         return log_var.amax(dim=-1)
 
     def beta(self, obs: Tensor) -> Tensor:
-        """``beta(s)`` of Eq. 18 as configured (z-scored with the stored statistics if ``"zscore"``); ``(B,)``."""
+        """``beta(s)`` of Eq. 18 as configured (``raw_beta`` mapped by the stored statistics unless ``"none"``); ``(B,)``."""
         raw = self.raw_beta(obs)
-        if self.beta_normalization == "zscore":
-            return (raw - self.beta_shift) / self.beta_scale
-        return raw
+        if self.beta_normalization == "none":
+            return raw
+        return (raw - self.beta_shift) / self.beta_scale
 
     # The options are structure, not weights: keep them in the state_dict so a
     # checkpoint loaded into a differently configured model fails loudly.
@@ -244,19 +245,39 @@ def fit_behaviour(
     bar.close()
     model.eval()
 
-    raw = _chunked(model.raw_beta, obs)
-    if config.beta_normalization == "zscore":
-        model.beta_shift.fill_(raw.mean())
-        model.beta_scale.fill_(raw.std().clamp_min(1e-6))
+    raw = calibrate_beta(model, obs)
     with torch.no_grad():
         nll_full = torch.cat(
             [-model.log_prob(o, a) for o, a in zip(obs.split(65536), act.split(65536))]
         ).mean()
-    normalised = (raw - model.beta_shift) / model.beta_scale if config.beta_normalization == "zscore" else raw
+    normalised = (raw - model.beta_shift) / model.beta_scale
     stats = {"nll": float(nll_full), "steps": float(config.steps)}
     stats.update(_summary("raw_beta", raw))
     stats.update(_summary("beta", normalised))
     return model, stats
+
+
+@torch.no_grad()
+def calibrate_beta(model: GaussianBehaviour, observations: Tensor) -> Tensor:
+    """Set the ``"zscore"`` statistics from ``raw_beta`` over ``observations``; return ``raw_beta`` ``(N,)``.
+
+    A no-op on the statistics when the model's ``beta_normalization`` is
+    ``"none"``. :func:`fit_behaviour` calls it on the whole dataset; call it
+    again after changing ``model.beta_reduce`` (the fit itself does not depend
+    on the reduction or normalisation, only ``beta`` does).
+    """
+    raw = _chunked(model.raw_beta, observations.float())
+    if model.beta_normalization == "zscore":
+        model.beta_shift.fill_(raw.mean())
+        model.beta_scale.fill_(raw.std().clamp_min(1e-6))
+    elif model.beta_normalization == "range":
+        lo, hi = torch.quantile(raw.double(), torch.tensor(RANGE_QUANTILES, dtype=torch.float64))
+        model.beta_shift.fill_(lo)
+        model.beta_scale.fill_((hi - lo).clamp_min(1e-6))
+    else:
+        model.beta_shift.zero_()
+        model.beta_scale.fill_(1.0)
+    return raw
 
 
 def _check_data(observations: Tensor, actions: Tensor) -> None:

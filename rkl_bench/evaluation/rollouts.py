@@ -213,6 +213,8 @@ def _run_episodes(
 
     ``running[j]`` is the slot (sub-env) behind row ``j`` of the observation
     buffers; rows ``0 .. len(running)-1`` are live, the rest stay zero padding.
+    Per-slot tallies are plain Python numbers: the inner loop runs once per
+    env step, where numpy scalar indexing would cost more than the bookkeeping.
     """
     obs_dim = envs[0].observation_space.shape[0]
     rows = -(-len(envs) // POLICY_BLOCK) * POLICY_BLOCK
@@ -220,8 +222,10 @@ def _run_episodes(
     normalised = np.zeros((rows, obs_dim), np.float32)
     returns = np.zeros(episodes, np.float64)
     lengths = np.zeros(episodes, np.int64)
-    episode_of = np.zeros(len(envs), np.int64)
-
+    step = [env.step for env in envs]
+    episode_of = [0] * len(envs)
+    tally_return = [0.0] * len(envs)
+    tally_length = [0] * len(envs)
     next_episode = 0
     running: list[int] = []
 
@@ -230,7 +234,7 @@ def _run_episodes(
         nonlocal next_episode
         if next_episode == episodes:
             return False
-        episode_of[slot] = next_episode
+        episode_of[slot], tally_return[slot], tally_length[slot] = next_episode, 0.0, 0
         raw[row], _ = envs[slot].reset(seed=seed + next_episode)
         next_episode += 1
         return True
@@ -246,11 +250,12 @@ def _run_episodes(
         actions = _act(policy, normalised, live)
         finished: list[int] = []
         for row, slot in enumerate(running):
-            obs, reward, terminated, truncated, _ = envs[slot].step(actions[row])
-            episode = episode_of[slot]
-            returns[episode] += reward
-            lengths[episode] += 1
+            obs, reward, terminated, truncated, _ = step[slot](actions[row])
+            tally_return[slot] += reward
+            tally_length[slot] += 1
             if terminated or truncated:
+                returns[episode_of[slot]] = tally_return[slot]
+                lengths[episode_of[slot]] = tally_length[slot]
                 if not start(slot, row):
                     finished.append(row)
             else:

@@ -54,6 +54,12 @@ def write_smoke_datasets(kinds: tuple[str, ...] = ("random", "expert")) -> Path:
 def start_local_ray(num_cpus: int = 2) -> None:
     """A loopback-only local Ray without dashboard or usage stats."""
     configure_ray_environment(local=True)
+    # Ray workers import remote functions by module name; tests' own modules
+    # (``test_service_datasets.probe``) live in tests/, which is not a package.
+    tests_dir = str(Path(__file__).resolve().parent)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if tests_dir not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([tests_dir, *paths])
     import ray
 
     ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOOPBACK, log_to_driver=False)

@@ -1,0 +1,221 @@
+"""The Ray Tune trial: one learner on one dataset and seed, through the shared :class:`Trainer`.
+
+The loop is the single-run loop's (same Trainer, same sampler and learner
+seeds, same evaluation seeds ``eval_seed(seed, step)``), with evaluation moved
+off the training thread::
+
+    train to step k ── snapshot policy, save checkpoint(k), submit eval(k) ──┐
+    train to step k+I ── snapshot, save checkpoint(k+I), submit eval(k+I)    │
+                      └─ collect eval(k), report row(k) + checkpoint(k) ◄────┘
+
+so the row of step ``k`` carries the score of the weights at step ``k`` and
+checkpoint ``k``, the state at that very step. A restarted trial (worker
+died, ``--resume``) loads the checkpoint of its last reported row and goes
+on from there: no row is reported twice and none is skipped, and since the
+trainer resumes bit-exactly, the rows are those of an uninterrupted trial.
+
+Threads: the trial sets ``torch.set_num_threads(threads)`` from its
+resources (default 1: one thread per trial and one trial per core);
+evaluation actors use one thread each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from rkl_bench.data.dataset import OfflineDataset
+from rkl_bench.data.envs import gym_env_id
+from rkl_bench.errors import RklBenchError
+from rkl_bench.evaluation import EvalResult
+from rkl_bench.service.config import ExperimentConfig
+from rkl_bench.service.datasets_store import DatasetRefs, fetch_dataset
+from rkl_bench.service.eval_actors import EvalPool, PendingEvaluation, PolicySnapshot
+from rkl_bench.training.metrics import LossMeter
+from rkl_bench.training.trainer import Trainer, eval_seed, read_checkpoint
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """The part of a trial's config shared by every trial of an experiment (plain data, saved by Tune)."""
+
+    steps: int
+    eval_interval: int
+    eval_episodes: int
+    threads: int
+    eval_actors: int
+    envs_per_actor: int
+    eval_actor_cpus: float
+
+    @classmethod
+    def of(cls, config: ExperimentConfig) -> "TrialSettings":
+        return cls(
+            steps=config.steps,
+            eval_interval=config.evaluation.interval,
+            eval_episodes=config.evaluation.episodes,
+            threads=config.resources.threads,
+            eval_actors=config.eval_actors.count,
+            envs_per_actor=config.eval_actors.envs_per_actor,
+            eval_actor_cpus=config.eval_actors.cpus,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class _Row:
+    """A result row waiting for its evaluation, and the checkpoint of its step."""
+
+    fields: dict[str, Any]
+    evaluation: PendingEvaluation
+    checkpoint_dir: Path
+
+
+def run_trial(config: dict[str, Any], datasets: DatasetRefs) -> None:
+    """Tune function trainable; ``config`` holds ``algo``, ``dataset``, ``seed``, ``hyperparams``, ``settings``."""
+    entered = time.perf_counter()
+    settings = TrialSettings(**config["settings"])
+    torch.set_num_threads(settings.threads)
+    algo, spec, seed = config["algo"], config["dataset"], int(config["seed"])
+    dataset = fetch_dataset(datasets[spec])
+    env_id = gym_env_id(dataset)
+    if env_id is None:
+        raise RklBenchError(f"dataset {spec!r} (version {dataset.version}) has no gymnasium environment to evaluate in")
+    state = _restored_state()
+    if state is not None and state["extra"]["dataset_version"] != dataset.version:
+        raise RklBenchError(
+            f"trial checkpoint was trained on {spec} version {state['extra']['dataset_version']}, "
+            f"but the data is now {dataset.version}; start a new experiment"
+        )
+    with warnings.catch_warnings():
+        # The sampler wraps the dataset's arrays with torch.as_tensor; they are
+        # read-only object-store views, which torch warns about, and never written.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        trainer = Trainer(algo, dataset, config["hyperparams"], seed, checkpoint=state)
+    if trainer.step >= settings.steps:
+        return
+    pool = EvalPool(settings.eval_actors, settings.envs_per_actor, settings.eval_actor_cpus, env_id, dataset.env)
+    loop = _TrialLoop(settings, trainer, pool, dataset, spec, entered, state)
+    try:
+        loop.run()
+    finally:
+        loop.discard()
+        pool.close()
+
+
+def _restored_state() -> dict[str, Any] | None:
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return read_checkpoint(Path(folder) / CHECKPOINT_FILE)
+
+
+class _TrialLoop:
+    """Train, snapshot, evaluate asynchronously, report (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: TrialSettings,
+        trainer: Trainer,
+        pool: EvalPool,
+        dataset: OfflineDataset,
+        spec: str,
+        entered: float,
+        state: dict[str, Any] | None,
+    ) -> None:
+        self.settings, self.trainer, self.pool = settings, trainer, pool
+        self.base = {
+            "algo": trainer.algo,
+            "dataset": spec,
+            "dataset_version": dataset.version,
+            "seed": trainer.seed,
+        }
+        self.wall_offset = 0.0 if state is None else float(state["extra"]["wall_time"])
+        self.session_start = entered
+        self.setup_seconds = time.perf_counter() - entered
+        self.pending: _Row | None = None
+
+    def wall_time(self) -> float:
+        """Seconds of trial time so far, summed over restarts."""
+        return self.wall_offset + time.perf_counter() - self.session_start
+
+    def run(self) -> None:
+        trainer, settings = self.trainer, self.settings
+        while trainer.step < settings.steps:
+            interval = settings.eval_interval
+            target = min((trainer.step // interval + 1) * interval, settings.steps)
+            steps = target - trainer.step
+            meter = LossMeter()
+            started = time.perf_counter()
+            trainer.train_steps(steps, meter)
+            train_seconds = time.perf_counter() - started
+            row = self.start_row(meter, steps / train_seconds if train_seconds > 0 else None)
+            self.finish_pending()
+            self.pending = row
+        self.finish_pending()
+
+    def start_row(self, meter: LossMeter, steps_per_second: float | None) -> _Row:
+        """At an evaluation step: save the checkpoint and send the policy to the pool."""
+        trainer = self.trainer
+        wall_time = self.wall_time()
+        folder = Path(tempfile.mkdtemp(prefix="rkl_bench_ckpt_"))
+        trainer.save(folder / CHECKPOINT_FILE, {"wall_time": wall_time, "dataset_version": self.base["dataset_version"]})
+        policy = PolicySnapshot.of(trainer.learner.actor, trainer.state_mean, trainer.state_std)
+        evaluation = self.pool.submit(
+            policy, trainer.step, self.settings.eval_episodes, eval_seed(trainer.seed, trainer.step)
+        )
+        fields = {
+            **self.base,
+            "step": trainer.step,
+            "total_steps": self.settings.steps,
+            **meter.means(),
+            "wall_time": wall_time,
+            "steps_per_second": steps_per_second,
+            "setup_seconds": self.setup_seconds,
+        }
+        return _Row(fields, evaluation, folder)
+
+    def finish_pending(self) -> None:
+        """Collect the pending row's evaluation and report it with its checkpoint."""
+        row, self.pending = self.pending, None
+        if row is None:
+            return
+        try:
+            result = self.pool.collect(row.evaluation)
+            tune.report(
+                {**row.fields, **score_fields(result), "eval_actor_restarts": self.pool.replaced},
+                checkpoint=tune.Checkpoint.from_directory(str(row.checkpoint_dir)),
+            )
+        finally:
+            shutil.rmtree(row.checkpoint_dir, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Drop a row that will not be reported (the trial is failing or stopping)."""
+        if self.pending is not None:
+            shutil.rmtree(self.pending.checkpoint_dir, ignore_errors=True)
+            self.pending = None
+
+
+def score_fields(result: EvalResult) -> dict[str, Any]:
+    """The evaluation part of a result row (``docs/architecture.md``, "Result rows")."""
+    return {
+        "eval_episodes": result.episodes,
+        "return_mean": result.return_mean,
+        "return_std": result.return_std,
+        "normalized_score": result.normalized_mean,
+        "normalized_std": result.normalized_std,
+        "eval_seconds": result.seconds,
+    }

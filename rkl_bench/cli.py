@@ -79,6 +79,14 @@ def _cmd_forge_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_forge_export(args: argparse.Namespace) -> int:
+    from rkl_bench.forge.export import export_policies
+
+    out = export_policies(args.env, work_dir=args.work_dir, episodes=args.episodes, status=args.status)
+    print((out / "card.json").read_text())
+    return 0
+
+
 # -------------------------------------------------------------------- train
 def _cmd_train(args: argparse.Namespace) -> int:
     from rkl_bench.training.single_run import TrainSpec, train
@@ -127,12 +135,52 @@ def _parse_overrides(items: Sequence[str] | None) -> dict[str, object]:
     return overrides
 
 
+# ---------------------------------------------------------------------- run
+def _cmd_run(args: argparse.Namespace) -> int:
+    from rkl_bench.service.run import run_experiment
+
+    summary = run_experiment(
+        args.config, address=args.address, resume=args.resume, storage=args.storage, dashboard=args.dashboard
+    )
+    print(f"experiment directory: {summary.experiment_dir}")
+    if summary.errored:
+        print(
+            f"error: {summary.errored} of {summary.trials} trials failed (see error.txt in their trial directories); "
+            "run the same command with --resume to retry them from their last checkpoints",
+            file=sys.stderr,
+        )
+        return 1
+    if summary.interrupted:
+        print("interrupted: finished trials are kept; run the same command with --resume to go on", file=sys.stderr)
+        return 130
+    return 0
+
+
 # --------------------------------------------------------------------- toys
 def _cmd_toy(args: argparse.Namespace) -> int:
     from rkl_bench.toys import run_toy
 
     result = run_toy(args.which, out_dir=Path(args.out), seed=args.seed)
     print(json.dumps(result, indent=2))
+    return 0
+
+
+# ------------------------------------------------------------------- report
+def _cmd_report(args: argparse.Namespace) -> int:
+    from rkl_bench.report import build_report
+
+    experiment = Path(args.experiment)
+    paths = build_report(
+        experiment,
+        args.out or Path("reports") / experiment.resolve().name,
+        final_mode=args.final,
+        k=args.k,
+        expected_seeds=args.seeds,
+        toys_dir=args.toys,
+        bootstrap_reps=args.bootstrap,
+        seed=args.seed,
+    )
+    print(paths.index_html)
     return 0
 
 
@@ -156,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlist.set_defaults(func=_cmd_datasets_list)
     make = dverbs.add_parser("make", help="forge datasets from the shipped behaviour policies")
     make.add_argument("names", nargs="+", help="forge dataset names, e.g. forge-v5/hopper-random-expert")
-    make.add_argument("--profile", default="quick", help="size profile: tiny, quick or full (default quick)")
+    make.add_argument("--profile", default=None, help="size profile: tiny, quick or full (default: the one the name's prefix says)")
     make.add_argument("--seed", type=_non_negative_int, default=0)
     make.add_argument("--force", action="store_true", help="remake even if the cached file exists")
     make.set_defaults(func=_cmd_datasets_make)
@@ -171,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     ftrain.add_argument("--work-dir", default=None, help="checkpoints and replay buffer (default ~/.cache/rkl_bench/sac/<env>)")
     ftrain.add_argument("--plain", action="store_true", help="use the plain eager update instead of the compiled one")
     ftrain.set_defaults(func=_cmd_forge_train)
+    fexport = fverbs.add_parser("export", help="choose medium/expert/ladder snapshots, evaluate them, ship them with a card")
+    fexport.add_argument("env", help="halfcheetah, hopper or walker2d")
+    fexport.add_argument("--work-dir", default=None, help="the SAC run to export (default ~/.cache/rkl_bench/sac/<env>)")
+    fexport.add_argument("--episodes", type=_positive_int, default=20, help="evaluation episodes per policy (default 20)")
+    fexport.add_argument("--status", default="provisional", choices=["provisional", "final"],
+                         help="provisional while SAC training is still under way")
+    fexport.set_defaults(func=_cmd_forge_export)
 
     # train
     train = verbs.add_parser("train", help="one learner on one dataset and seed, no Ray")
@@ -187,12 +242,34 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyper-parameter (repeatable)")
     train.set_defaults(func=_cmd_train)
 
+    # run
+    run = verbs.add_parser("run", help="an experiment grid from tune_configs/*.yaml on Ray Tune")
+    run.add_argument("config", help="experiment spec, e.g. tune_configs/quick.yaml")
+    run.add_argument("--address", default=None, help="join this Ray cluster (default: start a local Ray on this machine)")
+    run.add_argument("--resume", action="store_true", help="go on with an interrupted experiment; finished trials are kept")
+    run.add_argument("--storage", default=None, help="where experiment directories live (default ./ray_results)")
+    run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1 (local Ray only)")
+    run.set_defaults(func=_cmd_run)
+
     # toys
     toy = verbs.add_parser("toy", help="the paper's toy experiments (Fig. 2, Fig. 3)")
     toy.add_argument("which", choices=["fig2", "fig3"])
     toy.add_argument("--out", default="reports/toys")
     toy.add_argument("--seed", type=_non_negative_int, default=0)
     toy.set_defaults(func=_cmd_toy)
+
+    # report
+    report = verbs.add_parser("report", help="Table II, figures and an HTML page from an experiment's results")
+    report.add_argument("experiment", help="experiment directory: Tune trial dirs (result.json) and/or runs (metrics.jsonl)")
+    report.add_argument("--out", default=None, help="report directory (default reports/<experiment name>); an older report there is replaced")
+    report.add_argument("--final", choices=["last-evals", "final-episodes"], default="last-evals",
+                        help="final score per seed: mean of the last K evaluations (default), or the final evaluation alone")
+    report.add_argument("--k", type=_positive_int, default=10, help="K: evaluations averaged, or episodes expected with --final final-episodes (default 10, the paper's)")
+    report.add_argument("--seeds", type=_positive_int, default=5, help="seeds a complete cell has (default 5, the paper's)")
+    report.add_argument("--toys", default="reports/toys", help="directory of toy figures (*.png) to include, if it exists")
+    report.add_argument("--bootstrap", type=_positive_int, default=2000, help="bootstrap resamples for confidence intervals")
+    report.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the bootstrap")
+    report.set_defaults(func=_cmd_report)
 
     return parser
 

@@ -1,0 +1,159 @@
+"""Aggregate metrics with uncertainty, after rliable (Agarwal et al., 2021).
+
+Five seeds per dataset make a per-dataset mean ± std a weak basis for "A
+beats B". Pooling runs across datasets helps, as long as the resampling
+respects that each dataset is its own task:
+
+* IQM: the interquartile mean of all per-run final scores (the mean of the
+  middle 50 %, cutting ``int(0.25 n)`` runs from each end, as
+  ``scipy.stats.trim_mean(x, 0.25)`` does), with a percentile confidence
+  interval from a *stratified* bootstrap: runs are resampled with
+  replacement within each dataset, never across.
+* Probability of improvement of TD3+RKL over each baseline: per dataset
+  P(X > Y) (ties count half; the Mann-Whitney U over n·m), averaged over the
+  datasets both ran, with a CI from resampling both algorithms' runs
+  independently within each dataset.
+
+Scopes are the paper's two (D4RL groups, mixed groups) plus all of Table II.
+Within a scope, IQMs are taken over the datasets every algorithm with runs
+in that scope has finished, so the numbers compare like with like. Each
+estimate draws from its own generator seeded by ``seed`` and its name, so
+results do not depend on which other algorithms are present.
+"""
+
+from __future__ import annotations
+
+import csv
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rkl_bench.report.algos import OURS, algo_label
+from rkl_bench.report.datasets import D4RL_GROUPS, GROUPS, MIXED_GROUPS
+from rkl_bench.report.render import Cell, Table
+from rkl_bench.report.table2 import Cells
+
+SCOPES = (("D4RL", D4RL_GROUPS), ("mixed", MIXED_GROUPS), ("all", GROUPS))
+DEFAULT_REPS = 2000
+CONFIDENCE = 0.95
+CSV_COLUMNS = ("metric", "scope", "algo", "baseline", "estimate", "ci_low", "ci_high", "n_datasets", "n_runs", "reps", "seed")
+
+
+def iqm(scores: np.ndarray) -> np.ndarray:
+    """Interquartile mean along the last axis (``scipy.stats.trim_mean(x, 0.25)``)."""
+    ordered = np.sort(np.asarray(scores, dtype=np.float64), axis=-1)
+    n = ordered.shape[-1]
+    cut = int(0.25 * n)
+    return ordered[..., cut:n - cut].mean(axis=-1)
+
+
+def stratified_bootstrap(strata: Sequence[np.ndarray], statistic: Callable[[np.ndarray], np.ndarray],
+                         reps: int, rng: np.random.Generator) -> np.ndarray:
+    """``statistic`` of ``reps`` resamples ``(reps, N)``, each stratum resampled within itself."""
+    draws = [s[rng.integers(0, len(s), size=(reps, len(s)))] for s in strata]
+    return statistic(np.concatenate(draws, axis=1))
+
+
+def improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """P(X > Y) + P(X = Y) / 2 over the last two axes' pairs: ``x (..., n)``, ``y (..., m)``."""
+    diff = x[..., :, None] - y[..., None, :]
+    return (diff > 0).mean(axis=(-2, -1)) + 0.5 * (diff == 0).mean(axis=(-2, -1))
+
+
+def probability_of_improvement(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], reps: int,
+                               rng: np.random.Generator) -> tuple[float, np.ndarray]:
+    """Mean over datasets of P(X > Y), and its ``reps`` bootstrap replicates."""
+    point = float(np.mean([improvement(x, y) for x, y in zip(xs, ys)]))
+    boot = np.zeros(reps)
+    for x, y in zip(xs, ys):
+        bx = x[rng.integers(0, len(x), size=(reps, len(x)))]
+        by = y[rng.integers(0, len(y), size=(reps, len(y)))]
+        boot += improvement(bx, by)
+    return point, boot / len(xs)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    metric: str
+    """``iqm`` or ``poi`` (probability of improvement of TD3+RKL over ``baseline``)."""
+    scope: str
+    algo: str
+    baseline: str
+    estimate: float
+    low: float
+    high: float
+    n_datasets: int
+    n_runs: int
+
+
+def aggregate_metrics(cells: Cells, algos: Sequence[str], reps: int = DEFAULT_REPS, seed: int = 0) -> list[Estimate]:
+    """IQM per algorithm and TD3+RKL's probability of improvement, per scope (see the module doc)."""
+    finals = {(c.algo, c.dataset): np.asarray(c.finals) for c in cells.values() if c.n and c.dataset.in_table2}
+    estimates: list[Estimate] = []
+    for scope, groups in SCOPES:
+        by_algo = {a: {k for (b, k) in finals if b == a and k.group in groups} for a in algos}
+        ran = [a for a in algos if by_algo[a]]
+        if not ran:
+            continue
+        common = sorted(set.intersection(*(by_algo[a] for a in ran)))
+        for algo in ran if common else ():
+            strata = [finals[(algo, k)] for k in common]
+            boot = stratified_bootstrap(strata, iqm, reps, _rng(seed, "iqm", scope, algo))
+            estimates.append(_estimate("iqm", scope, algo, "", float(iqm(np.concatenate(strata))), boot, strata, len(common)))
+        if OURS not in ran:
+            continue
+        for baseline in (a for a in ran if a != OURS):
+            shared = sorted(by_algo[OURS] & by_algo[baseline])
+            if not shared:
+                continue
+            xs, ys = [finals[(OURS, k)] for k in shared], [finals[(baseline, k)] for k in shared]
+            point, boot = probability_of_improvement(xs, ys, reps, _rng(seed, "poi", scope, baseline))
+            estimates.append(_estimate("poi", scope, OURS, baseline, point, boot, xs + ys, len(shared)))
+    return estimates
+
+
+def _rng(seed: int, *name: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32("/".join(name).encode())])
+
+
+def _estimate(metric: str, scope: str, algo: str, baseline: str, point: float, boot: np.ndarray,
+              runs: Sequence[np.ndarray], n_datasets: int) -> Estimate:
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low, high = np.percentile(boot, [tail, 100 - tail])
+    return Estimate(metric, scope, algo, baseline, point, float(low), float(high),
+                    n_datasets, sum(len(r) for r in runs))
+
+
+def aggregate_tables(estimates: Sequence[Estimate]) -> list[Table]:
+    """An IQM table and a probability-of-improvement table (either left out when empty)."""
+    ci = f"{CONFIDENCE:.0%} CI"
+    tables = []
+    iqms = [e for e in estimates if e.metric == "iqm"]
+    if iqms:
+        rows = tuple((Cell(e.scope), Cell(algo_label(e.algo)), Cell(f"{e.estimate:.1f} [{e.low:.1f}, {e.high:.1f}]"),
+                      Cell(str(e.n_datasets)), Cell(str(e.n_runs))) for e in iqms)
+        tables.append(Table(f"IQM of final normalised scores, {ci} from a stratified bootstrap over runs",
+                            ("Scope", "Algorithm", f"IQM [{ci}]", "datasets", "runs"), (rows,),
+                            ("Per scope, only datasets every algorithm with runs there has finished.",)))
+    pois = [e for e in estimates if e.metric == "poi"]
+    if pois:
+        rows = tuple((Cell(e.scope), Cell(f"{algo_label(e.algo)} vs {algo_label(e.baseline)}"),
+                      Cell(f"{e.estimate:.2f} [{e.low:.2f}, {e.high:.2f}]"), Cell(str(e.n_datasets)), Cell(str(e.n_runs)))
+                     for e in pois)
+        tables.append(Table(f"Probability of improvement P(X > Y), averaged over datasets, {ci}",
+                            ("Scope", "Comparison", f"P(X > Y) [{ci}]", "datasets", "runs"), (rows,),
+                            ("0.5 means no difference; ties count half.",)))
+    return tables
+
+
+def write_aggregate_csv(path: Path, estimates: Sequence[Estimate], reps: int, seed: int) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for e in estimates:
+            writer.writerow({"metric": e.metric, "scope": e.scope, "algo": e.algo, "baseline": e.baseline,
+                             "estimate": f"{e.estimate:.6g}", "ci_low": f"{e.low:.6g}", "ci_high": f"{e.high:.6g}",
+                             "n_datasets": e.n_datasets, "n_runs": e.n_runs, "reps": reps, "seed": seed})

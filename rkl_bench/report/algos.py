@@ -1,0 +1,28 @@
+"""Algorithm names: the keys results carry and the labels Table II prints.
+
+Results use the learner registry's names (``td3_rkl``, ``td3_bc``, ...);
+spellings such as ``TD3+BC`` or ``td3-bc`` are folded to the same key so a
+hand-written result row is not split into a column of its own.
+"""
+
+from __future__ import annotations
+
+ALGO_ORDER = ("bc", "brac", "cdc", "td3_bc", "td3_rkl")
+"""Table II's columns, in the paper's order."""
+ALGO_LABELS = {"bc": "BC", "brac": "BRAC", "cdc": "CDC", "td3_bc": "TD3+BC", "td3_rkl": "TD3+RKL"}
+OURS = "td3_rkl"
+"""The method the relative gain and the probability of improvement are about."""
+
+
+def canonical_algo(name: str) -> str:
+    """``TD3+BC`` / ``td3-bc`` / ``td3_bc`` -> ``td3_bc``; unknown names are only lower-cased."""
+    return name.strip().lower().replace("+", "_").replace("-", "_")
+
+
+def algo_label(algo: str) -> str:
+    return ALGO_LABELS.get(algo, algo)
+
+
+def column_order(present: set[str]) -> list[str]:
+    """The paper's five columns (always, so absent ones show as missing), then any others A-Z."""
+    return list(ALGO_ORDER) + sorted(present - set(ALGO_ORDER))

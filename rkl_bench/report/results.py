@@ -1,0 +1,155 @@
+"""Result rows on disk -> runs (one algorithm, dataset and seed each).
+
+An experiment directory holds result rows in either layout, at any depth:
+
+* ``<run>/metrics.jsonl``: the single-run training loop;
+* ``<trial>/result.json``: a Ray Tune trial (JSON lines, with Tune's own keys
+  such as ``training_iteration`` mixed in; those are ignored).
+
+A line is a result row when it has ``normalized_score``; it must then carry
+the rest of the contract (docs/architecture.md, "Result rows"). Lines without
+it (Tune bookkeeping) are skipped. A final line without a newline is a write
+in progress and is skipped too; any other unreadable line is an error, since
+silently dropping evaluations would change the scores.
+
+The same (algorithm, dataset, seed) found in two directories is an error:
+averaging both would count one seed twice, keeping one would be a guess.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from rkl_bench.errors import RklBenchError
+from rkl_bench.report.algos import canonical_algo
+from rkl_bench.report.datasets import DatasetKey, dataset_key
+
+RESULT_FILES = ("metrics.jsonl", "result.json")
+SCORE_KEY = "normalized_score"
+REQUIRED_KEYS = ("algo", "dataset", "seed", "step", SCORE_KEY)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of a run: its step, D4RL-normalised score and episode count."""
+
+    step: int
+    score: float
+    episodes: int | None
+
+
+@dataclass(frozen=True)
+class Run:
+    """All evaluations of one algorithm on one dataset with one seed, sorted by step."""
+
+    algo: str
+    dataset: DatasetKey
+    seed: int
+    directory: Path
+    evaluations: tuple[Evaluation, ...]
+    total_steps: int | None
+    dataset_versions: tuple[str, ...]
+
+    @property
+    def final_step(self) -> int:
+        return self.evaluations[-1].step
+
+    @property
+    def complete(self) -> bool:
+        """Reached its step budget (runs whose rows do not say their budget count as complete)."""
+        return self.total_steps is None or self.final_step >= self.total_steps
+
+
+@dataclass(frozen=True)
+class Experiment:
+    root: Path
+    runs: tuple[Run, ...]
+    files: tuple[Path, ...]
+    """Result files read (the report lists them so a reader can check its inputs)."""
+
+
+def load_experiment(experiment_dir: str | Path) -> Experiment:
+    """Read every result row under ``experiment_dir``; raise :class:`RklBenchError` if there are none."""
+    root = Path(experiment_dir).expanduser()
+    if not root.exists():
+        raise RklBenchError(f"experiment directory {root} does not exist; pass the directory a run or `rkl-bench train --out` wrote")
+    if not root.is_dir():
+        raise RklBenchError(f"{root} is not a directory; pass the experiment directory, not a file in it")
+    files = tuple(_result_files(root))
+    grouped: dict[tuple[str, DatasetKey, int], dict[str, Any]] = {}
+    for path in files:
+        for line_no, row in _read_rows(path):
+            _add_row(grouped, path, line_no, row)
+    if not grouped:
+        looked = f"read {len(files)} result file(s) but none holds a row with {SCORE_KEY!r}" if files else "found no " + " or ".join(RESULT_FILES)
+        raise RklBenchError(f"no result rows under {root}: {looked}; is this an experiment directory, and has any evaluation finished?")
+    runs = tuple(sorted((_make_run(key, acc) for key, acc in grouped.items()), key=lambda r: (r.dataset, r.algo, r.seed)))
+    return Experiment(root, runs, files)
+
+
+def _result_files(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in RESULT_FILES:
+            if name in filenames:
+                yield Path(dirpath) / name
+
+
+def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if index == len(lines) - 1:  # no newline after it: still being written
+                continue
+            raise RklBenchError(f"{path}:{index + 1}: not valid JSON ({exc.msg}); fix or delete that line") from None
+        if not isinstance(row, dict):
+            raise RklBenchError(f"{path}:{index + 1}: expected a JSON object per line, got {type(row).__name__}")
+        if SCORE_KEY in row:
+            yield index + 1, row
+
+
+def _add_row(grouped: dict, path: Path, line_no: int, row: dict[str, Any]) -> None:
+    where = f"{path}:{line_no}"
+    missing = [key for key in REQUIRED_KEYS if row.get(key) is None]
+    if missing:
+        raise RklBenchError(f"{where}: result row lacks {', '.join(missing)} (see 'Result rows' in docs/architecture.md)")
+    score = _number(row[SCORE_KEY], SCORE_KEY, where)
+    if not math.isfinite(score):
+        raise RklBenchError(f"{where}: {SCORE_KEY} is {score}; a finished evaluation must give a finite score")
+    algo, dataset = canonical_algo(str(row["algo"])), dataset_key(str(row["dataset"]))
+    seed = int(_number(row["seed"], "seed", where))
+    acc = grouped.setdefault((algo, dataset, seed), {"directory": path.parent, "by_step": {}, "total_steps": None, "versions": set()})
+    if acc["directory"] != path.parent:
+        raise RklBenchError(
+            f"{algo} on {dataset.name} with seed {seed} appears in both {acc['directory']} and {path.parent}; "
+            "report one experiment at a time (point at its directory) or remove the duplicate run"
+        )
+    step = int(_number(row["step"], "step", where))
+    episodes = row.get("eval_episodes")
+    acc["by_step"][step] = Evaluation(step, score, None if episodes is None else int(_number(episodes, "eval_episodes", where)))
+    if row.get("total_steps") is not None:
+        acc["total_steps"] = int(_number(row["total_steps"], "total_steps", where))
+    if row.get("dataset_version"):
+        acc["versions"].add(str(row["dataset_version"]))
+
+
+def _number(value: Any, key: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RklBenchError(f"{where}: {key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _make_run(key: tuple[str, DatasetKey, int], acc: dict[str, Any]) -> Run:
+    algo, dataset, seed = key
+    evaluations = tuple(acc["by_step"][step] for step in sorted(acc["by_step"]))
+    return Run(algo, dataset, seed, acc["directory"], evaluations, acc["total_steps"], tuple(sorted(acc["versions"])))

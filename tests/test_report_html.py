@@ -1,0 +1,117 @@
+"""index.html: self-contained, and what headless Chromium renders of it.
+
+Needs Debian's ``chromium`` package (``apt-get install -y chromium``); the
+Chromium test skips, saying so, only when /usr/bin/chromium is absent.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from matplotlib.figure import Figure
+from test_report_synthetic import make_experiment
+
+from rkl_bench.report import build_report
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+class DomSummary(HTMLParser):
+    """Tables (caption and cell texts, with whether each is bold), images, links, and tags seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[dict] = []
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self.tags: set[str] = set()
+        self._cell: list[str] | None = None
+        self._bold = False
+        self._in_caption = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.add(tag)
+        if tag == "table":
+            self.tables.append({"caption": "", "cells": []})
+        elif tag == "caption":
+            self._in_caption = True
+        elif tag in ("td", "th"):
+            self._cell, self._bold = [], False
+        elif tag == "strong" and self._cell is not None:
+            self._bold = True
+        elif tag == "img":
+            self.images.append(attrs.get("src", ""))
+        elif tag in ("a", "link", "script"):
+            self.links.append(attrs.get("href") or attrs.get("src") or "")
+
+    def handle_endtag(self, tag):
+        if tag == "caption":
+            self._in_caption = False
+        elif tag in ("td", "th") and self._cell is not None:
+            self.tables[-1]["cells"].append(("".join(self._cell).strip(), self._bold))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._in_caption:
+            self.tables[-1]["caption"] += data
+        elif self._cell is not None:
+            self._cell.append(data)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("html")
+    toys = root / "toys"
+    toys.mkdir()
+    fig = Figure(figsize=(2, 2))
+    fig.subplots().plot([0, 1], [0, 1])
+    fig.savefig(toys / "fig3_aleatoric_uncertainty.png")
+    return build_report(make_experiment(root), root / "report", toys_dir=toys, bootstrap_reps=100)
+
+
+def summarise(html_text: str) -> DomSummary:
+    summary = DomSummary()
+    summary.feed(html_text)
+    return summary
+
+
+def check_page(summary: DomSummary, out_dir: Path) -> None:
+    table2 = next(t for t in summary.tables if t["caption"].startswith("Table II, this experiment"))
+    cells = dict(table2["cells"])
+    assert cells["24.0 ± 2.8"] is True
+    assert cells["80.0 ± 2.4 (n=3/5)"] is True
+    assert cells["12.3 (+48.2%)"] is True
+    assert cells["60.0 (1/3)"] is False
+    assert any(t["caption"].startswith("Table II: this experiment next to the paper") for t in summary.tables)
+    assert any(t["caption"].startswith("IQM") for t in summary.tables)
+    assert any(t["caption"].startswith("Probability of improvement") for t in summary.tables)
+    assert summary.images, "no figures on the page"
+    for src in summary.images + [link for link in summary.links if link]:
+        assert "://" not in src and not src.startswith("/"), f"not a relative path: {src}"
+        assert (out_dir / src).is_file(), f"{src} is referenced but missing"
+    names = {Path(src).name for src in summary.images}
+    assert {"curves_random.png", "lambdas_00.png", "iqm.png", "fig3_aleatoric_uncertainty.png"} <= names
+    assert not summary.tags & {"script", "link", "iframe"}
+
+
+def test_page_is_self_contained(report):
+    check_page(summarise(report.index_html.read_text()), report.out_dir)
+    assert all(p.is_file() and p.suffix == ".png" for p in report.figures)
+    assert all(p.with_suffix(".pdf").is_file() for p in report.figures if "toys" not in p.parts)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium absent: install it with `apt-get install -y chromium`")
+def test_page_renders_in_headless_chromium(report, tmp_path):
+    done = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--dump-dom", report.index_html.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "<table" in done.stdout, "Chromium rendered no table"
+    check_page(summarise(done.stdout), report.out_dir)

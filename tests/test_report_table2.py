@@ -1,0 +1,199 @@
+"""Table II from the synthetic experiment: CSV values, bold, averages, gain,
+partial seeds, the LaTeX file, and the paper's own averages as a check of the rules."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import shutil
+import subprocess
+
+import pytest
+from test_report_synthetic import make_experiment
+
+from rkl_bench.report import build_report
+from rkl_bench.report.algos import ALGO_ORDER
+from rkl_bench.report.datasets import GROUPS, SOURCE_D4RL, table_key
+from rkl_bench.report.paper import load_paper_table
+from rkl_bench.report.render import to_markdown
+from rkl_bench.report.results import load_experiment
+from rkl_bench.report.scores import CellStats, FinalRule, cell_stats
+from rkl_bench.report.table2 import build_table2
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    return build_report(make_experiment(root), root / "out", bootstrap_reps=200)
+
+
+def markdown_rows(text: str) -> dict[str, list[str]]:
+    """Table rows of a Markdown file: label -> the other cells."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("| Task"):
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def csv_rows(path) -> dict[tuple[str, str], dict[str, str]]:
+    with open(path, newline="") as handle:
+        return {(r["algo"], r["dataset"]): r for r in csv.DictReader(handle)}
+
+
+# ----------------------------------------------------------------------- CSV
+def test_csv_holds_known_means_stds_and_provenance(report):
+    rows = csv_rows(report.table2_csv)
+    hc = rows[("td3_rkl", "halfcheetah-random-v2")]
+    assert float(hc["mean"]) == pytest.approx(24.0)
+    assert float(hc["std"]) == pytest.approx(math.sqrt(8.0), rel=1e-5)  # finals 20..28, ddof=0
+    assert (hc["n_seeds"], hc["expected_seeds"], hc["n_incomplete"]) == ("5", "5", "0")
+    assert (hc["steps"], hc["episodes"], hc["final_evals"]) == ("12000", "10", "10")
+    assert (hc["source"], hc["dataset_version"], hc["group"], hc["env"]) == ("d4rl-v2", "d4rl-v2", "Random", "halfcheetah")
+
+    forge = rows[("td3_rkl", "forge-v5/hopper-random-expert")]
+    assert float(forge["mean"]) == pytest.approx(80.0)
+    assert (forge["n_seeds"], forge["n_incomplete"], forge["seeds"]) == ("3", "1", "0 1 2")
+    assert (forge["source"], forge["group"]) == ("forge-v5", "Random-Expert")
+    assert forge["dataset_version"] == "forge-v5:aaaa+forge-v5:bbbb"
+
+    other = rows[("td3_rkl", "hopper-medium-v2")]
+    assert (other["group"], other["n_seeds"], float(other["mean"])) == ("Other", "2", 50.0)
+
+
+def test_csv_has_a_row_per_algorithm_and_dataset_even_when_missing(report):
+    rows = csv_rows(report.table2_csv)
+    datasets = {d for _, d in rows}
+    assert len(datasets) == 5
+    assert set(rows) == {(a, d) for a in ALGO_ORDER for d in datasets}
+    brac = rows[("brac", "halfcheetah-random-v2")]
+    assert (brac["mean"], brac["std"], brac["n_seeds"]) == ("", "", "0")
+
+
+# --------------------------------------------------------------- Table cells
+def test_markdown_cells_bold_and_ties(report):
+    rows = markdown_rows(report.table2_md.read_text())
+    assert rows["HalfCheetah-Random"] == ["2.0 ± 0.0", "—", "—", "10.0 ± 1.4", "**24.0 ± 2.8**"]
+    assert rows["Hopper-Random"] == ["9.0 ± 0.0", "—", "—", "**11.0 ± 0.0**", "**11.0 ± 0.0**"]  # a tie: both bold
+    assert rows["Walker2d-Random"][3] == "**4.0 ± 0.0**"
+
+
+def test_partial_seeds_are_shown_not_averaged_as_complete(report):
+    rows = markdown_rows(report.table2_md.read_text())
+    assert rows["Hopper-Random-Expert†"] == ["—", "—", "—", "60.0 ± 0.0", "**80.0 ± 2.4 (n=3/5)**"]
+    assert rows["HalfCheetah-Random-Expert†"] == ["—"] * 5  # a row no run covered
+    assert rows["hopper-medium-v2"][-1] == "50.0 ± 1.0 (n=2/5)"
+    text = report.table2_md.read_text()
+    assert "TD3+RKL on forge-v5/hopper-random-expert (seeds 3)" in text
+    assert "Not in this experiment at all: BRAC, CDC." in text
+
+
+def test_averages_and_gain_line(report):
+    rows = markdown_rows(report.table2_md.read_text())
+    d4rl = rows["Average on D4RL datasets (Random only)"]
+    # BC 4.0, TD3+BC (10+11+4)/3 = 8.33, TD3+RKL (24+11+2)/3 = 12.33; gain 12.3/8.3 - 1 = +48.2 %
+    assert d4rl == ["4.0", "—", "—", "8.3", "**12.3 (+48.2%)**"]
+    mixed = rows["Average on mixed datasets† (Random-Expert only)"]
+    assert mixed == ["—", "—", "—", "60.0 (1/3)", "80.0 (1/3)"]  # partial: no bold, no gain
+
+
+def test_sections_follow_the_paper_order(report):
+    labels = list(markdown_rows(report.table2_md.read_text()))
+    assert labels == [
+        "HalfCheetah-Random", "Hopper-Random", "Walker2d-Random", "Average on D4RL datasets (Random only)",
+        "HalfCheetah-Random-Expert†", "Hopper-Random-Expert†", "Walker2d-Random-Expert†",
+        "Average on mixed datasets† (Random-Expert only)", "hopper-medium-v2",
+    ]
+
+
+def test_paper_comparison_marks_forge_rows_and_differences(report):
+    rows = markdown_rows((report.out_dir / "paper_comparison.md").read_text())
+    assert rows["HalfCheetah-Random"][-3:] == ["24.0 ± 2.8", "23.2 ± 1.1", "+0.8"]
+    assert rows["Hopper-Random-Expert†"][-3:] == ["80.0 ± 2.4 (n=3/5)", "111.8 ± 4.5", "-31.8"]
+    assert rows["Average on D4RL datasets (Random only)"][-1] == "—"  # 3 of the paper's 12 rows: no Δ
+    assert "not the paper's D4RL v2 data" in (report.out_dir / "paper_comparison.md").read_text()
+
+
+# -------------------------------------------------------------- final score
+def test_final_score_modes(tmp_path):
+    runs = load_experiment(make_experiment(tmp_path)).runs
+    key = next(k for (a, k) in cell_stats(runs, FinalRule()) if k.name == "halfcheetah-random-v2")
+    last10 = cell_stats(runs, FinalRule("last-evals", 10))[("td3_rkl", key)]
+    last5 = cell_stats(runs, FinalRule("last-evals", 5))[("td3_rkl", key)]
+    final = cell_stats(runs, FinalRule("final-episodes", 10))[("td3_rkl", key)]
+    assert last10.mean == pytest.approx(24.0)
+    assert last5.mean == pytest.approx(23.8)  # the last five are final -1, +1, -1, +1, -1
+    assert final.mean == pytest.approx(23.0)  # the last evaluation is final - 1
+    assert (last10.final_evals, last5.final_evals, final.final_evals) == (10, 5, 1)
+    assert FinalRule("last-evals", 20).short(cell_stats(runs, FinalRule("last-evals", 20))[("td3_rkl", key)])
+
+
+# --------------------------------------------------- the paper's own numbers
+def test_rules_reproduce_the_papers_averages_and_gains():
+    paper = load_paper_table()
+    cells = {}
+    for (algo, group, env), cell in paper.cells.items():
+        key = table_key(group, env, SOURCE_D4RL)
+        cells[(algo, key)] = CellStats(algo, key, (0,), (cell.mean,), (), 1, (1,), (10,), 10, ("d4rl-v2",))
+    assert len(cells) == len(GROUPS) * 3 * len(ALGO_ORDER)
+    rows = markdown_rows(to_markdown(build_table2(cells, list(ALGO_ORDER), FinalRule(), expected_seeds=1)))
+    assert rows["Average on D4RL datasets"] == ["43.3", "11.4", "55.2", "62.9", "**66.2 (+5.2%)**"]
+    assert rows["Average on mixed datasets"] == ["28.6", "12.9", "31.2", "49.4", "**62.0 (+25.5%)**"]
+    assert [paper.averages[(a, "D4RL")] for a in ALGO_ORDER] == [43.3, 11.4, 55.2, 62.9, 66.2]
+    assert paper.gains == {"D4RL": 5.2, "mixed": 25.5}
+
+
+# -------------------------------------------------------------------- LaTeX
+def latex_problems(text: str) -> list[str]:
+    """Structural problems of a booktabs document: braces, environments, rules, column counts."""
+    problems, depth, stack = [], 0, []
+    plain = re.sub(r"\\[{}&%$#_]", "", text)  # escaped characters do not count
+    for ch in plain:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            problems.append("a } closes nothing")
+            depth = 0
+    if depth:
+        problems.append(f"{depth} unclosed {{")
+    for kind, name in re.findall(r"\\(begin|end)\{(\w+)\}", plain):
+        if kind == "begin":
+            stack.append(name)
+        elif not stack or stack.pop() != name:
+            problems.append(f"\\end{{{name}}} does not match")
+    problems += [f"\\begin{{{name}}} never ends" for name in stack]
+    for rule in ("\\documentclass", "\\begin{document}", "\\toprule", "\\midrule", "\\bottomrule"):
+        if rule not in plain:
+            problems.append(f"no {rule}")
+    for spec, body in re.findall(r"\\begin\{tabular\}\{(\w+)\}(.*?)\\end\{tabular\}", plain, re.S):
+        if body.strip().index("\\toprule") != 0 or not body.strip().endswith("\\bottomrule"):
+            problems.append("tabular does not start with \\toprule and end with \\bottomrule")
+        for row in re.findall(r"([^\n]*)\\\\", body):
+            if row.count("&") + 1 != len(spec):
+                problems.append(f"row has {row.count('&') + 1} columns, spec {len(spec)}: {row[:40]}")
+    return problems
+
+
+def test_latex_is_a_well_formed_booktabs_document(report):
+    text = report.table2_tex.read_text()
+    assert latex_problems(text) == []
+    assert r"\textbf{24.0 $\pm$ 2.8}" in text
+    assert r"\textbf{12.3 (+48.2\%)}" in text
+    assert r"Hopper-Random-Expert$^{\dagger}$" in text
+    assert latex_problems((report.out_dir / "paper_comparison.tex").read_text()) == []
+
+
+def test_latex_checker_catches_a_broken_row():
+    broken = "\\documentclass{article}\\begin{document}\\begin{tabular}{lr}\n\\toprule\na & b & c \\\\\n\\midrule\n\\bottomrule\n\\end{tabular}\\end{document}"
+    assert any("columns" in p for p in latex_problems(broken))
+    assert any("unclosed" in p for p in latex_problems(broken.replace("\\end{document}", "\\end{document}{")))
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed; the structural check above still runs")
+def test_latex_compiles_with_pdflatex(report, tmp_path):
+    for name in ("table2.tex", "paper_comparison.tex"):
+        done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-output-directory", str(tmp_path),
+                               str(report.out_dir / name)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout[-2000:]
+        assert (tmp_path / name.replace(".tex", ".pdf")).stat().st_size > 0

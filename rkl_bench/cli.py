@@ -143,6 +143,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.config, address=args.address, resume=args.resume, storage=args.storage, dashboard=args.dashboard
     )
     print(f"experiment directory: {summary.experiment_dir}")
+    if summary.finished and not args.no_report:
+        from rkl_bench.report import build_report
+
+        out = Path(args.report_dir) if args.report_dir else Path("reports") / summary.experiment_dir.name
+        paths = build_report(summary.experiment_dir, out, expected_seeds=summary.seeds)
+        print(f"report: {paths.index_html.resolve()} (tables: {paths.table2_md.resolve()})")
     if summary.errored:
         print(
             f"error: {summary.errored} of {summary.trials} trials failed (see error.txt in their trial directories); "
@@ -249,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="go on with an interrupted experiment; finished trials are kept")
     run.add_argument("--storage", default=None, help="where experiment directories live (default ./ray_results)")
     run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1 (local Ray only)")
+    run.add_argument("--report-dir", default=None, help="where the report goes when the run ends (default reports/<experiment name>)")
+    run.add_argument("--no-report", action="store_true", help="do not write a report when the run ends")
     run.set_defaults(func=_cmd_run)
 
     # toys

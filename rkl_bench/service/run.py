@@ -35,6 +35,8 @@ class RunSummary:
     trials: int
     finished: int
     errored: int
+    seeds: int
+    """Seeds per (algorithm, dataset) cell: what a complete cell of the report has."""
 
     @property
     def interrupted(self) -> bool:
@@ -80,7 +82,19 @@ def run_experiment(
             (experiment_dir / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
             tuner = build_tuner(config, specs, refs, experiment_dir.parent, callbacks, verbose)
         grid = tuner.fit()
-        return RunSummary(experiment_dir, len(grid), grid.num_terminated, grid.num_errors)
+        return RunSummary(experiment_dir, len(grid), finished_trials(grid, config.steps), grid.num_errors, len(config.seeds))
+
+
+def finished_trials(grid: Any, steps: int) -> int:
+    """Trials whose last row is at the step budget.
+
+    Not ``grid.num_terminated``: after Ctrl-C Tune stops the running trials and
+    marks them TERMINATED in memory (the saved experiment state still has them
+    unfinished, which is what ``--resume`` reads).
+    """
+    return sum(
+        1 for result in grid if result.error is None and (result.metrics or {}).get("step", -1) >= steps
+    )
 
 
 def experiment_record(config: ExperimentConfig, specs: Sequence[str]) -> dict[str, Any]:

@@ -28,8 +28,9 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import ray
 import torch
 from ray import tune
 
@@ -88,12 +89,42 @@ def run_trial(config: dict[str, Any], datasets: DatasetRefs) -> None:
     entered = time.perf_counter()
     settings = TrialSettings(**config["settings"])
     torch.set_num_threads(settings.threads)
-    algo, spec, seed = config["algo"], config["dataset"], int(config["seed"])
-    dataset = fetch_dataset(datasets[spec])
+    spec = config["dataset"]
+    run_pair(
+        config["algo"], spec, int(config["seed"]), config["hyperparams"], settings,
+        fetch_dataset(datasets[spec]), _restored_state(), entered,
+    )
+
+
+RowReporter = Callable[[dict[str, Any], Path], None]
+"""Receives each finished result row and the directory of its step's checkpoint
+(deleted after the call: a reporter that keeps it must copy it or hand it to Tune)."""
+
+
+def report_row(fields: dict[str, Any], checkpoint_dir: Path) -> None:
+    """The grid's reporter: the row and its checkpoint to Tune."""
+    tune.report(fields, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+
+
+def run_pair(
+    algo: str,
+    spec: str,
+    seed: int,
+    hyperparams: dict[str, Any],
+    settings: TrialSettings,
+    dataset: OfflineDataset,
+    state: dict[str, Any] | None,
+    entered: float,
+    report: RowReporter = report_row,
+    pool: EvalPool | None = None,
+) -> None:
+    """Train and evaluate one (algo, dataset, seed) to ``settings.steps``, from
+    ``state`` (a checkpoint of this very pair) or from scratch; every row goes
+    to ``report``. ``pool`` is an evaluation pool to use (it must roll out in
+    the dataset's env) instead of one made, and closed, here."""
     env_id = gym_env_id(dataset)
     if env_id is None:
         raise RklBenchError(f"dataset {spec!r} (version {dataset.version}) has no gymnasium environment to evaluate in")
-    state = _restored_state()
     if state is not None and state["extra"]["dataset_version"] != dataset.version:
         raise RklBenchError(
             f"trial checkpoint was trained on {spec} version {state['extra']['dataset_version']}, "
@@ -103,16 +134,21 @@ def run_trial(config: dict[str, Any], datasets: DatasetRefs) -> None:
         # The sampler wraps the dataset's arrays with torch.as_tensor; they are
         # read-only object-store views, which torch warns about, and never written.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        trainer = Trainer(algo, dataset, config["hyperparams"], seed, checkpoint=state)
+        trainer = Trainer(algo, dataset, hyperparams, seed, checkpoint=state)
     if trainer.step >= settings.steps:
         return
-    pool = EvalPool(settings.eval_actors, settings.envs_per_actor, settings.eval_actor_cpus, env_id, dataset.env)
-    loop = _TrialLoop(settings, trainer, pool, dataset, spec, entered, state)
+    own_pool = pool is None
+    if pool is None:
+        pool = EvalPool(settings.eval_actors, settings.envs_per_actor, settings.eval_actor_cpus, env_id, dataset.env)
+    elif pool.env_id != env_id:
+        raise RklBenchError(f"internal: evaluation pool rolls out in {pool.env_id}, dataset {spec!r} needs {env_id}")
+    loop = _TrialLoop(settings, trainer, pool, dataset, spec, entered, state, report)
     try:
         loop.run()
     finally:
         loop.discard()
-        pool.close()
+        if own_pool:
+            pool.close()
 
 
 def _restored_state() -> dict[str, Any] | None:
@@ -135,13 +171,18 @@ class _TrialLoop:
         spec: str,
         entered: float,
         state: dict[str, Any] | None,
+        report: RowReporter = report_row,
     ) -> None:
         self.settings, self.trainer, self.pool = settings, trainer, pool
+        self.report = report
         self.base = {
             "algo": trainer.algo,
             "dataset": spec,
             "dataset_version": dataset.version,
             "seed": trainer.seed,
+            # Which Ray node trained this trial (Tune's own node_ip is the same
+            # for every node of a loopback cluster).
+            "node_id": ray.get_runtime_context().get_node_id(),
         }
         self.wall_offset = 0.0 if state is None else float(state["extra"]["wall_time"])
         self.session_start = entered
@@ -195,10 +236,7 @@ class _TrialLoop:
             return
         try:
             result = self.pool.collect(row.evaluation)
-            tune.report(
-                {**row.fields, **score_fields(result), "eval_actor_restarts": self.pool.replaced},
-                checkpoint=tune.Checkpoint.from_directory(str(row.checkpoint_dir)),
-            )
+            self.report({**row.fields, **score_fields(result), "eval_actor_restarts": self.pool.replaced}, row.checkpoint_dir)
         finally:
             shutil.rmtree(row.checkpoint_dir, ignore_errors=True)
 

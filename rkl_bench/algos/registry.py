@@ -28,6 +28,17 @@ import numpy as np
 
 from rkl_bench.algos.base import Learner, config_from_dict
 from rkl_bench.algos.bc import BC, BCConfig
+from rkl_bench.algos.bc_signals import (
+    BCMSE,
+    BCForwardKL,
+    BCForwardKLConfig,
+    BCReverseKL,
+    BCReverseKLConfig,
+    BCWeightedRKL,
+    BCWeightedRKLConfig,
+)
+from rkl_bench.algos.brac import BRAC, BRACConfig
+from rkl_bench.algos.cdc import CDC, CDCConfig
 from rkl_bench.algos.td3_bc import TD3BC, TD3BCConfig
 from rkl_bench.algos.td3_rkl import TD3RKL, TD3RKLConfig
 from rkl_bench.data.dataset import OfflineDataset
@@ -63,11 +74,55 @@ def _build_td3_rkl(dataset, config, seed, device, progress, state_mean, state_st
     return TD3RKL(observations, dataset.actions, config, seed, device, progress=progress, fit=fit)
 
 
+def _build_brac(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
+    observations = (dataset.observations - state_mean) / state_std
+    return BRAC(observations, dataset.actions, config, seed, device, progress=progress, fit=fit)
+
+
+def _build_cdc(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
+    return CDC(dataset.obs_dim, dataset.act_dim, config, seed, device)
+
+
+def _build_bc_mse(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
+    return BCMSE(dataset.obs_dim, dataset.act_dim, config, seed, device)
+
+
+def _build_bc_weighted_rkl(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
+    observations = (dataset.observations - state_mean) / state_std
+    return BCWeightedRKL(observations, dataset.actions, config, seed, device, progress=progress, fit=fit)
+
+
+def _build_bc_forward_kl(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
+    return BCForwardKL(dataset.obs_dim, dataset.act_dim, config, seed, device)
+
+
+def _build_bc_reverse_kl(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
+    observations = (dataset.observations - state_mean) / state_std
+    return BCReverseKL(observations, dataset.actions, config, seed, device, progress=progress, fit=fit)
+
+
 LEARNERS: dict[str, LearnerEntry] = {
     "bc": LearnerEntry("bc", BCConfig, _build_bc, "behaviour cloning, deterministic MSE"),
     "td3_bc": LearnerEntry("td3_bc", TD3BCConfig, _build_td3_bc, "TD3+BC (Fujimoto & Gu 2021), Eq. 6"),
     "td3_rkl": LearnerEntry(
         "td3_rkl", TD3RKLConfig, _build_td3_rkl, "TD3+RKL (the paper): Eq. 7 BC term weighted by Eq. 18"
+    ),
+    "brac": LearnerEntry(
+        "brac", BRACConfig, _build_brac, "BRAC (Wu et al. 2019), Eq. 5: KL(pi || pi_b) penalty, tanh-Gaussian actor"
+    ),
+    "cdc": LearnerEntry(
+        "cdc", CDCConfig, _build_cdc, "CDC (Fakoor et al. 2021), Eq. 4: log pi(a|s) term and the Delta critic penalty"
+    ),
+    # Fig. 5: the four BC signals alone (no RL signal), for expert datasets.
+    "bc_weighted_rkl": LearnerEntry(
+        "bc_weighted_rkl", BCWeightedRKLConfig, _build_bc_weighted_rkl, "Fig. 5: TD3+RKL's BC signal alone (Eq. 7 x Eq. 18)"
+    ),
+    "bc_mse": LearnerEntry("bc_mse", BCConfig, _build_bc_mse, "Fig. 5: TD3+BC's BC signal alone (Eq. 6, MSE)"),
+    "bc_forward_kl": LearnerEntry(
+        "bc_forward_kl", BCForwardKLConfig, _build_bc_forward_kl, "Fig. 5: CDC's BC signal alone (forward KL, Eq. 4)"
+    ),
+    "bc_reverse_kl": LearnerEntry(
+        "bc_reverse_kl", BCReverseKLConfig, _build_bc_reverse_kl, "Fig. 5: BRAC's BC signal alone (reverse KL, Eq. 5)"
     ),
 }
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from rkl_bench.report.aggregate import DEFAULT_REPS, aggregate_metrics, aggregate_tables, write_aggregate_csv
 from rkl_bench.report.algos import column_order
 from rkl_bench.report.compare import build_comparison, write_comparison_csv
+from rkl_bench.report.fig5 import FIG5_TITLE, bc_signal_figures
 from rkl_bench.report.figures import copy_toys, iqm_plot, lambda_histograms, learning_curves
 from rkl_bench.report.html import PageSection, render_page
 from rkl_bench.report.lambdas import LAMBDAS_FILE, find_lambdas
@@ -88,6 +89,7 @@ def build_report(
         curves = learning_curves(experiment.runs, layout({c.dataset for c in cells.values()}), algos, tmp)
         iqm_fig = iqm_plot(estimates, algos, tmp)
         lambda_figs = lambda_histograms(lambda_sets, tmp)
+        fig5_figs = bc_signal_figures(experiment.runs, tmp)  # only when BC-signal learners ran
         toys = copy_toys(Path(toys_dir).expanduser() if toys_dir else None, tmp)
         sections = [
             PageSection("Table II", (table2,)),
@@ -96,6 +98,7 @@ def build_report(
             PageSection("Aggregate metrics", tuple(agg_tables), (iqm_fig,) if iqm_fig else (),
                         notes=() if agg_tables else ("Not enough finished runs on Table II datasets for aggregate metrics.",)),
             PageSection("Learning curves", figures=tuple(curves)),
+            *([PageSection(FIG5_TITLE, figures=tuple(fig5_figs))] if fig5_figs else []),
             PageSection("Per-state BC weights λ(s) (Fig. 4)", figures=tuple(lambda_figs), notes=() if lambda_figs else (
                 f"No run saved {LAMBDAS_FILE} (one array of λ(s) per dataset component, beside its result rows), "
                 "so Fig. 4 is not drawn.",)),
@@ -111,7 +114,7 @@ def build_report(
         }
         (tmp / "index.html").write_text(render_page(f"rkl_bench report: {experiment.root.resolve().name}", facts, sections, downloads),
                                         encoding="utf-8")
-        figures = [f.png for f in curves + lambda_figs + toys + ([iqm_fig] if iqm_fig else [])]
+        figures = [f.png for f in curves + lambda_figs + toys + ([iqm_fig] if iqm_fig else []) + fig5_figs]
 
     return ReportPaths(out, out / "index.html", out / "table2.csv", out / "table2.tex", out / "table2.md",
                        out / "paper_comparison.csv", out / "aggregate.csv", tuple(out / f for f in figures))

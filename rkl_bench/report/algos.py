@@ -9,7 +9,11 @@ from __future__ import annotations
 
 ALGO_ORDER = ("bc", "brac", "cdc", "td3_bc", "td3_rkl")
 """Table II's columns, in the paper's order."""
-ALGO_LABELS = {"bc": "BC", "brac": "BRAC", "cdc": "CDC", "td3_bc": "TD3+BC", "td3_rkl": "TD3+RKL"}
+ALGO_LABELS = {
+    "bc": "BC", "brac": "BRAC", "cdc": "CDC", "td3_bc": "TD3+BC", "td3_rkl": "TD3+RKL",
+    # Fig. 5's pure-BC learners (rkl_bench/report/fig5.py has the longer legend names)
+    "bc_weighted_rkl": "BC-wRKL", "bc_mse": "BC-MSE", "bc_forward_kl": "BC-FKL", "bc_reverse_kl": "BC-RKL",
+}
 OURS = "td3_rkl"
 """The method the relative gain and the probability of improvement are about."""
 

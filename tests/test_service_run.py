@@ -13,6 +13,7 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -67,6 +68,13 @@ def test_smoke_grid_end_to_end_writes_rows_and_report(tmp_path, capsys, monkeypa
             assert row["eval_episodes"] == 2 and row["normalized_score"] == row["normalized_score"]
         assert (folder / "checkpoint_000001" / "checkpoint.pt").exists()
 
+    # TD3+RKL's lambda(s) per dataset component, for Fig. 4; other learners have none.
+    with np.load(trials["td3_rkl"] / "lambdas.npz") as saved:
+        lambdas = {name: saved[name] for name in saved.files}
+    assert set(lambdas) == {"random", "expert"}
+    assert all(v.shape == (400,) and v.min() >= 0.0 and v.max() <= 1.0 for v in lambdas.values())
+    assert not (trials["bc"] / "lambdas.npz").exists()
+
     # The run ends with its report, and says where it is.
     report = tmp_path / "reports" / "smoke"
     assert f"report: {(report / 'index.html').resolve()}" in out
@@ -74,6 +82,7 @@ def test_smoke_grid_end_to_end_writes_rows_and_report(tmp_path, capsys, monkeypa
     header = table[0].split(",")
     hopper = [dict(zip(header, line.split(","))) for line in table[1:] if "hopper-random-expert" in line]
     assert {row["algo"] for row in hopper if row["n_seeds"] == "1"} == ALGOS
+    assert list((report / "figures").glob("lambdas_*.png")), "Fig. 4 histogram missing from the report"
 
 
 INTERRUPT_FLAG = "RKL_BENCH_TEST_INTERRUPT"

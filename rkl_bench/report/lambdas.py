@@ -1,7 +1,7 @@
 """The input of Fig. 4: per-state BC weights lambda(s) a TD3+RKL run saved.
 
-File contract (the report only reads it; a run writes it once its behaviour
-model is fitted)::
+File contract (the report only reads it; ``rkl_bench.training.lambdas`` writes
+it once the behaviour model is fitted)::
 
     <run dir>/lambdas.npz     # beside metrics.jsonl or Tune's result.json
 
@@ -28,8 +28,8 @@ import numpy as np
 from rkl_bench.errors import RklBenchError
 from rkl_bench.report.datasets import DatasetKey
 from rkl_bench.report.results import Run
+from rkl_bench.training.lambdas import LAMBDAS_FILE
 
-LAMBDAS_FILE = "lambdas.npz"
 FIRST_COMPONENT = "random"
 """Drawn first, so it takes the first colour (blue, as in the paper)."""
 

@@ -41,6 +41,7 @@ from rkl_bench.evaluation import EvalResult
 from rkl_bench.service.config import ExperimentConfig
 from rkl_bench.service.datasets_store import DatasetRefs, fetch_dataset
 from rkl_bench.service.eval_actors import EvalPool, PendingEvaluation, PolicySnapshot
+from rkl_bench.training.lambdas import LAMBDAS_FILE, save_lambdas
 from rkl_bench.training.metrics import LossMeter
 from rkl_bench.training.trainer import Trainer, eval_seed, read_checkpoint
 
@@ -137,6 +138,9 @@ def run_pair(
         trainer = Trainer(algo, dataset, hyperparams, seed, checkpoint=state)
     if trainer.step >= settings.steps:
         return
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    if not (trial_dir / LAMBDAS_FILE).exists():
+        save_lambdas(trainer.learner, dataset, trial_dir)
     own_pool = pool is None
     if pool is None:
         pool = EvalPool(settings.eval_actors, settings.envs_per_actor, settings.eval_actor_cpus, env_id, dataset.env)

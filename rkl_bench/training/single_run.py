@@ -32,6 +32,7 @@ from rkl_bench.data.envs import gym_env_id
 from rkl_bench.data.registry import load_dataset
 from rkl_bench.errors import RklBenchError
 from rkl_bench.training.files import save_json
+from rkl_bench.training.lambdas import LAMBDAS_FILE, save_lambdas
 from rkl_bench.training.metrics import LossMeter, append_row, read_rows, truncate_rows
 from rkl_bench.training.trainer import Trainer, read_checkpoint
 
@@ -123,6 +124,8 @@ def train(spec: TrainSpec) -> RunSummary:
     )
     if not recorded:
         save_json(run_file, _run_record(spec, dataset, env_id, trainer))
+    if not (out / LAMBDAS_FILE).exists():
+        save_lambdas(trainer.learner, dataset, out)
     truncate_rows(metrics_file, trainer.step)
     try:
         return _loop(spec, trainer, dataset, checkpoint)

@@ -72,7 +72,8 @@ def test_smoke_grid_end_to_end_writes_rows_and_report(tmp_path, capsys, monkeypa
     with np.load(trials["td3_rkl"] / "lambdas.npz") as saved:
         lambdas = {name: saved[name] for name in saved.files}
     assert set(lambdas) == {"random", "expert"}
-    assert all(v.shape == (400,) and v.min() >= 0.0 and v.max() <= 1.0 for v in lambdas.values())
+    # 400 rows per file, less the 8 timeout rows qlearning_dataset drops.
+    assert all(v.shape == (392,) and v.min() >= 0.0 and v.max() <= 1.0 for v in lambdas.values())
     assert not (trials["bc"] / "lambdas.npz").exists()
 
     # The run ends with its report, and says where it is.

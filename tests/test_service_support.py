@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from rkl_bench.data.d4rl import write_d4rl_hdf5
+from rkl_bench.data.synthetic import write_synthetic_d4rl
 from rkl_bench.service.ray_runtime import LOOPBACK, configure_ray_environment
 
 OBS_DIM, ACT_DIM = 11, 3
@@ -23,23 +22,7 @@ SMOKE_CONFIG = Path(__file__).resolve().parents[1] / "tune_configs" / "smoke.yam
 
 def write_tiny_hopper(directory: Path, kind: str, rows: int = 400, episode: int = 50, seed: int = 0) -> Path:
     """``<directory>/hopper_<kind>-v2.hdf5``: ``rows`` random transitions in episodes of ``episode`` steps."""
-    rng = np.random.default_rng(seed)
-    observations = rng.normal(size=(rows, OBS_DIM)).astype(np.float32)
-    if kind == "random":
-        actions = rng.uniform(-1, 1, size=(rows, ACT_DIM))
-    else:
-        actions = np.tanh(observations[:, :ACT_DIM] + 0.1 * rng.normal(size=(rows, ACT_DIM)))
-    timeouts = np.zeros(rows, bool)
-    timeouts[episode - 1 :: episode] = True
-    return write_d4rl_hdf5(
-        directory / f"hopper_{kind.replace('-', '_')}-v2.hdf5",
-        observations,
-        actions.astype(np.float32),
-        rng.normal(size=rows).astype(np.float32),
-        np.zeros(rows, bool),
-        timeouts,
-        {"env": "hopper", "version": "d4rl-v2", "name": f"hopper-{kind}-v2"},
-    )
+    return write_synthetic_d4rl(directory, "hopper", kind, rows, episode, seed)
 
 
 def write_smoke_datasets(kinds: tuple[str, ...] = ("random", "expert")) -> Path:

@@ -213,6 +213,8 @@ def test_weighted_rkl_at_the_papers_alpha_runs_to_the_bounds_away_from_the_mean_
     assert (np.abs(out) > 0.9).mean() > 0.6  # saturated
     assert (np.sign(out) != np.sign(target)).mean() > 0.08  # where 0 < a < mean a it even has the wrong sign
     assert ((out - target) ** 2).mean() > 0.1  # not a clone
+    lam = learner.dataset_lambdas  # td3_rkl's per-row weights, for Fig. 4 like td3_rkl's
+    assert lam.shape == (len(dataset),) and lam.dtype == np.float32 and 0.0 <= lam.min() <= lam.max() <= 1.0
 
 
 def test_bc_mse_is_the_bc_learner_under_its_fig5_name(toy):

@@ -135,7 +135,9 @@ class TanhGaussian:
     latest sample from the stored pre-tanh value instead of ``atanh``.
     """
 
-    def __init__(self, mean: Tensor, log_std: Tensor, generator: torch.Generator | None, clip_eps: float = CLIP_EPS) -> None:
+    def __init__(
+        self, mean: Tensor, log_std: Tensor, generator: torch.Generator | None, clip_eps: float = CLIP_EPS
+    ) -> None:
         self.mean, self.log_std, self.generator, self.clip_eps = mean, log_std, generator, clip_eps
         self._sample: Tensor | None = None
         self._sample_log_prob: Tensor | None = None
@@ -289,9 +291,12 @@ def fit_tanh_behaviour(
     return model, stats
 
 
-def unfitted_tanh_behaviour(obs_dim: int, act_dim: int, fit: TanhBehaviourFit, device: torch.device) -> GaussianBehaviour:
+def unfitted_tanh_behaviour(
+    obs_dim: int, act_dim: int, fit: TanhBehaviourFit, device: torch.device
+) -> GaussianBehaviour:
     """The behaviour network, unfitted, to load a checkpoint into (``fit=False`` learners)."""
-    model = GaussianBehaviour(obs_dim, act_dim, fit.hidden, squash="tanh", beta_normalization="none", tanh_eps=fit.clip_eps)
+    model = GaussianBehaviour(obs_dim, act_dim, fit.hidden, squash="tanh", beta_normalization="none",
+                              tanh_eps=fit.clip_eps)
     return model.to(device).eval().requires_grad_(False)
 
 
@@ -314,7 +319,8 @@ def check_log_std_bounds(config: Any) -> None:
     if not (math.isfinite(config.log_std_min) and math.isfinite(config.log_std_max)
             and config.log_std_min < config.log_std_max):
         raise ValueError(
-            f"'log_std_min' must be < 'log_std_max' (both finite), got {config.log_std_min!r} and {config.log_std_max!r}"
+            f"'log_std_min' must be < 'log_std_max' (both finite), "
+            f"got {config.log_std_min!r} and {config.log_std_max!r}"
         )
 
 
@@ -427,7 +433,8 @@ class BCWeightedRKL:
                 obs, act, cfg.behaviour_config(), derive_seed(seed, "behaviour"), progress=progress)
             self.lambda_table = dataset_lambdas(self.behaviour, obs, cfg.zeta1, cfg.zeta2)
         else:
-            self.behaviour = GaussianBehaviour.from_config(self.obs_dim, self.act_dim, cfg.behaviour_config()).to(self.device)
+            self.behaviour = GaussianBehaviour.from_config(self.obs_dim, self.act_dim, cfg.behaviour_config())
+            self.behaviour.to(self.device)
             self.behaviour.eval()
             self.behaviour_stats = {}
             self.lambda_table = torch.full((len(obs),), float("nan"), device=self.device)
@@ -454,6 +461,11 @@ class BCWeightedRKL:
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
         return act_with(self.actor, observations, self.obs_dim, self.device)
+
+    @property
+    def dataset_lambdas(self) -> np.ndarray:
+        """``lambda(s_i)`` of every dataset row, ``(N,)`` float32, as ``td3_rkl`` has (saved for Fig. 4 by the runs)."""
+        return self.lambda_table.to("cpu", torch.float32).numpy().copy()
 
     def state_dict(self) -> dict[str, Any]:
         return copy.deepcopy({
@@ -641,8 +653,8 @@ class BCReverseKL(_StochasticBC):
     def signal(self, batch: Batch, policy: TanhGaussian) -> Tensor:
         b_mean, b_log_std = self.behaviour(batch.observations)
         clip = self.config.action_clip_eps
-        return reverse_kl(policy, lambda x: tanh_gaussian_log_prob(x, b_mean, b_log_std, clip),  # type: ignore[arg-type]
-                          self.config.kl_samples)
+        behaviour_log_prob = lambda x: tanh_gaussian_log_prob(x, b_mean, b_log_std, clip)  # noqa: E731
+        return reverse_kl(policy, behaviour_log_prob, self.config.kl_samples)  # type: ignore[arg-type]
 
     def _state(self) -> dict[str, Any]:
         state = super()._state()

@@ -218,7 +218,7 @@ class BRAC:
         """One critic step, one actor step, one target update."""
         if not self.fitted:
             raise RklBenchError("brac learner was built with fit=False; load a checkpoint before update()")
-        q_on = self.total_it >= self.config.warm_start  # the first warm_start updates are KL-only (BRAC's code: one more)
+        q_on = self.total_it >= self.config.warm_start  # first warm_start updates: KL only (BRAC's code: one more)
         self.total_it += 1
         metrics = self.critic_step(batch)
         metrics.update(self.actor_step(batch, q_on))
@@ -229,8 +229,8 @@ class BRAC:
         """Step 1: the sampled ``KL(pi(.|s) || pi_b(.|s))`` per state, shape ``(B,)``."""
         b_mean, b_log_std = self.behaviour(observations)
         clip = self.config.action_clip_eps
-        return reverse_kl(policy, lambda x: tanh_gaussian_log_prob(x, b_mean, b_log_std, clip),  # type: ignore[arg-type]
-                          self.config.kl_samples)
+        behaviour_log_prob = lambda x: tanh_gaussian_log_prob(x, b_mean, b_log_std, clip)  # noqa: E731
+        return reverse_kl(policy, behaviour_log_prob, self.config.kl_samples)  # type: ignore[arg-type]
 
     def critic_step(self, batch: Batch) -> dict[str, Tensor]:
         cfg = self.config

@@ -168,6 +168,38 @@ class EvalPool:
         self.actors = []
 
 
+_KEPT_POOL: EvalPool | None = None
+"""The pool of the last trial this worker process ran (see :func:`trial_pool`)."""
+
+
+def trial_pool(count: int, envs_per_actor: int, cpus: float, env_id: str, env_family: str | None) -> EvalPool:
+    """The evaluation pool for a trial starting in this worker process.
+
+    Tune reuses a finished trial's worker for the next trial (``reuse_actors``);
+    the actors of its pool are env-agnostic, so when they reserve no CPUs
+    (``cpus == 0``, nothing tied to the old trial's placement group) and the
+    next trial asks for the same number, they are kept: no process start, no
+    second import of torch and MuJoCo per trial. Otherwise a new pool.
+    """
+    global _KEPT_POOL
+    kept, _KEPT_POOL = _KEPT_POOL, None
+    if kept is not None and cpus == 0 and kept.cpus == 0 and (len(kept.actors), kept.envs_per_actor) == (count, envs_per_actor):
+        kept.env_id, kept.env_family, kept.replaced = env_id, env_family, 0
+        return kept
+    if kept is not None:
+        kept.close()
+    return EvalPool(count, envs_per_actor, cpus, env_id, env_family)
+
+
+def release_pool(pool: EvalPool) -> None:
+    """A trial is done with ``pool``: keep it for the next trial in this worker if it reserves no CPUs."""
+    global _KEPT_POOL
+    if pool.cpus == 0 and pool.actors:
+        _KEPT_POOL = pool
+    else:
+        pool.close()
+
+
 def merge_results(parts: list[EvalResult], seed: int) -> EvalResult:
     """Blocks of one evaluation, in episode order, as one result (blocks ran side by side: seconds is the longest)."""
     scored = all(part.normalized_scores is not None for part in parts)

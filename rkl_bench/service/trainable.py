@@ -40,7 +40,7 @@ from rkl_bench.errors import RklBenchError
 from rkl_bench.evaluation import EvalResult
 from rkl_bench.service.config import ExperimentConfig
 from rkl_bench.service.datasets_store import DatasetRefs, fetch_dataset
-from rkl_bench.service.eval_actors import EvalPool, PendingEvaluation, PolicySnapshot
+from rkl_bench.service.eval_actors import EvalPool, PendingEvaluation, PolicySnapshot, release_pool, trial_pool
 from rkl_bench.training.lambdas import LAMBDAS_FILE, save_lambdas
 from rkl_bench.training.metrics import LossMeter
 from rkl_bench.training.trainer import Trainer, eval_seed, read_checkpoint
@@ -122,7 +122,8 @@ def run_pair(
     """Train and evaluate one (algo, dataset, seed) to ``settings.steps``, from
     ``state`` (a checkpoint of this very pair) or from scratch; every row goes
     to ``report``. ``pool`` is an evaluation pool to use (it must roll out in
-    the dataset's env) instead of one made, and closed, here."""
+    the dataset's env) instead of the worker's own (:func:`trial_pool`, kept
+    for the worker's next trial)."""
     env_id = gym_env_id(dataset)
     if env_id is None:
         raise RklBenchError(f"dataset {spec!r} (version {dataset.version}) has no gymnasium environment to evaluate in")
@@ -138,12 +139,12 @@ def run_pair(
         trainer = Trainer(algo, dataset, hyperparams, seed, checkpoint=state)
     if trainer.step >= settings.steps:
         return
-    trial_dir = Path(tune.get_context().get_trial_dir())
-    if not (trial_dir / LAMBDAS_FILE).exists():
-        save_lambdas(trainer.learner, dataset, trial_dir)
+    artifacts = trial_artifact_dir()
+    if not (artifacts / LAMBDAS_FILE).exists():
+        save_lambdas(trainer.learner, dataset, artifacts)
     own_pool = pool is None
     if pool is None:
-        pool = EvalPool(settings.eval_actors, settings.envs_per_actor, settings.eval_actor_cpus, env_id, dataset.env)
+        pool = trial_pool(settings.eval_actors, settings.envs_per_actor, settings.eval_actor_cpus, env_id, dataset.env)
     elif pool.env_id != env_id:
         raise RklBenchError(f"internal: evaluation pool rolls out in {pool.env_id}, dataset {spec!r} needs {env_id}")
     loop = _TrialLoop(settings, trainer, pool, dataset, spec, entered, state, report)
@@ -152,7 +153,20 @@ def run_pair(
     finally:
         loop.discard()
         if own_pool:
-            pool.close()
+            release_pool(pool)
+
+
+def trial_artifact_dir() -> Path:
+    """The trial's working directory, which Tune copies into the trial directory
+    with every checkpoint (``SyncConfig(sync_artifacts=True)``, see ``tuner.py``).
+
+    Not ``tune.get_context().get_trial_dir()``: in Ray 2.60 that names the
+    driver's staging directory for a new worker but the working directory for
+    a reused one (``reuse_actors``), and only the latter is synced.
+    """
+    from ray.train._internal.session import get_session
+
+    return Path(get_session().storage.trial_working_directory)
 
 
 def _restored_state() -> dict[str, Any] | None:

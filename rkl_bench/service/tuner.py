@@ -87,12 +87,21 @@ def build_tuner(
     return tune.Tuner(
         make_trainable(config, refs),
         param_space=param_space(config, specs),
-        tune_config=tune.TuneConfig(trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
+        tune_config=tune.TuneConfig(
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_dirname,
+            # Trials of a grid ask for the same resources: a finished trial's worker
+            # process (torch, MuJoCo and the learner code imported) runs the next one.
+            reuse_actors=True,
+        ),
         run_config=tune.RunConfig(
             name=config.name,
             storage_path=str(storage),
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=config.checkpoints.keep),
+            # Files a trial writes into its working directory (lambdas.npz) reach
+            # its trial directory with its checkpoints.
+            sync_config=tune.SyncConfig(sync_artifacts=True),
             callbacks=list(callbacks),
             verbose=verbose,
         ),

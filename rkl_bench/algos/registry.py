@@ -48,7 +48,8 @@ Builder = Callable[..., Learner]
 """``build(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner``.
 
 ``fit=False`` asks the builder to skip construction-time fitting because a
-checkpoint will be loaded right after (only TD3+RKL has any)."""
+checkpoint will be loaded right after (TD3+RKL, BRAC and the KL-based BC signals fit
+a behaviour model when built)."""
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------- tune
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from rkl_bench.service.search import run_search
+
+    summary = run_search(args.config, address=args.address, resume=args.resume, storage=args.storage)
+    print(f"experiment directory: {summary.experiment_dir}")
+    print(f"study: {summary.study_name} in {summary.storage} (optuna-dashboard {summary.storage.removeprefix('journal:')})")
+    print(
+        f"trials: {summary.finished} of {summary.num_samples} finished "
+        f"({summary.complete} complete, {summary.pruned} stopped early, {summary.failed} failed)"
+    )
+    if summary.best is not None:
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.best.params.items())
+        print(f"best: trial {summary.best.number}, objective {summary.best.value:.2f} ({params})")
+        print(f"best config: {summary.best_config} (rkl-bench run accepts it)")
+    for figure in summary.figures:
+        print(f"figure: {figure}")
+    if summary.interrupted:
+        print(
+            f"interrupted: {summary.interrupted} trial(s) unfinished; run the same command with --resume "
+            "to re-run them and go on",
+            file=sys.stderr,
+        )
+        return 130
+    if summary.best is None:
+        print("error: no trial finished all its (dataset, seed) pairs; see error.txt in the trial directories", file=sys.stderr)
+        return 1
+    return 0
+
+
 # --------------------------------------------------------------------- toys
 def _cmd_toy(args: argparse.Namespace) -> int:
     from rkl_bench.toys import run_toy
@@ -258,6 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report-dir", default=None, help="where the report goes when the run ends (default reports/<experiment name>)")
     run.add_argument("--no-report", action="store_true", help="do not write a report when the run ends")
     run.set_defaults(func=_cmd_run)
+
+    # tune
+    tune = verbs.add_parser("tune", help="an Optuna (TPE) search of one learner's hyper-parameters on Ray Tune")
+    tune.add_argument("config", help="search spec, e.g. tune_configs/optuna_lambda.yaml")
+    tune.add_argument("--address", default=None, help="join this Ray cluster (default: start a local Ray on this machine)")
+    tune.add_argument("--resume", action="store_true",
+                      help="go on with the study (finished trials count; unfinished ones are re-run; raise num_samples to extend)")
+    tune.add_argument("--storage", default=None, help="where experiment directories live (default ./ray_results)")
+    tune.set_defaults(func=_cmd_tune)
 
     # toys
     toy = verbs.add_parser("toy", help="the paper's toy experiments (Fig. 2, Fig. 3)")

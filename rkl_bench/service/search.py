@@ -1,0 +1,521 @@
+"""``rkl-bench tune CONFIG``: an Optuna study of one learner's hyper-parameters, run by Ray Tune.
+
+The pieces:
+
+* the spec (``search_config``): an experiment spec plus ``search:``;
+* a trial (``search_trial``): one sample of the space, trained and evaluated
+  on every (dataset, seed) pair in turn; its objective is the mean (or
+  median) final normalised score over the pairs;
+* the sampler: Optuna's TPE through Tune's ``OptunaSearch`` (a subclass,
+  :class:`StudySearch`, that reports one intermediate value per finished
+  pair and records early-stopped trials as PRUNED), behind a
+  ``ConcurrencyLimiter``;
+* early stopping: Tune's ASHA on ``pairs_done`` (ranks trials by their
+  running score after the same pairs);
+* the study: Optuna storage, SQLite in the experiment directory unless
+  ``search.storage`` names another (any RDB URL, or ``journal:<file>``). Only
+  the driver talks to it, so SQLite is enough on a cluster too; a shared
+  database or journal file lets optuna-dashboard watch from elsewhere.
+
+Order (as in ``rkl-bench run``): every check that can fail (spec, datasets,
+experiment directory, study existence versus ``--resume``) happens before Ray
+starts, and missing forge datasets are made before Ray starts.
+
+Resume. The study is the record of the search: ``--resume`` opens it (the
+spec must define the same trials: only ``num_samples`` and
+``max_concurrent`` may change, so a search can be extended), counts its
+finished trials (COMPLETE, PRUNED, FAIL) against ``num_samples``, marks
+trials left RUNNING by an interrupted session as FAIL (user attribute
+``interrupted``) and enqueues their parameters again, so they are re-run
+first, from scratch. TPE sees every earlier trial. The Tune trials of every
+session share the experiment directory ``<storage>/<name>/``.
+
+At the end (and after an interruption) the driver writes, in the experiment
+directory: ``best_config.yaml`` (the best COMPLETE trial as a spec
+``rkl-bench run`` accepts), ``trials.csv``, ``search_summary.json`` and
+``figures/`` (``report.search_figures``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from rkl_bench.errors import RklBenchError
+from rkl_bench.service.config import load_config
+from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
+from rkl_bench.service.ray_runtime import ray_session
+from rkl_bench.service.run import DEFAULT_STORAGE, experiment_record
+from rkl_bench.service.search_config import JOURNAL_PREFIX, SearchConfig, load_search_config, storage_url
+
+RECORD_ATTR = "rkl_bench_search"
+"""Study user attribute holding what defines the search (compared on ``--resume``)."""
+RECORD_FILE = "rkl_bench_search.json"
+BEST_CONFIG_FILE = "best_config.yaml"
+TRIALS_FILE = "trials.csv"
+SUMMARY_FILE = "search_summary.json"
+INTERRUPTED_ATTR = "interrupted"
+RERUN_ATTR = "rerun_of"
+TUNE_TRIAL_ATTR = "tune_trial_id"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    number: int
+    value: float
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    experiment_dir: Path
+    storage: str
+    study_name: str
+    trials_run: int
+    """Tune trials started by this session."""
+    complete: int
+    pruned: int
+    failed: int
+    interrupted: int
+    """Trials this session left unfinished (stopped with Ctrl-C); ``--resume`` re-runs them."""
+    num_samples: int
+    best: BestTrial | None
+    best_config: Path | None
+    figures: list[Path] = field(default_factory=list)
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.failed
+
+
+# ------------------------------------------------------------------ driver
+def run_search(
+    config_path: str | Path,
+    *,
+    address: str | None = None,
+    resume: bool = False,
+    storage: str | Path | None = None,
+    verbose: int = 1,
+    callbacks: Sequence[Any] = (),
+) -> SearchSummary:
+    """Run (or resume) the search ``config_path`` describes; see the module docstring.
+
+    ``storage`` is where experiment directories live (Tune's storage path);
+    ``callbacks`` are extra Tune callbacks, ``verbose`` Tune's verbosity.
+    """
+    config = load_search_config(config_path)
+    specs = resolve_datasets(config.experiment)
+    experiment_dir = Path(storage or DEFAULT_STORAGE).expanduser().resolve() / config.name
+    url = storage_url(config.search.storage, experiment_dir)
+    record = search_record(config, specs)
+    if not resume and experiment_dir.is_dir() and any(experiment_dir.iterdir()):
+        raise RklBenchError(
+            f"experiment directory {experiment_dir} already exists; pass --resume to continue the search, "
+            "or change the config's name or --storage"
+        )
+    _quiet_optuna()
+    # A study file that does not exist yet is made only once every check has passed and the data is there.
+    file = _storage_file(url)
+    study_storage = open_storage(url, must_exist=resume) if resume or file is None or file.exists() else None
+    study = None if study_storage is None else _open_study(study_storage, config.study_name, url, record, resume)
+    make_missing_forge_datasets(specs, config.experiment)
+
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    _write_text(experiment_dir / RECORD_FILE, json.dumps(record, indent=2) + "\n")
+    if study is None:
+        study_storage = study_storage or open_storage(url)
+        study, seed_offset = _create_study(study_storage, config, record), 0
+    else:
+        seed_offset = len(study.get_trials(deepcopy=False))
+        _requeue_interrupted(study)
+    remaining = max(0, config.search.num_samples - _finished_count(study))
+    trials_run = 0
+    if remaining:
+        with ray_session(address):
+            from rkl_bench.service.datasets_store import put_datasets
+
+            refs = put_datasets(specs, config.experiment.d4rl_dir)
+            tuner = build_search_tuner(
+                config, specs, refs, study_storage, experiment_dir, remaining, callbacks, verbose, seed_offset
+            )
+            trials_run = len(tuner.fit())
+    study = _load_study(study_storage, config.study_name)
+    return summarise(config, study, url, experiment_dir, trials_run)
+
+
+def search_record(config: SearchConfig, specs: Sequence[str]) -> dict[str, Any]:
+    """What defines a search: the experiment, its datasets and the search's identity (JSON data)."""
+    record = experiment_record(config.experiment, specs)
+    record["search"] = config.search.identity()
+    return json.loads(json.dumps(record))
+
+
+# ----------------------------------------------------------------- storage
+def _storage_file(url: str) -> Path | None:
+    """The file behind a SQLite or journal storage; None for a database server."""
+    if url.startswith(JOURNAL_PREFIX):
+        return Path(url[len(JOURNAL_PREFIX):])
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):])
+    return None
+
+
+def open_storage(url: str, must_exist: bool = False) -> Any:
+    """An Optuna storage for ``url`` (RDB URL or ``journal:<file>``); a clear error if it cannot open."""
+    import optuna
+
+    if url.startswith(JOURNAL_PREFIX):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url[len(JOURNAL_PREFIX):])
+        if must_exist and not path.is_file():
+            raise RklBenchError(f"nothing to resume: journal file {path} does not exist; run without --resume to start")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if must_exist and not path.is_file():
+            raise RklBenchError(f"nothing to resume: study database {path} does not exist; run without --resume to start")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as exc:  # noqa: BLE001 - drivers and servers fail in many ways; one line says which
+        raise RklBenchError(f"cannot open the study storage {url} ({type(exc).__name__}: {exc}); check search.storage") from None
+
+
+def _open_study(storage: Any, name: str, url: str, record: dict[str, Any], resume: bool) -> Any:
+    """The existing study when resuming (checked against ``record``); None for a new one."""
+    import optuna
+
+    exists = name in {s.study_name for s in storage.get_all_studies()}
+    if not resume:
+        if exists:
+            raise RklBenchError(
+                f"study {name!r} already exists in {url}; pass --resume to continue it, "
+                "or set search.study_name (or the config's name) to start another"
+            )
+        return None
+    if not exists:
+        raise RklBenchError(f"nothing to resume: no study {name!r} in {url}; run without --resume to start it")
+    study = optuna.load_study(study_name=name, storage=storage)
+    recorded = study.user_attrs.get(RECORD_ATTR)
+    if recorded != record:
+        raise RklBenchError(
+            f"study {name!r} in {url} was started with a different search ({_differences(recorded, record)} differ); "
+            "resume with the original config (only search.num_samples and search.max_concurrent may change), "
+            "or start a new study under another name"
+        )
+    return study
+
+
+def _differences(recorded: Any, record: dict[str, Any]) -> str:
+    if not isinstance(recorded, dict):
+        return "the study was not started by rkl-bench tune; everything"
+    keys = []
+    for part in ("config", "search"):
+        old, new = recorded.get(part) or {}, record.get(part) or {}
+        keys += [f"{'search.' if part == 'search' else ''}{k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if recorded.get("dataset_specs") != record.get("dataset_specs"):
+        keys.append("dataset specs")
+    return ", ".join(keys) or "nothing visible"
+
+
+def _create_study(storage: Any, config: SearchConfig, record: dict[str, Any]) -> Any:
+    import optuna
+
+    study = optuna.create_study(storage=storage, study_name=config.study_name, direction="maximize")
+    study.set_user_attr(RECORD_ATTR, record)
+    study.set_user_attr("objective", objective_text(config))
+    for point in config.search.initial_points:
+        study.enqueue_trial(dict(point), user_attrs={"initial_point": True})
+    return study
+
+
+def _load_study(storage: Any, name: str) -> Any:
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _requeue_interrupted(study: Any) -> list[int]:
+    """Trials left RUNNING by a stopped session: FAIL (``interrupted``) and their parameters enqueued again."""
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    numbers = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        if trial.params:
+            study.enqueue_trial(dict(trial.params), user_attrs={RERUN_ATTR: trial.number})
+        numbers.append(trial.number)
+    return numbers
+
+
+def _finished_count(study: Any) -> int:
+    """Trials that count against ``num_samples``: COMPLETE, PRUNED and FAIL (but not interrupted ones)."""
+    from optuna.trial import TrialState
+
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (t.state == TrialState.FAIL and not t.user_attrs.get(INTERRUPTED_ATTR))
+    )
+
+
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def objective_text(config: SearchConfig) -> str:
+    exp, obj = config.experiment, config.search.objective
+    return (
+        f"{obj.aggregate} over {len(exp.datasets)} dataset(s) x {len(exp.seeds)} seed(s) of the final normalised score "
+        f"(mean of the last {obj.final_evals} evaluation(s) of {exp.evaluation.episodes} episodes) after {exp.steps} steps"
+    )
+
+
+# -------------------------------------------------------------------- Tune
+def build_search_tuner(
+    config: SearchConfig,
+    specs: Sequence[str],
+    refs: Any,
+    study_storage: Any,
+    experiment_dir: Path,
+    num_samples: int,
+    callbacks: Sequence[Any] = (),
+    verbose: int = 1,
+    seed_offset: int = 0,
+) -> Any:
+    """The Tuner of one session: ``num_samples`` trials sampled by TPE into the study.
+
+    The sampler's seed is ``search.sampler.seed + seed_offset``; a resumed session passes the
+    number of trials already in the study, so its random draws do not repeat the first session's.
+    """
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    from rkl_bench.service.search_trial import OBJECTIVE, PAIRS_DONE, TRIAL_KEY, SearchJob, run_search_trial, search_pairs
+    from rkl_bench.service.study_search import StudySearch
+    from rkl_bench.service.trainable import TrialSettings
+    from rkl_bench.service.tuner import trial_resources
+
+    search, exp = config.search, config.experiment
+    sampler = optuna.samplers.TPESampler(
+        seed=None if search.sampler.seed is None else search.sampler.seed + seed_offset,
+        n_startup_trials=search.sampler.n_startup_trials,
+        multivariate=search.sampler.multivariate,
+        constant_liar=search.sampler.constant_liar,
+    )
+    searcher = StudySearch(
+        space={p.name: p.distribution() for p in search.space},
+        metric=OBJECTIVE,
+        mode="max",
+        sampler=sampler,
+        study_name=config.study_name,
+        storage=study_storage,
+    )
+    pairs = search_pairs(specs, exp.seeds)
+    if search.early_stopping.kind == "asha":
+        scheduler: Any = ASHAScheduler(
+            time_attr=PAIRS_DONE,
+            metric=OBJECTIVE,
+            mode="max",
+            max_t=len(pairs),
+            grace_period=config.grace_period,
+            reduction_factor=search.early_stopping.reduction_factor,
+        )
+    else:
+        scheduler = FIFOScheduler()
+    job = SearchJob(
+        algo=config.algo,
+        fixed=config.fixed,
+        params=list(search.names),
+        pairs=pairs,
+        settings=TrialSettings.of(exp).as_dict(),
+        final_evals=search.objective.final_evals,
+        aggregate=search.objective.aggregate,
+    )
+    trainable = tune.with_resources(tune.with_parameters(run_search_trial, datasets=refs), trial_resources(exp))
+    return tune.Tuner(
+        trainable,
+        param_space={TRIAL_KEY: job.as_dict()},
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent),
+            scheduler=scheduler,
+            num_samples=num_samples,
+            trial_name_creator=search_trial_name,
+            trial_dirname_creator=search_trial_dirname,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=exp.name,
+            storage_path=str(experiment_dir.parent),
+            failure_config=tune.FailureConfig(max_failures=exp.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=exp.checkpoints.keep),
+            callbacks=list(callbacks),
+            verbose=verbose,
+        ),
+    )
+
+
+def search_trial_name(trial: Any) -> str:
+    """``trial_<Optuna trial number>``: the progress table and the dashboard use the same numbers."""
+    number = trial.config.get("optuna_trial")
+    return f"trial_{number:04d}" if isinstance(number, int) else f"trial_{trial.trial_id}"
+
+
+def search_trial_dirname(trial: Any) -> str:
+    return f"{search_trial_name(trial)}_{trial.trial_id}"
+
+
+# ----------------------------------------------------------------- outputs
+def summarise(
+    config: SearchConfig,
+    study: Any,
+    url: str,
+    experiment_dir: Path,
+    trials_run: int = 0,
+) -> SearchSummary:
+    """Count the study's trials and write the best config, the trial table, the summary and the figures."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = None
+    if complete:
+        top = max(complete, key=lambda t: (t.value, -t.number))
+        best = BestTrial(top.number, float(top.value), dict(top.params))
+    importances = _importances(study, complete)
+    best_path = write_best_config(config, best, url, experiment_dir / BEST_CONFIG_FILE) if best else None
+    rows = [_trial_row(t) for t in trials]
+    _write_text(experiment_dir / TRIALS_FILE, _csv(rows, config.search.names))
+    summary_data = {
+        "study_name": config.study_name,
+        "storage": url,
+        "objective": objective_text(config),
+        "num_samples": config.search.num_samples,
+        "best": None if best is None else vars(best),
+        "importances": importances,
+        "space": {p.name: p.as_dict() for p in config.search.space},
+        "trials": rows,
+    }
+    _write_text(experiment_dir / SUMMARY_FILE, json.dumps(summary_data, indent=2, default=str) + "\n")
+    figures = _figures(config, rows, importances, experiment_dir)
+    states = [t.state for t in trials]
+    return SearchSummary(
+        experiment_dir=experiment_dir,
+        storage=url,
+        study_name=config.study_name,
+        trials_run=trials_run,
+        complete=states.count(TrialState.COMPLETE),
+        pruned=states.count(TrialState.PRUNED),
+        failed=sum(1 for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get(INTERRUPTED_ATTR)),
+        # Trials left RUNNING by an earlier session were failed when this one began.
+        interrupted=states.count(TrialState.RUNNING),
+        num_samples=config.search.num_samples,
+        best=best,
+        best_config=best_path,
+        figures=figures,
+    )
+
+
+def _trial_row(trial: Any) -> dict[str, Any]:
+    intermediate = {int(k): float(v) for k, v in sorted(trial.intermediate_values.items())}
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "value": None if trial.value is None else float(trial.value),
+        "pairs_done": max(intermediate, default=0),
+        "params": dict(trial.params),
+        "intermediate": intermediate,
+        "tune_trial_id": trial.user_attrs.get(TUNE_TRIAL_ATTR),
+        "initial_point": bool(trial.user_attrs.get("initial_point")),
+        "rerun_of": trial.user_attrs.get(RERUN_ATTR),
+        "seconds": None if trial.duration is None else trial.duration.total_seconds(),
+    }
+
+
+def _csv(rows: list[dict[str, Any]], names: Sequence[str]) -> str:
+    out = io.StringIO()
+    columns = ["number", "state", "value", "pairs_done", *names, "tune_trial_id", "initial_point", "rerun_of", "seconds"]
+    writer = csv.DictWriter(out, columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**{k: row[k] for k in columns if k in row}, **{n: row["params"].get(n) for n in names}})
+    return out.getvalue()
+
+
+def _importances(study: Any, complete: list[Any]) -> dict[str, float] | None:
+    """Optuna's parameter importances over COMPLETE trials (PED-ANOVA by default); None if too few trials."""
+    import optuna
+
+    if len(complete) < 3:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        logger.info("no parameter importances: %s", exc)
+        return None
+    return {name: float(value) for name, value in values.items()}
+
+
+def _figures(config: SearchConfig, rows: list[dict[str, Any]], importances: dict[str, float] | None, out: Path) -> list[Path]:
+    from rkl_bench.report.search_figures import SearchTrial, write_search_figures
+
+    trials = [
+        SearchTrial(row["number"], row["state"], row["value"], row["params"], row["intermediate"], row["initial_point"])
+        for row in rows
+    ]
+    logs = {p.name: p.log for p in config.search.space}
+    files = write_search_figures(trials, importances, logs, out, title=f"{config.study_name}: {config.search.objective.aggregate} final normalised score")
+    return [out / f.png for f in files]
+
+
+def write_best_config(config: SearchConfig, best: BestTrial, url: str, path: Path) -> Path:
+    """The experiment spec with the best trial's hyper-parameters, checked by ``load_config``."""
+    data = config.experiment.to_dict()
+    data["name"] = f"{config.name}-best"
+    data["algorithms"] = {config.algo: config.hyperparams(best.params)}
+    header = (
+        f"# Best trial of study {config.study_name!r} ({url}): trial {best.number}, objective {best.value:.3f}\n"
+        f"# = {objective_text(config)}.\n"
+        f"# Searched: {', '.join(f'{k}={v!r}' for k, v in best.params.items())}.\n"
+        f"# Run it (and change datasets/seeds/steps for a bigger grid): rkl-bench run {path}\n"
+    )
+    text = header + yaml.safe_dump(data, sort_keys=False)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    try:
+        load_config(tmp)
+    except RklBenchError as exc:
+        tmp.unlink(missing_ok=True)
+        raise RklBenchError(f"internal: the best configuration does not load back ({exc})") from None
+    os.replace(tmp, path)
+    return path
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

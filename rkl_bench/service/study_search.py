@@ -1,0 +1,82 @@
+"""Tune's ``OptunaSearch``, with the study's record kept in the search's terms.
+
+* one intermediate value per finished (dataset, seed) pair (step = pairs
+  done), not one per result row, so the study's intermediate values are the
+  running scores early stopping compares;
+* a trial stopped before its last pair (ASHA) is PRUNED, with its running
+  score as value (Optuna takes the last intermediate value); a finished one
+  is COMPLETE with its objective; an objective that is not a number makes the
+  trial FAIL (Optuna refuses NaN, and OptunaSearch would leave it RUNNING);
+* each Optuna trial records its Tune trial id (user attribute
+  ``tune_trial_id``), and each Tune config its Optuna trial number
+  (``optuna_trial``), so the dashboard and the experiment directory meet.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from rkl_bench.service.search_trial import OBJECTIVE, PAIRS_DONE
+
+TUNE_TRIAL_ATTR = "tune_trial_id"
+logger = logging.getLogger(__name__)
+
+
+class StudySearch(OptunaSearch):
+    """See the module docstring; constructed like ``OptunaSearch``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pairs_reported: dict[str, int] = {}
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        if config is None:
+            return None
+        ot_trial = self._ot_trials[trial_id]
+        ot_trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+        return {**config, "optuna_trial": ot_trial.number}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._ot_trials and trial_id not in self._completed_trials:
+            self._report_pairs(trial_id, result)
+
+    def _report_pairs(self, trial_id: str, result: dict) -> None:
+        done, value = result.get(PAIRS_DONE), result.get(OBJECTIVE)
+        if not done or value is None or not math.isfinite(value):
+            return
+        if self._pairs_reported.get(trial_id, 0) < done:
+            self._ot_trials[trial_id].report(float(value), step=int(done))
+            self._pairs_reported[trial_id] = int(done)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        value = None
+        finished = bool(result) and result.get(PAIRS_DONE) is not None and result.get(PAIRS_DONE) == result.get("pairs_total")
+        if error:
+            state = TrialState.FAIL
+        elif finished:
+            self._report_pairs(trial_id, result)
+            objective = result.get(OBJECTIVE)
+            if objective is not None and math.isfinite(objective):
+                state, value = TrialState.COMPLETE, float(objective)
+            else:
+                ot_trial.set_user_attr("fail_reason", f"objective is {objective!r}")
+                state = TrialState.FAIL
+        else:
+            if result:
+                self._report_pairs(trial_id, result)
+                ot_trial.set_user_attr("stopped_after_pairs", int(result.get(PAIRS_DONE) or 0))
+            state = TrialState.PRUNED
+        try:
+            self._ot_study.tell(ot_trial, value, state=state)
+        except Exception as exc:  # noqa: BLE001 - a storage hiccup must not end the search
+            logger.warning("could not record trial %s in the study: %s", ot_trial.number, exc)
+        self._completed_trials.add(trial_id)

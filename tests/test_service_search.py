@@ -1,0 +1,438 @@
+"""``rkl-bench tune``: search specs, the study's bookkeeping, and searches end to end.
+
+The planted objective: a tiny Hopper-v4 dataset recorded with the constant
+action (0, 0, 0.8) plus a little noise, and TD3+RKL with its Q term off
+(``q_weight: 0``). The actor then minimises only Eq. 7,
+``lambda * [(mu - a)^2 - rkl_alpha (mu - (a1 + a2)/2)^2]``; with every action
+near the same c this is about ``(1 - rkl_alpha)(mu - c)^2``: below 1 the
+actor learns c (a policy that keeps the hopper up: a normalised score of ~3
+to 7), at 1 it has no pull at all, and above 1 it is pushed to the action
+bounds (the hopper falls at once: < 1). So the region ``rkl_alpha < 1``
+is known to beat the paper's default (1.0) clearly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from rkl_bench import cli
+from rkl_bench.errors import RklBenchError
+from rkl_bench.service.config import load_config
+from rkl_bench.service.dataset_specs import resolve_datasets
+from rkl_bench.service.search_config import load_search_config
+from rkl_bench.service.search_trial import aggregate_scores, pair_final, search_pairs
+from test_service_support import local_ray, write_smoke_datasets  # noqa: F401 - fixture
+
+CONFIGS = Path(__file__).resolve().parents[1] / "tune_configs"
+SMOKE = CONFIGS / "optuna_smoke.yaml"
+PLANTED_ACTION = np.array([0.0, 0.0, 0.8], np.float32)
+
+
+def write_yaml(tmp_path: Path, data: dict, name: str = "search") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def smoke_data(**changes) -> dict:
+    data = yaml.safe_load(SMOKE.read_text())
+    for key, value in changes.items():
+        if key.startswith("search."):
+            data["search"][key[len("search."):]] = value
+        else:
+            data[key] = value
+    return data
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(RklBenchError) as info:
+        load_search_config(path)
+    return str(info.value)
+
+
+# ------------------------------------------------------------ shipped files
+def test_shipped_search_configs_parse():
+    real = load_search_config(CONFIGS / "optuna_lambda.yaml")
+    assert real.algo == "td3_rkl" and set(real.search.names) == {"zeta1", "zeta2", "rkl_alpha"}
+    assert real.search.param("zeta1").log and real.search.initial_points[0] == {"zeta1": 10.0, "zeta2": 5.0, "rkl_alpha": 1.0}
+    assert real.experiment.dataset_source == "forge" and len(real.experiment.datasets) >= 3
+    specs = resolve_datasets(real.experiment)
+    assert all(s.startswith("forge-v5/") and "-random-" in s for s in specs), specs
+    assert real.search.early_stopping.kind == "asha" and real.grace_period == len(specs)
+    assert real.search.num_samples >= 30 and real.search.objective.final_evals > 1
+
+    smoke = load_search_config(SMOKE)
+    assert smoke.num_pairs == 2 and smoke.experiment.steps <= 100 and smoke.search.num_samples <= 4
+    assert set(smoke.search.names) == {"zeta1", "zeta2", "rkl_alpha", "q_weight"}
+
+
+# ------------------------------------------------------------- bad configs
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"search.colour": 1}, "unknown key 'colour' in search"),
+        ({"search.space": {"zeta3": {"low": 0, "high": 1}}}, "'zeta3' is not a hyper-parameter of td3_rkl"),
+        ({"search.space": {"hidden_dim": {"low": 16, "high": 64}}}, "'hidden_dim' is both searched and fixed"),
+        ({"search.space": {"rkl_alpha": {"low": -1.0, "high": 1.0}}}, "'rkl_alpha' must be >= 0"),
+        ({"search.space": {"zeta1": {"low": 0.0, "high": 10.0, "log": True}}}, "a log scale needs low > 0"),
+        ({"search.space": {"zeta1": {"low": 3.0, "high": 1.0}}}, "low (3.0) must be below high (1.0)"),
+        ({"search.space": {"policy_freq": {"low": 1, "high": 4}}}, "policy_freq is a whole number; add type: int"),
+        ({"search.space": {"zeta1": {"lo": 1, "high": 2}}}, "unknown key 'lo' in search.space.zeta1"),
+        ({"search.initial_points": [{"zeta1": 100.0}]}, "initial_points[0].zeta1 = 100.0 is outside its search space"),
+        ({"search.initial_points": [{"tau": 0.1}]}, "'tau' is not searched"),
+        ({"search.objective": {"final_evals": 3}}, "final_evals (3) is more than the evaluations a pair makes (2"),
+        ({"seeds": [0]}, "this search has one pair"),
+        ({"search.early_stopping": {"grace_period": 2}}, "grace_period must be between 1 and 1"),
+        ({"search.storage": "optuna.db"}, "neither a database URL"),
+        ({"search.sampler": {"multivariate": "yes"}}, "multivariate must be true or false"),
+        ({"algorithms": {"td3_rkl": {}, "td3_bc": {}}}, "a search tunes one algorithm"),
+        ({"search.num_samples": 0}, "search.num_samples must be >= 1"),
+    ],
+)
+def test_bad_search_configs_name_the_problem_and_the_file(tmp_path, changes, fragment):
+    path = write_yaml(tmp_path, smoke_data(**changes))
+    message = error_of(path)
+    assert message.startswith(f"{path}: ") and fragment in message, message
+
+
+def test_a_run_config_is_not_a_search(tmp_path):
+    data = smoke_data()
+    del data["search"]
+    assert "missing key 'search'" in error_of(write_yaml(tmp_path, data))
+
+
+def test_cli_tune_bad_config_exits_2_before_ray(tmp_path, capsys):
+    path = write_yaml(tmp_path, smoke_data(**{"search.space": {"zeta3": {"low": 0, "high": 1}}}))
+    status = cli.main(["tune", str(path), "--storage", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and err[0].startswith("error: ") and "zeta3" in err[0]
+    ray = sys.modules.get("ray")
+    assert ray is None or not ray.is_initialized()
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_tune_resume_of_nothing_and_existing_directory(tmp_path, capsys):
+    write_smoke_datasets()
+    path = write_yaml(tmp_path, smoke_data(name="s"))
+    runs = tmp_path / "runs"
+    assert cli.main(["tune", str(path), "--storage", str(runs), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    (runs / "s").mkdir(parents=True)
+    (runs / "s" / "something").write_text("x")
+    assert cli.main(["tune", str(path), "--storage", str(runs)]) == 2
+    assert "already exists; pass --resume" in capsys.readouterr().err
+
+
+def test_nothing_is_written_when_the_data_cannot_be_made(tmp_path, monkeypatch):
+    import rkl_bench.forge.make as make
+    from rkl_bench.service.search import run_search
+
+    def fail(names, profile, seed):
+        raise RklBenchError("no behaviour policies")
+
+    monkeypatch.setattr(make, "make_datasets", fail)
+    path = write_yaml(tmp_path, smoke_data(dataset_source="forge"))
+    with pytest.raises(RklBenchError, match="no behaviour policies"):
+        run_search(path, storage=tmp_path / "runs", verbose=0)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_study_storages_create_reopen_and_check_the_record(tmp_path, kind):
+    from rkl_bench.service.search import _create_study, _open_study, open_storage, search_record
+    from rkl_bench.service.search_config import storage_url
+
+    write_smoke_datasets()
+    config = load_search_config(write_yaml(tmp_path, smoke_data()))
+    specs = resolve_datasets(config.experiment)
+    record = search_record(config, specs)
+    url = storage_url(None if kind == "sqlite" else f"journal:{tmp_path}/shared/study.log", tmp_path / "exp")
+    assert url == (f"sqlite:///{tmp_path}/exp/optuna.db" if kind == "sqlite" else f"journal:{tmp_path}/shared/study.log")
+    with pytest.raises(RklBenchError, match="nothing to resume"):
+        open_storage(url, must_exist=True)
+    study = _create_study(open_storage(url), config, record)
+    assert [t.params for t in study.get_trials()] == [{}] and study.trials[0].state.name == "WAITING"  # the initial point
+
+    again = _open_study(open_storage(url, must_exist=True), config.study_name, url, record, resume=True)
+    assert again.user_attrs["rkl_bench_search"] == record and len(again.trials) == 1
+    with pytest.raises(RklBenchError, match="already exists in .*pass --resume"):
+        _open_study(open_storage(url), config.study_name, url, record, resume=False)
+    other = search_record(load_search_config(write_yaml(tmp_path, smoke_data(seeds=[0, 2]), "other")), specs)
+    with pytest.raises(RklBenchError, match=r"different search \(seeds differ\)"):
+        _open_study(open_storage(url), config.study_name, url, other, resume=True)
+    with pytest.raises(RklBenchError, match="no study 'elsewhere'"):
+        _open_study(open_storage(url), "elsewhere", url, record, resume=True)
+
+
+# ------------------------------------------------------ objective pieces
+def test_pairs_are_seed_major_and_scores_aggregate():
+    assert search_pairs(["a", "b"], [0, 1]) == [["a", 0], ["b", 0], ["a", 1], ["b", 1]]
+    assert pair_final([1.0, 2.0, 6.0], 2) == 4.0 and pair_final([5.0], 3) == 5.0
+    assert aggregate_scores([1.0, 2.0, 9.0], "mean") == 4.0
+    assert aggregate_scores([1.0, 2.0, 9.0], "median") == 2.0
+    assert math.isnan(aggregate_scores([], "mean"))
+
+
+def test_study_records_pairs_pruned_and_failed_trials():
+    """StudySearch: one intermediate value per finished pair; stopped early -> PRUNED at its
+    running score; all pairs -> COMPLETE; an objective that is not a number -> FAIL."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState
+
+    from rkl_bench.service.study_search import StudySearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.InMemoryStorage()
+    search = StudySearch(space={"x": FloatDistribution(0, 1)}, metric="objective", mode="max", study_name="s", storage=storage)
+
+    def row(done: int, objective: float) -> dict:
+        return {"pairs_done": done, "pairs_total": 3, "objective": objective, "training_iteration": 1}
+
+    configs = {tid: search.suggest(tid) for tid in ("a", "b", "c")}
+    assert [configs[t]["optuna_trial"] for t in "abc"] == [0, 1, 2] and 0 <= configs["a"]["x"] <= 1
+    for tid in "abc":
+        search.on_trial_result(tid, row(0, math.nan))
+    search.on_trial_result("a", row(1, 5.0))
+    search.on_trial_result("a", row(1, 5.0))  # later rows of the same pair: no new value
+    search.on_trial_result("a", row(2, 4.0))
+    search.on_trial_complete("a", row(3, 4.5))
+    search.on_trial_result("b", row(1, 2.0))
+    search.on_trial_complete("b", row(1, 2.0))  # ASHA stopped it after one pair
+    search.on_trial_complete("c", row(3, math.nan))
+
+    study = optuna.load_study(study_name="s", storage=storage)
+    a, b, c = study.trials
+    assert (a.state, a.value, a.intermediate_values) == (TrialState.COMPLETE, 4.5, {1: 5.0, 2: 4.0, 3: 4.5})
+    assert (b.state, b.value, b.intermediate_values) == (TrialState.PRUNED, 2.0, {1: 2.0})
+    assert b.user_attrs["stopped_after_pairs"] == 1 and a.user_attrs["tune_trial_id"] == "a"
+    assert c.state == TrialState.FAIL and "nan" in c.user_attrs["fail_reason"]
+
+
+def test_search_figures_from_plain_trials(tmp_path):
+    from rkl_bench.report.search_figures import SearchTrial, write_search_figures
+
+    trials = [
+        SearchTrial(0, "COMPLETE", 2.0, {"a": 1.0, "q": 2.5}, {1: 3.0, 2: 2.0}, initial_point=True),
+        SearchTrial(1, "PRUNED", 0.5, {"a": 2.0, "q": 1.0}, {1: 0.5}),
+        SearchTrial(2, "COMPLETE", 4.0, {"a": 0.1, "q": 5.0}, {1: 4.5, 2: 4.0}),
+        SearchTrial(3, "FAIL", None, {"a": 0.3, "q": 1.0}),
+    ]
+    files = write_search_figures(trials, {"a": 0.8, "q": 0.2}, {"a": True, "q": False}, tmp_path)
+    stems = [Path(f.png).stem for f in files]
+    assert stems == ["search_history", "search_importances", "search_slices", "search_intermediate"]
+    for f in files:
+        assert (tmp_path / f.png).stat().st_size > 1000 and (tmp_path / f.pdf).stat().st_size > 1000
+    assert write_search_figures(trials[3:], None, {"a": True}, tmp_path / "none") == []
+
+
+# ------------------------------------------------------ end to end (Ray)
+def write_planted_dataset(rows: int = 600, noise: float = 0.03) -> Path:
+    """``hopper_medium-v2.hdf5`` in ``$D4RL_DATASET_DIR``: Hopper-v4 rolled out with
+    the constant action PLANTED_ACTION plus Gaussian noise (episodes of at most 200 steps)."""
+    import gymnasium as gym
+
+    from rkl_bench.data.d4rl import write_d4rl_hdf5
+
+    env = gym.make("Hopper-v4")
+    rng = np.random.default_rng(0)
+    obs, acts, rews, terms, timeouts = [], [], [], [], []
+    episode = 0
+    while len(obs) < rows:
+        o, _ = env.reset(seed=episode)
+        episode += 1
+        for t in range(200):
+            a = np.clip(PLANTED_ACTION + noise * rng.normal(size=3), -1, 1).astype(np.float32)
+            o2, r, term, trunc, _ = env.step(a)
+            obs.append(o), acts.append(a), rews.append(r), terms.append(term)
+            timeouts.append(bool(trunc or (not term and t == 199)))
+            o = o2
+            if term or timeouts[-1]:
+                break
+    env.close()
+    timeouts[-1] = True
+    directory = Path(os.environ["D4RL_DATASET_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    return write_d4rl_hdf5(
+        directory / "hopper_medium-v2.hdf5",
+        np.asarray(obs, np.float32), np.asarray(acts, np.float32), np.asarray(rews, np.float32),
+        np.asarray(terms), np.asarray(timeouts),
+        {"env": "hopper", "version": "d4rl-v2", "name": "hopper-medium-v2"},
+    )
+
+
+PLANTED = {
+    "name": "planted",
+    "algorithms": {
+        "td3_rkl": {
+            "q_weight": 0.0,  # Eq. 7 alone decides where the actor goes
+            "actor_lr": 6e-3,
+            "hidden_dim": 32,
+            "batch_size": 64,
+            "behaviour_steps": 50,
+            "behaviour_batch_size": 64,
+            "behaviour_hidden_dim": 32,
+        }
+    },
+    "datasets": ["hopper-medium"],
+    "dataset_source": "d4rl",
+    "seeds": [0, 1],
+    "steps": 400,
+    "evaluation": {"interval": 200, "episodes": 3},
+    "eval_actors": {"count": 1, "envs_per_actor": 3, "cpus": 0},
+    "checkpoints": {"keep": 1},
+    "max_failures": 0,
+    "search": {
+        "space": {"rkl_alpha": {"low": 0.0, "high": 2.5}, "zeta2": {"low": 2.0, "high": 8.0}},
+        "num_samples": 8,
+        "max_concurrent": 2,
+        "initial_points": [{"rkl_alpha": 1.0, "zeta2": 5.0}],  # the paper's values
+        "objective": {"final_evals": 1, "aggregate": "mean"},
+        "early_stopping": {"kind": "asha", "grace_period": 1, "reduction_factor": 2},
+        "sampler": {"seed": 0, "n_startup_trials": 4},
+    },
+}
+
+
+def tune_rows(experiment_dir: Path) -> dict[int, list[dict]]:
+    """Result rows of every Tune trial in the experiment (of every session), by Optuna trial number."""
+    rows: dict[int, list[dict]] = {}
+    for folder in sorted(experiment_dir.glob("trial_*")):
+        number = json.loads((folder / "params.json").read_text())["optuna_trial"]
+        text = (folder / "result.json").read_text() if (folder / "result.json").exists() else ""
+        rows.setdefault(number, []).extend(json.loads(line) for line in text.splitlines() if line.strip())
+    return rows
+
+
+def test_planted_search_finds_the_better_region_and_its_config_runs(local_ray, tmp_path, capsys):
+    from rkl_bench.service.run import run_experiment
+
+    write_planted_dataset()
+    config = write_yaml(tmp_path, PLANTED, "planted")
+    storage = tmp_path / "runs"
+    assert cli.main(["tune", str(config), "--storage", str(storage)]) == 0
+    out = capsys.readouterr().out
+    experiment = storage / "planted"
+    summary = json.loads((experiment / "search_summary.json").read_text())
+    trials = {t["number"]: t for t in summary["trials"]}
+    assert len(trials) == 8 and {t["state"] for t in trials.values()} <= {"COMPLETE", "PRUNED"}
+
+    # The paper's default was tried first; the best trial is in the planted region and clearly better.
+    default = trials[0]
+    assert default["params"] == {"rkl_alpha": 1.0, "zeta2": 5.0} and default["initial_point"]
+    best = summary["best"]
+    assert best["params"]["rkl_alpha"] < 0.8, summary
+    assert best["value"] > 2.0 and best["value"] > default["value"] + 1.5, (best, default)
+    # ... and the planted region really is the better one: every trial above rkl_alpha 1 scores low.
+    bad = [t["value"] for t in trials.values() if t["params"]["rkl_alpha"] > 1.0]
+    assert bad and max(bad) < best["value"] - 1.5, trials
+    # TPE found it: the seeded random start-up trials all fell in the bad region.
+    assert all(trials[n]["params"]["rkl_alpha"] > 1.0 for n in (1, 2, 3)), trials
+
+    # Early stopping by ASHA after the first pair; the study and Tune's trials agree.
+    rows = tune_rows(experiment)
+    assert set(rows) == set(trials)
+    for number, trial in trials.items():
+        scored = [r for r in rows[number] if r.get("pair_final") is not None]
+        assert [(r["dataset"], r["seed"]) for r in scored] == [("hopper-medium-v2", s) for s in (0, 1)][: len(scored)]
+        if trial["state"] == "COMPLETE":
+            assert len(scored) == 2 and trial["value"] == pytest.approx(np.mean([r["pair_final"] for r in scored]))
+        else:
+            assert len(scored) == 1 and trial["value"] == pytest.approx(scored[0]["pair_final"])
+    assert sum(t["state"] == "PRUNED" for t in trials.values()) >= 1
+
+    # What the verb wrote and printed.
+    best_config = experiment / "best_config.yaml"
+    assert f"best config: {best_config}" in out and "optuna-dashboard sqlite:///" in out
+    for stem in ("search_history", "search_importances", "search_slices", "search_intermediate"):
+        assert (experiment / "figures" / f"{stem}.png").exists() and (experiment / "figures" / f"{stem}.pdf").exists()
+    assert (experiment / "trials.csv").read_text().count("\n") == 9
+
+    # The best configuration is an experiment spec: it loads, and rkl-bench run reproduces the best trial.
+    loaded = load_config(best_config)
+    assert loaded.algorithms["td3_rkl"] == {**PLANTED["algorithms"]["td3_rkl"], **best["params"]}
+    assert (loaded.datasets, loaded.seeds, loaded.steps) == (("hopper-medium",), (0, 1), 400)
+    run = run_experiment(best_config, storage=tmp_path / "grid", verbose=0)
+    assert (run.trials, run.finished, run.errored) == (2, 2, 0)
+    finals = []
+    for folder in (tmp_path / "grid" / loaded.name).iterdir():
+        if (folder / "result.json").exists():
+            grid_rows = [json.loads(line) for line in (folder / "result.json").read_text().splitlines()]
+            assert [r["step"] for r in grid_rows] == [200, 400]
+            finals.append(grid_rows[-1]["normalized_score"])
+    assert np.mean(finals) == pytest.approx(best["value"], rel=1e-6, abs=1e-6)
+
+
+INTERRUPT_FLAG = "RKL_BENCH_TEST_INTERRUPT"
+
+
+def interrupt_after_first_trial():
+    """A Tune callback that presses Ctrl-C once a trial has finished (while the flag is set)."""
+    from ray.tune import Callback
+
+    class Interrupt(Callback):
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            if os.environ.get(INTERRUPT_FLAG):
+                os.environ.pop(INTERRUPT_FLAG)
+                os.kill(os.getpid(), signal.SIGINT)
+
+    return Interrupt()
+
+
+def test_interrupted_search_resumes_from_its_storage(local_ray, tmp_path, capsys, monkeypatch):
+    """Ctrl-C after the first finished trial; ``--resume`` continues the same study: earlier
+    trials kept and counted, the unfinished one re-run first with its parameters, and (with
+    num_samples raised from 4 to 5, which a resume allows) exactly the missing trials run."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from rkl_bench.service.search import run_search
+
+    write_smoke_datasets()
+    config = write_yaml(tmp_path, smoke_data(name="resumed"))
+    storage = tmp_path / "runs"
+    monkeypatch.setenv(INTERRUPT_FLAG, "1")
+    first = run_search(config, storage=storage, verbose=0, callbacks=[interrupt_after_first_trial()])
+    assert first.interrupted >= 1 and 1 <= first.finished < 4, first
+    url = first.storage
+    assert url == f"sqlite:///{storage / 'resumed' / 'optuna.db'}"
+    before = optuna.load_study(study_name="resumed", storage=url).trials
+    finished_before = {t.number: (t.state, t.value, t.params) for t in before if t.state.is_finished()}
+    unfinished = {t.number: t.params for t in before if t.state == TrialState.RUNNING}
+    assert len(finished_before) == first.finished and len(unfinished) == first.interrupted
+    assert before[0].params == {"zeta1": 10.0, "zeta2": 5.0, "rkl_alpha": 1.0, "q_weight": 2.5}
+
+    # A resume with another search is refused before anything runs.
+    changed = smoke_data(name="resumed", **{"search.objective": {"final_evals": 1}})
+    with pytest.raises(RklBenchError, match="different search .*search.objective"):
+        run_search(write_yaml(tmp_path, changed, "changed"), storage=storage, resume=True, verbose=0)
+
+    write_yaml(tmp_path, smoke_data(name="resumed", **{"search.num_samples": 5}))
+    assert cli.main(["tune", str(config), "--storage", str(storage), "--resume"]) == 0
+    assert "trials: 5 of 5 finished" in capsys.readouterr().out
+    after = optuna.load_study(study_name="resumed", storage=url).trials
+    for number, (state, value, params) in finished_before.items():
+        assert (after[number].state, after[number].value, after[number].params) == (state, value, params)
+    reruns = {t.user_attrs["rerun_of"]: t for t in after if "rerun_of" in t.user_attrs}
+    assert set(reruns) == set(unfinished)
+    for number, params in unfinished.items():
+        assert after[number].state == TrialState.FAIL and after[number].user_attrs["interrupted"]
+        assert reruns[number].params == params and reruns[number].state.is_finished()
+        assert reruns[number].number == min(t.number for t in after if t.number > max(finished_before | unfinished))
+    counted = [t for t in after if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(counted) == 5 and all(t.state != TrialState.RUNNING for t in after)
+    assert len(after) == len(finished_before) + len(unfinished) + (5 - len(finished_before))
+    # Both sessions' Tune trials are in the one experiment directory, the interrupted one too.
+    rows = tune_rows(storage / "resumed")
+    assert set(rows) == {t.number for t in after}
+    for trial in counted:
+        assert {r["optuna_trial"] for r in rows[trial.number]} == {trial.number} and rows[trial.number][-1]["pairs_done"] >= 1

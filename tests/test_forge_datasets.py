@@ -80,3 +80,18 @@ def test_clear_errors_for_unknown_env_profile_and_missing_policies(tmp_path, mon
     with pytest.raises(RklBenchError, match="not a forge dataset"):
         make_datasets(["hopper-medium-v2"], progress=False)
     assert parse_dataset_name("forge-v5-quick/hopper-random-expert").profile == "quick"
+
+
+def test_a_file_is_remade_when_the_shipped_policy_changes(fake_policies, capsys):
+    path = make_file("hopper", "expert", "tiny", seed=0, progress=False)
+    made = load_dataset("forge-v5-tiny/hopper-expert").version
+    stamp = path.stat().st_mtime_ns
+    assert make_file("hopper", "expert", "tiny", seed=0, progress=True) == path
+    assert path.stat().st_mtime_ns == stamp, "a current file is not remade"
+
+    torch.manual_seed(99)  # a new expert snapshot at the same step
+    torch.save(GaussianHead(11, 3).state_dict(), fake_policies / "hopper" / "actor_0040000.pt")
+    make_file("hopper", "expert", "tiny", seed=0, progress=True)
+    assert "made from other policies or settings" in capsys.readouterr().out
+    remade = load_dataset("forge-v5-tiny/hopper-expert").version
+    assert remade != made and remade.startswith("forge-v5:tiny:")

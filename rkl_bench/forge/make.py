@@ -131,15 +131,42 @@ def generate_kind(env: str, kind: str, prof: Profile, seed: int, policy_root: Pa
     raise RklBenchError(f"forge cannot make kind {kind!r}; file kinds are: {', '.join(FILE_KINDS)}")
 
 
+SNAPSHOT_ROLES = {"medium": ("medium",), "expert": ("expert",), "medium-expert": ("medium", "expert")}
+
+
+def policy_digests(env: str, kind: str, policy_root: Path | None = None) -> list[str]:
+    """Digests of the shipped policies a file kind is rolled out from, in generation order."""
+    if kind == "random":
+        return []
+    card = read_card(env, policy_root)
+    if kind == "medium-replay":
+        steps = [int(s) for s in card["ladder"]]
+    else:
+        steps = [int(card[role]["step"]) for role in SNAPSHOT_ROLES[kind]]
+    obs_dim, act_dim = env_dims(env)
+    return [load_snapshot(env, step, obs_dim, act_dim, policy_root).digest for step in steps]
+
+
+def current_version(env: str, kind: str, profile_name: str, seed: int = 0, policy_root: Path | None = None) -> str:
+    """The version a file made now, from the shipped policies, would carry."""
+    return _version(env, kind, profile(profile_name), seed, policy_digests(env, kind, policy_root))
+
+
 def make_file(env: str, kind: str, profile_name: str = "quick", seed: int = 0, force: bool = False,
               policy_root: Path | None = None, progress: bool = True) -> Path:
-    """Make ``<forge_dir>/<profile>/<env>-<kind>.hdf5`` unless a current one exists."""
+    """Make ``<forge_dir>/<profile>/<env>-<kind>.hdf5`` unless a current one exists.
+
+    A file made from other policies (the shipped ones changed since), with
+    another seed or by another forge format is remade.
+    """
     prof = profile(profile_name)
     path = forge_path(env, kind, prof.name)
     if path.is_file() and not force:
-        meta = read_metadata(path)
-        if str(meta.get("version", "")).startswith(f"forge-v5:{prof.name}:") and int(meta.get("seed", -1)) == seed:
+        made = str(read_metadata(path).get("version", ""))
+        if made == current_version(env, kind, prof.name, seed, policy_root):
             return path
+        if progress:
+            print(f"{path}: made from other policies or settings ({made}); remaking it")
     arrays, digests = generate_kind(env, kind, prof, seed, policy_root, progress)
     version = _version(env, kind, prof, seed, digests)
     metadata = {

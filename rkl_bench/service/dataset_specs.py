@@ -92,13 +92,18 @@ def missing_forge_specs(specs: tuple[str, ...]) -> list[str]:
     return missing
 
 
-def make_missing_forge_datasets(specs: tuple[str, ...], config: ExperimentConfig) -> list[str]:
-    """Make the forge files ``specs`` need and lack, with the config's forge seed; returns those specs.
+def make_missing_forge_datasets(
+    specs: tuple[str, ...], config: ExperimentConfig, refresh: bool = False
+) -> list[str]:
+    """Make the forge files ``specs`` need and lack, with the config's forge seed; returns the specs it saw to.
 
-    Existing files are never remade: their version string (in every result
-    row) already says how they were made.
+    Existing files are kept as they are unless ``refresh``: then a file made
+    from other policies than the shipped ones (or another seed) is remade too.
+    A new experiment refreshes, so it runs on the current behaviour policies;
+    a resumed one does not, so its trials keep the data they started on (their
+    checkpoints would refuse other data). Every result row names the version.
     """
-    missing = missing_forge_specs(specs)
+    missing = [spec for spec in specs if parse_dataset_name(spec).source == "forge"] if refresh else missing_forge_specs(specs)
     if not missing:
         return []
     try:

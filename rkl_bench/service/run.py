@@ -68,7 +68,7 @@ def run_experiment(
     experiment_dir = Path(storage or DEFAULT_STORAGE).expanduser().resolve() / config.name
     record = experiment_record(config, specs)
     _check_experiment_dir(experiment_dir, record, resume)
-    make_missing_forge_datasets(specs, config)
+    make_missing_forge_datasets(specs, config, refresh=not resume)
 
     with ray_session(address, dashboard):
         from rkl_bench.service.datasets_store import put_datasets

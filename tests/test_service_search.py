@@ -218,6 +218,20 @@ def test_study_records_pairs_pruned_and_failed_trials():
     assert c.state == TrialState.FAIL and "nan" in c.user_attrs["fail_reason"]
 
 
+def test_importances_need_ten_complete_trials_and_find_what_matters():
+    import optuna
+
+    from rkl_bench.service.search import _importances
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: -abs(t.suggest_float("matters", 0, 1) - 0.2) + 0.001 * t.suggest_float("noise", 0, 1), n_trials=9)
+    assert _importances(study, study.trials) is None
+    study.optimize(lambda t: -abs(t.suggest_float("matters", 0, 1) - 0.2) + 0.001 * t.suggest_float("noise", 0, 1), n_trials=21)
+    values = _importances(study, study.trials)
+    assert set(values) == {"matters", "noise"} and values["matters"] > 0.8 and sum(values.values()) == pytest.approx(1)
+
+
 def test_search_figures_from_plain_trials(tmp_path):
     from rkl_bench.report.search_figures import SearchTrial, write_search_figures
 
@@ -227,7 +241,7 @@ def test_search_figures_from_plain_trials(tmp_path):
         SearchTrial(2, "COMPLETE", 4.0, {"a": 0.1, "q": 5.0}, {1: 4.5, 2: 4.0}),
         SearchTrial(3, "FAIL", None, {"a": 0.3, "q": 1.0}),
     ]
-    files = write_search_figures(trials, {"a": 0.8, "q": 0.2}, {"a": True, "q": False}, tmp_path)
+    files = write_search_figures(trials, {"a": 0.8, "q": 0.2}, {"a": True, "q": False}, tmp_path, importance_trials=12)
     stems = [Path(f.png).stem for f in files]
     assert stems == ["search_history", "search_importances", "search_slices", "search_intermediate"]
     for f in files:
@@ -353,8 +367,10 @@ def test_planted_search_finds_the_better_region_and_its_config_runs(local_ray, t
     # What the verb wrote and printed.
     best_config = experiment / "best_config.yaml"
     assert f"best config: {best_config}" in out and "optuna-dashboard sqlite:///" in out
-    for stem in ("search_history", "search_importances", "search_slices", "search_intermediate"):
+    for stem in ("search_history", "search_slices", "search_intermediate"):
         assert (experiment / "figures" / f"{stem}.png").exists() and (experiment / "figures" / f"{stem}.pdf").exists()
+    # Importances need 10 COMPLETE trials (PED-ANOVA on fewer is noise): none from this tiny search.
+    assert summary["importances"] is None and not (experiment / "figures" / "search_importances.png").exists()
     assert (experiment / "trials.csv").read_text().count("\n") == 9
 
     # The best configuration is an experiment spec: it loads, and rkl-bench run reproduces the best trial.

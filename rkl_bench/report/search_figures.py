@@ -8,8 +8,9 @@ every session from its study.
 * ``search_history``: each trial's objective against its number (pruned
   trials at their running score when stopped, marked apart), the best
   COMPLETE value so far as a step line; the initial points are ringed.
-* ``search_importances``: parameter importances (Optuna's evaluator over
-  COMPLETE trials), largest on top.
+* ``search_importances``: parameter importances (Optuna's PED-ANOVA over
+  COMPLETE trials, computed by the caller), largest on top, with the number
+  of trials they came from.
 * ``search_slices``: objective against each searched parameter (log axis
   for log-scale parameters), coloured by trial number, so where TPE went
   shows.
@@ -58,6 +59,7 @@ def write_search_figures(
     log_scale: Mapping[str, bool],
     out_dir: Path,
     title: str = "objective",
+    importance_trials: int | None = None,
 ) -> list[SearchFigure]:
     """Draw every figure the trials allow into ``out_dir/figures``; returns what was written.
 
@@ -70,7 +72,7 @@ def write_search_figures(
     out_dir = Path(out_dir)
     files = [_history(scored, out_dir, title)]
     if importances:
-        files.append(_importances(importances, out_dir))
+        files.append(_importances(importances, out_dir, importance_trials))
     files.append(_slices(scored, log_scale, out_dir, title))
     if any(t.intermediate for t in scored):
         files.append(_intermediate(scored, out_dir, title))
@@ -117,7 +119,7 @@ def _history(trials: Sequence[SearchTrial], out_dir: Path, title: str) -> Search
     return _save(fig, out_dir, "search_history", "Optimisation history")
 
 
-def _importances(importances: Mapping[str, float], out_dir: Path) -> SearchFigure:
+def _importances(importances: Mapping[str, float], out_dir: Path, n_trials: int | None) -> SearchFigure:
     items = sorted(importances.items(), key=lambda kv: kv[1])
     fig = Figure(figsize=(5.0, 0.5 + 0.45 * len(items) + 0.8), layout="constrained")
     ax = fig.subplots()
@@ -126,7 +128,8 @@ def _importances(importances: Mapping[str, float], out_dir: Path) -> SearchFigur
         ax.text(value, i, f" {value:.2f}", va="center", fontsize=8)
     ax.set_xlabel("importance (share of the objective's variation)")
     ax.set_xlim(0, max(1.0, max(v for _, v in items) * 1.15))
-    ax.set_title("hyper-parameter importances", fontsize=10)
+    source = f" ({n_trials} complete trials)" if n_trials else ""
+    ax.set_title(f"hyper-parameter importances{source}", fontsize=10)
     return _save(fig, out_dir, "search_importances", "Hyper-parameter importances")
 
 

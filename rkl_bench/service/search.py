@@ -335,10 +335,8 @@ def build_search_tuner(
     )
     pairs = search_pairs(specs, exp.seeds)
     if search.early_stopping.kind == "asha":
-        scheduler: Any = ASHAScheduler(
+        scheduler: Any = ASHAScheduler(  # metric and mode come from TuneConfig
             time_attr=PAIRS_DONE,
-            metric=OBJECTIVE,
-            mode="max",
             max_t=len(pairs),
             grace_period=config.grace_period,
             reduction_factor=search.early_stopping.reduction_factor,
@@ -361,6 +359,8 @@ def build_search_tuner(
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent),
             scheduler=scheduler,
+            metric=OBJECTIVE,  # also what Tune's progress table and ResultGrid rank by
+            mode="max",
             num_samples=num_samples,
             trial_name_creator=search_trial_name,
             trial_dirname_creator=search_trial_dirname,
@@ -415,11 +415,12 @@ def summarise(
         "num_samples": config.search.num_samples,
         "best": None if best is None else vars(best),
         "importances": importances,
+        "importances_from": len(complete) if importances else 0,
         "space": {p.name: p.as_dict() for p in config.search.space},
         "trials": rows,
     }
     _write_text(experiment_dir / SUMMARY_FILE, json.dumps(summary_data, indent=2, default=str) + "\n")
-    figures = _figures(config, rows, importances, experiment_dir)
+    figures = _figures(config, rows, importances, len(complete), experiment_dir)
     states = [t.state for t in trials]
     return SearchSummary(
         experiment_dir=experiment_dir,
@@ -464,23 +465,35 @@ def _csv(rows: list[dict[str, Any]], names: Sequence[str]) -> str:
     return out.getvalue()
 
 
+MIN_TRIALS_FOR_IMPORTANCES = 10
+
+
 def _importances(study: Any, complete: list[Any]) -> dict[str, float] | None:
-    """Optuna's parameter importances over COMPLETE trials (PED-ANOVA by default); None if too few trials."""
+    """Parameter importances over COMPLETE trials (Optuna's PED-ANOVA); None below
+    :data:`MIN_TRIALS_FOR_IMPORTANCES`.
+
+    PED-ANOVA asks which values the top ``target_quantile`` of trials took; Optuna advises
+    at least 5 trials there, so the quantile is ``max(0.1, 5 / n)`` for ``n`` trials (the
+    default 0.1 from 50 trials on). Fewer than 10 trials give no estimate worth drawing.
+    """
     import optuna
 
-    if len(complete) < 3:
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCES:
         return None
+    evaluator = optuna.importance.PedAnovaImportanceEvaluator(target_quantile=max(0.1, 5 / len(complete)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            values = optuna.importance.get_param_importances(study)
+            values = optuna.importance.get_param_importances(study, evaluator=evaluator)  # COMPLETE trials only
     except (ValueError, RuntimeError, ZeroDivisionError) as exc:
         logger.info("no parameter importances: %s", exc)
         return None
     return {name: float(value) for name, value in values.items()}
 
 
-def _figures(config: SearchConfig, rows: list[dict[str, Any]], importances: dict[str, float] | None, out: Path) -> list[Path]:
+def _figures(
+    config: SearchConfig, rows: list[dict[str, Any]], importances: dict[str, float] | None, n_complete: int, out: Path
+) -> list[Path]:
     from rkl_bench.report.search_figures import SearchTrial, write_search_figures
 
     trials = [
@@ -488,7 +501,8 @@ def _figures(config: SearchConfig, rows: list[dict[str, Any]], importances: dict
         for row in rows
     ]
     logs = {p.name: p.log for p in config.search.space}
-    files = write_search_figures(trials, importances, logs, out, title=f"{config.study_name}: {config.search.objective.aggregate} final normalised score")
+    title = f"{config.study_name}: {config.search.objective.aggregate} final normalised score"
+    files = write_search_figures(trials, importances, logs, out, title=title, importance_trials=n_complete)
     return [out / f.png for f in files]
 
 

@@ -14,6 +14,13 @@ hyper-parameter.
 
 Metrics of :meth:`BC.update`: ``bc_loss`` (and ``actor_loss``, the same
 number, so every learner logs an ``actor_loss``).
+
+Update paths (``update_path``), as in :mod:`rkl_bench.algos.td3_bc`:
+``"plain"`` is the module, ``backward()`` and ``torch.optim.Adam``;
+``"fast"`` (default) runs the same :meth:`BC.loss` through the actor's
+functional form, its gradient and the Adam step as one compiled function
+(:mod:`rkl_bench.algos.fast`), falling back to the plain path with a warning
+if compiling fails.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rkl_bench.algos.nets import DeterministicActor, adam, hidden_sizes, seeded_init
-from rkl_bench.algos.td3_bc import act_with, check_checkpoint, positive, positive_int
+from rkl_bench.algos.fast import FastPathFailed, FastUpdate, adam_apply, all_finite, check_update_path, value_and_grad
+from rkl_bench.algos.nets import DeterministicActor, Nets, actor_apply, adam, hidden_sizes, seeded_init
+from rkl_bench.algos.td3_bc import act_with, check_checkpoint, non_negative_int, positive, positive_int
 from rkl_bench.data.dataset import Batch
 
 
@@ -43,8 +51,14 @@ class BCConfig:
     """Minibatch size; read by the training loop's sampler, not by the learner."""
     max_action: float = 1.0
     fused_adam: bool = True
+    update_path: str = "fast"
+    """``"fast"``: the compiled update step; ``"plain"``: eager module and ``torch.optim``."""
+    fast_after: int = 10_000
+    """Updates run on the plain path before the compiled one takes over (compiling costs 10-60 s)."""
 
     def __post_init__(self) -> None:
+        check_update_path(self.update_path)
+        non_negative_int(self, "fast_after")
         positive(self, "lr", "max_action")
         positive_int(self, "hidden_dim", "hidden_layers", "batch_size")
 
@@ -66,15 +80,48 @@ class BC:
         self.actor.to(self.device)
         self.optimizer = adam(self.actor.parameters(), cfg.lr, cfg.fused_adam, self.device)
         self.total_it = 0
+        self._fast: FastUpdate | None = None
+        if cfg.update_path == "fast":
+            self._fast = FastUpdate(self.algo, self.fast_step, {"actor": self.actor}, {"actor": self.optimizer})
+
+    def loss(self, nets: Nets, batch: Batch) -> torch.Tensor:
+        """Eq. 6 alone: ``mean_B mean_j (mu(s) - a)^2``."""
+        return F.mse_loss(nets.actor(batch.observations), batch.actions)
 
     def update(self, batch: Batch) -> dict[str, float]:
         self.total_it += 1
-        loss = F.mse_loss(self.actor(batch.observations), batch.actions)
+        if self._fast is not None and self.total_it > self.config.fast_after:
+            try:
+                value = self._fast(("actor",), batch).item()
+            except FastPathFailed:
+                self._fast = None  # warned; continue on the plain path
+            else:
+                return {"bc_loss": value, "actor_loss": value}
+        loss = self.loss(Nets(actor=self.actor), batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        value = loss.item()
+        value = loss.detach().item()
         return {"bc_loss": value, "actor_loss": value}
+
+    def fast_step(self, params: dict[str, list[torch.Tensor]], adam: dict[str, tuple], batch: Batch) -> torch.Tensor:
+        """Loss, gradient and Adam step as one pure function (compiled by :class:`FastUpdate`)."""
+        max_action = self.config.max_action
+
+        def objective(actor_params: list[torch.Tensor]):
+            nets = Nets(actor=lambda obs: actor_apply(actor_params, obs, max_action))
+            return self.loss(nets, batch), None
+
+        grads, loss, _ = value_and_grad(objective, params["actor"])
+        adam_apply(params["actor"], grads, *adam["actor"])
+        return loss
+
+    def parameters_finite(self) -> bool:
+        """True when every network and optimiser tensor is finite."""
+        tensors = list(self.actor.parameters())
+        for state in self.optimizer.state.values():
+            tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
+        return all_finite(tensors)
 
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
@@ -82,6 +129,8 @@ class BC:
         return act_with(self.actor, observations, self.obs_dim, self.device)
 
     def state_dict(self) -> dict[str, Any]:
+        if self._fast is not None:
+            self._fast.sync()
         return copy.deepcopy(
             {
                 "algo": self.algo,
@@ -97,3 +146,5 @@ class BC:
         self.actor.load_state_dict(state["actor"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.total_it = int(state["total_it"])
+        if self._fast is not None:
+            self._fast.reset()

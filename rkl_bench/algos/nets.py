@@ -8,6 +8,13 @@ use PyTorch's ``nn.Linear`` default initialisation, uniform in
 in one tensor and applies them with one batched matmul. Two critics become one
 module and one matmul per layer instead of two: the update step runs fewer,
 larger kernels, which is what a 2-core CPU rewards.
+
+Every module also has a *functional* form (``*_apply``) that computes the same
+function from an explicit list of its parameters (in ``module.parameters()``
+order). The learners' fast update paths (:mod:`rkl_bench.algos.fast`) run
+their losses through these inside one compiled step; :class:`Nets` hands a
+loss either the modules (plain path) or these functions bound to parameter
+lists (fast path), so each loss is written once.
 """
 
 from __future__ import annotations
@@ -15,11 +22,13 @@ from __future__ import annotations
 import contextlib
 import math
 import zlib
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+from rkl_bench.algos.fast import linear, linear_in_out
 
 LOG_STD_MIN = -5.0
 LOG_STD_MAX = 2.0
@@ -115,6 +124,10 @@ class DeterministicActor(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.max_action * torch.tanh(self.net(obs))
 
+    def apply_params(self, params: Sequence[Tensor], obs: Tensor, dnn: bool = True) -> Tensor:
+        """The same function from an explicit parameter list (see :func:`actor_apply`)."""
+        return actor_apply(params, obs, self.max_action, dnn)
+
 
 class GaussianHead(nn.Module):
     """An MLP that outputs a diagonal Gaussian's mean and log-std per state.
@@ -132,6 +145,73 @@ class GaussianHead(nn.Module):
         mean, raw_log_std = self.net(obs).split(self.act_dim, dim=-1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw_log_std) + 1.0)
         return mean, log_std
+
+
+# ------------------------------------------------------- functional forms
+def mlp_apply(params: Sequence[Tensor], x: Tensor, dnn: bool = True) -> Tensor:
+    """:func:`mlp` as a function of its parameters ``[w0, b0, w1, b1, ...]`` (``nn.Linear`` layout)."""
+    layers = len(params) // 2
+    for i in range(layers):
+        x = linear(x, params[2 * i], params[2 * i + 1], dnn)
+        if i < layers - 1:
+            x = torch.relu(x)
+    return x
+
+
+def actor_apply(params: Sequence[Tensor], obs: Tensor, max_action: float, dnn: bool = True) -> Tensor:
+    """:class:`DeterministicActor` as a function of its parameters."""
+    return max_action * torch.tanh(mlp_apply(params, obs, dnn))
+
+
+def gaussian_apply(params: Sequence[Tensor], obs: Tensor, act_dim: int, dnn: bool = True) -> tuple[Tensor, Tensor]:
+    """:class:`GaussianHead` as a function of its parameters: ``(mean, log_std)``."""
+    mean, raw_log_std = mlp_apply(params, obs, dnn).split(act_dim, dim=-1)
+    log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw_log_std) + 1.0)
+    return mean, log_std
+
+
+def critic_member_apply(params: Sequence[Tensor], x: Tensor, index: int, dnn: bool = True) -> Tensor:
+    """Member ``index`` of an :class:`EnsembleCritic` on inputs ``x = cat(s, a)``: ``(B, 1)``."""
+    layers = len(params) // 2
+    for i in range(layers):
+        weight, bias = params[2 * i], params[2 * i + 1]
+        x = linear_in_out(x, weight[index], bias[index, 0], dnn)
+        if i < layers - 1:
+            x = torch.relu(x)
+    return x
+
+
+def critic_apply(params: Sequence[Tensor], obs: Tensor, action: Tensor, dnn: bool = True) -> Tensor:
+    """:class:`EnsembleCritic` as a function of its parameters: ``(members, B, 1)``.
+
+    Each member runs as its own chain of 2-D matrix multiplies (which is what
+    :func:`~rkl_bench.algos.fast.linear` can send to oneDNN); without ``dnn``
+    the members run batched as the module does.
+    """
+    x = torch.cat([obs, action], dim=-1)
+    if not dnn:
+        h = x.unsqueeze(0).expand(params[0].shape[0], -1, -1)
+        layers = len(params) // 2
+        for i in range(layers):
+            h = torch.baddbmm(params[2 * i + 1], h, params[2 * i])
+            if i < layers - 1:
+                h = torch.relu(h)
+        return h
+    return torch.stack([critic_member_apply(params, x, m, dnn) for m in range(params[0].shape[0])])
+
+
+class Nets:
+    """Named networks handed to a loss function: modules (plain path) or bound functional forms (fast path).
+
+    A loss reads ``nets.actor(obs)``, ``nets.critic(obs, a)``, ... and never
+    knows which it got. Build the fast-path view with :meth:`functional`.
+    """
+
+    def __init__(self, **callables: Callable[..., Any]) -> None:
+        self.__dict__.update(callables)
+
+    def __getattr__(self, name: str) -> Any:  # only reached for names not given
+        raise AttributeError(f"these networks have no {name!r}")
 
 
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:

@@ -28,7 +28,25 @@ Metrics returned by :meth:`TD3BC.update`: ``critic_loss`` and ``q_mean``
 and ``bc_loss`` only on actor steps (they are not computed otherwise; a logger
 should average each key over the steps where it appears).
 
-Subclasses (TD3+RKL) change only :meth:`TD3BC.actor_loss`.
+Subclasses (TD3+RKL) change only :meth:`TD3BC.actor_loss` (and
+:meth:`TD3BC.actor_inputs`, the random draws and lookups it needs).
+
+Two update paths compute these same losses (``update_path`` in the config):
+
+* ``"plain"``: the modules, ``loss.backward()`` and ``torch.optim.Adam``;
+  the readable reference.
+* ``"fast"`` (default): the whole step (critic loss and gradient, Adam, and on
+  actor steps the actor loss and gradient, Adam and both Polyak updates) as
+  one function compiled by ``torch.compile``, through the functional forms of
+  the networks (:mod:`rkl_bench.algos.fast`). Same numbers up to float
+  rounding (tested); the same optimiser state, so checkpoints of either path
+  resume on either. If compiling fails, the learner warns and stays on the
+  plain path.
+
+The losses are written once, against a :class:`~rkl_bench.algos.nets.Nets`
+(modules on the plain path, bound functional forms on the fast path). Target
+noise and every other random draw come from the learner's generators before
+the step, so both paths consume identical random streams.
 """
 
 from __future__ import annotations
@@ -36,16 +54,30 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rkl_bench.algos.fast import (
+    FastPathFailed,
+    FastUpdate,
+    adam_apply,
+    all_finite,
+    check_update_path,
+    polyak,
+    value_and_grad,
+)
 from rkl_bench.algos.nets import (
     DeterministicActor,
     EnsembleCritic,
+    Nets,
+    actor_apply,
     adam,
+    critic_apply,
+    critic_member_apply,
     hidden_sizes,
     make_generator,
     seeded_init,
@@ -79,8 +111,16 @@ class TD3BCConfig:
     max_action: float = 1.0
     fused_adam: bool = True
     """Use the fused Adam kernel (same maths, ~1e-6 rounding differences; much faster on CPU)."""
+    update_path: str = "fast"
+    """``"fast"``: the compiled whole-step update; ``"plain"``: eager modules and ``torch.optim``
+    (same numbers up to float rounding; see the module docstring and docs/speed.md)."""
+    fast_after: int = 10_000
+    """With ``update_path="fast"``, the first ``fast_after`` updates run on the plain path: compiling
+    costs 10-60 s of CPU, which only pays back after a few thousand steps (docs/speed.md)."""
 
     def __post_init__(self) -> None:
+        check_update_path(self.update_path)
+        non_negative_int(self, "fast_after")
         positive(self, "discount", "tau", "actor_lr", "critic_lr", "max_action")
         positive_int(self, "policy_freq", "hidden_dim", "hidden_layers", "batch_size")
         if not 0.0 < self.tau <= 1.0:
@@ -99,6 +139,14 @@ def positive(config: Any, *names: str) -> None:
         value = getattr(config, name)
         if not value > 0:
             raise ValueError(f"{name!r} must be > 0, got {value!r}")
+
+
+def non_negative_int(config: Any, *names: str) -> None:
+    """Raise ``ValueError`` naming the first field in ``names`` that is not a whole number >= 0."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name!r} must be a whole number >= 0, got {value!r}")
 
 
 def positive_int(config: Any, *names: str) -> None:
@@ -133,54 +181,167 @@ class TD3BC:
         self.critic_optimizer = adam(self.critic.parameters(), cfg.critic_lr, cfg.fused_adam, self.device)
         self.noise_generator = make_generator(seed, "target_policy_noise", self.device)
         self.total_it = 0
+        self._noise: torch.Tensor | None = None
+        self._fast = self._make_fast() if cfg.update_path == "fast" else None
 
     # ------------------------------------------------------------------ update
     def update(self, batch: Batch) -> dict[str, float]:
         """One critic step, and every ``policy_freq``-th call one actor step and target update."""
         self.total_it += 1
-        metrics = self.critic_step(batch)
-        if self.total_it % self.config.policy_freq == 0:
-            metrics.update(self.actor_step(batch))
+        actor_step = self.total_it % self.config.policy_freq == 0
+        noise = self.target_noise(batch)
+        inputs = self.actor_inputs(batch) if actor_step else {}
+        if self._fast is not None and self.total_it > self.config.fast_after:
+            try:
+                stepping = ("critic", "actor") if actor_step else ("critic",)
+                metrics = self._fast(stepping, batch, noise, inputs, actor_step)
+            except FastPathFailed:
+                self._fast = None  # warned; the optimiser state is already current
+            else:
+                return dict(zip(metrics, torch.stack(list(metrics.values())).tolist()))
+        metrics = self.critic_step(batch, noise)
+        if actor_step:
+            metrics.update(self.actor_step(batch, inputs))
             soft_update(self.critic_target, self.critic, self.config.tau)
             soft_update(self.actor_target, self.actor, self.config.tau)
         return dict(zip(metrics, torch.stack(list(metrics.values())).tolist()))
 
-    def critic_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def target_noise(self, batch: Batch) -> torch.Tensor:
+        """Standard-normal target-policy noise for the batch, ``(B, act_dim)`` (scaled and clipped in the loss)."""
+        shape = batch.actions.shape
+        if self._noise is None or self._noise.shape != shape:
+            self._noise = torch.empty(shape, device=self.device, dtype=batch.actions.dtype)
+        return torch.randn(shape, generator=self.noise_generator, out=self._noise)
+
+    def actor_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Per-step tensors :meth:`actor_loss` needs beyond the batch (random draws, table lookups).
+
+        Drawn before the step so the loss stays a pure function; TD3+BC needs none.
+        """
+        return {}
+
+    # ------------------------------------------------------------------ losses
+    def critic_loss(self, nets: Nets, batch: Batch, noise: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """TD3's clipped double-Q loss with target policy smoothing (module docstring)."""
         cfg = self.config
         with torch.no_grad():
-            noise = torch.randn(
-                batch.actions.shape, generator=self.noise_generator, device=self.device, dtype=batch.actions.dtype
-            )
             noise = (noise * (cfg.policy_noise * cfg.max_action)).clamp(
                 -cfg.noise_clip * cfg.max_action, cfg.noise_clip * cfg.max_action
             )
-            next_action = (self.actor_target(batch.next_observations) + noise).clamp(-cfg.max_action, cfg.max_action)
-            target_q = self.critic_target(batch.next_observations, next_action).amin(dim=0)
+            next_action = (nets.actor_target(batch.next_observations) + noise).clamp(-cfg.max_action, cfg.max_action)
+            target_q = nets.critic_target(batch.next_observations, next_action).amin(dim=0)
             target_q = batch.rewards + batch.not_dones * cfg.discount * target_q
-        q = self.critic(batch.observations, batch.actions)  # (2, B, 1)
+        q = nets.critic(batch.observations, batch.actions)  # (2, B, 1)
         critic_loss = (q - target_q).pow(2).mean(dim=(1, 2)).sum()  # = mse(Q1, y) + mse(Q2, y)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
-        return {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean()}
+        return critic_loss, {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean()}
 
-    def actor_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        pi = self.actor(batch.observations)
-        q1 = self.critic.member(batch.observations, pi, 0, detach_params=True)
-        actor_loss, metrics = self.actor_loss(batch, pi, q1)
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optimizer.step()
+    def policy_loss(
+        self, nets: Nets, batch: Batch, inputs: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The actor objective at ``mu(s)``, with Q1 evaluated on frozen critic weights."""
+        pi = nets.actor(batch.observations)
+        q1 = nets.q1(batch.observations, pi)
+        actor_loss, metrics = self.actor_loss(batch, pi, q1, inputs)
         metrics["actor_loss"] = actor_loss.detach()
-        return metrics
+        return actor_loss, metrics
 
     def actor_loss(
-        self, batch: Batch, pi: torch.Tensor, q1: torch.Tensor
+        self, batch: Batch, pi: torch.Tensor, q1: torch.Tensor, inputs: dict[str, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 6: ``-q_weight / mean|Q1| * mean Q1(s, mu(s)) + mse(mu(s), a)``."""
         lmbda = self.config.q_weight / q1.abs().mean().detach()
         bc_loss = F.mse_loss(pi, batch.actions)
         return -lmbda * q1.mean() + bc_loss, {"bc_loss": bc_loss.detach()}
+
+    # -------------------------------------------------------------- plain path
+    def nets(self) -> Nets:
+        """The modules, for the plain path."""
+        return Nets(
+            actor=self.actor,
+            actor_target=self.actor_target,
+            critic=self.critic,
+            critic_target=self.critic_target,
+            q1=lambda obs, action: self.critic.member(obs, action, 0, detach_params=True),
+        )
+
+    def critic_step(self, batch: Batch, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        critic_loss, metrics = self.critic_loss(self.nets(), batch, noise)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        return metrics
+
+    def actor_step(self, batch: Batch, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        actor_loss, metrics = self.policy_loss(self.nets(), batch, inputs)
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        return metrics
+
+    # --------------------------------------------------------------- fast path
+    def functional_nets(self, params: dict[str, list[torch.Tensor]]) -> Nets:
+        """The networks as functions of parameter lists (``params[name]``), for the fast path."""
+        max_action = self.config.max_action
+        frozen = [p.detach() for p in params["critic"]]
+        return Nets(
+            actor=partial(actor_apply, params["actor"], max_action=max_action),
+            actor_target=partial(actor_apply, params["actor_target"], max_action=max_action),
+            critic=partial(critic_apply, params["critic"]),
+            critic_target=partial(critic_apply, params["critic_target"]),
+            q1=lambda obs, action: critic_member_apply(frozen, torch.cat([obs, action], dim=-1), 0),
+        )
+
+    def _make_fast(self) -> FastUpdate:
+        return FastUpdate(
+            self.algo,
+            self.fast_step,
+            modules={"actor": self.actor, "critic": self.critic,
+                     "actor_target": self.actor_target, "critic_target": self.critic_target},
+            optimizers={"actor": self.actor_optimizer, "critic": self.critic_optimizer},
+        )
+
+    def fast_step(
+        self,
+        params: dict[str, list[torch.Tensor]],
+        adam: dict[str, tuple],
+        batch: Batch,
+        noise: torch.Tensor,
+        inputs: dict[str, torch.Tensor],
+        actor_step: bool,
+    ) -> dict[str, torch.Tensor]:
+        """The whole update as one pure function of its tensors (compiled by :class:`FastUpdate`).
+
+        Writes the new parameters, targets and Adam moments into the given
+        tensors; returns the metrics (0-d tensors).
+        """
+        cfg = self.config
+
+        def critic_objective(critic_params: list[torch.Tensor]):
+            return self.critic_loss(self.functional_nets({**params, "critic": critic_params}), batch, noise)
+
+        grads, _, metrics = value_and_grad(critic_objective, params["critic"])
+        new_critic = adam_apply(params["critic"], grads, *adam["critic"])
+        if actor_step:
+            updated = {**params, "critic": new_critic}
+
+            def actor_objective(actor_params: list[torch.Tensor]):
+                return self.policy_loss(self.functional_nets({**updated, "actor": actor_params}), batch, inputs)
+
+            grads, _, actor_metrics = value_and_grad(actor_objective, params["actor"])
+            new_actor = adam_apply(params["actor"], grads, *adam["actor"])
+            polyak(params["critic_target"], new_critic, cfg.tau)
+            polyak(params["actor_target"], new_actor, cfg.tau)
+            metrics = {**metrics, **actor_metrics}
+        return metrics
+
+    def parameters_finite(self) -> bool:
+        """True when every network and optimiser tensor is finite."""
+        tensors = [*self.actor.parameters(), *self.critic.parameters(),
+                   *self.actor_target.parameters(), *self.critic_target.parameters()]
+        for opt in (self.actor_optimizer, self.critic_optimizer):
+            for state in opt.state.values():
+                tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
+        return all_finite(tensors)
 
     # --------------------------------------------------------------------- act
     @torch.no_grad()
@@ -190,7 +351,9 @@ class TD3BC:
 
     # ------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:
-        """A deep copy of everything a bit-exact resume needs."""
+        """A deep copy of everything a bit-exact resume needs (the same for both update paths)."""
+        if self._fast is not None:
+            self._fast.sync()
         return copy.deepcopy(self._state())
 
     def _state(self) -> dict[str, Any]:
@@ -217,6 +380,8 @@ class TD3BC:
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.noise_generator.set_state(state["noise_generator"])
         self.total_it = int(state["total_it"])
+        if self._fast is not None:
+            self._fast.reset()
 
 
 # ------------------------------------------------------------ shared helpers
@@ -232,6 +397,11 @@ def act_with(
     return out[0] if obs.ndim == 1 else out
 
 
+EXECUTION_KEYS = ("update_path", "fast_after")
+"""Config keys that choose how the update is executed, not what it computes: a checkpoint made
+with other values (or before they existed) resumes, continuing within float rounding."""
+
+
 def check_checkpoint(learner: Any, state: dict[str, Any]) -> None:
     """Refuse a checkpoint of another algorithm or other hyper-parameters, naming the difference."""
     algo = state.get("algo")
@@ -239,7 +409,7 @@ def check_checkpoint(learner: Any, state: dict[str, Any]) -> None:
         raise RklBenchError(f"checkpoint is for algorithm {algo!r}, not {learner.algo!r}; load it into a {algo} learner")
     mine = dataclasses.asdict(learner.config)
     theirs = state.get("config", {})
-    diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k) and k not in EXECUTION_KEYS)
     if diff:
         detail = ", ".join(f"{k}: checkpoint {theirs.get(k)!r} vs {mine.get(k)!r}" for k in diff)
         raise RklBenchError(

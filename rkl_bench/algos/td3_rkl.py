@@ -162,6 +162,7 @@ class TD3RKL(TD3BC):
         super().__init__(obs.shape[1], act.shape[1], config, seed, device)
         self.dataset_actions = act.float().to(self.device).contiguous()
         self.negatives_generator = make_generator(seed, "negative_actions", self.device)
+        self._rows: torch.Tensor | None = None
 
         behaviour_config = config.behaviour_config()
         if fit:
@@ -183,18 +184,39 @@ class TD3RKL(TD3BC):
             raise RklBenchError("td3_rkl learner was built with fit=False; load a checkpoint before update()")
         return super().update(batch)
 
+    def actor_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """``lambda(s)`` of the batch rows (looked up, Eq. 18) and the negative actions ``a1, a2``.
+
+        ``a1, a2`` are ``2B`` rows drawn uniformly from the whole dataset with
+        the learner's own generator (Eq. 7). Done before the step, into
+        buffers reused from step to step, so the loss is a pure function and
+        both update paths see the same draws.
+        """
+        b = len(batch.indices)
+        if self._rows is None or len(self._rows) != 2 * b:
+            self._rows = torch.empty(2 * b, dtype=torch.long, device=self.device)
+            self._negatives = torch.empty(2 * b, self.act_dim, device=self.device)
+            self._weights = torch.empty(b, device=self.device)
+        rows = torch.randint(0, len(self.dataset_actions), (2 * b,), generator=self.negatives_generator,
+                             device=self.device, out=self._rows)
+        negatives = torch.index_select(self.dataset_actions, 0, rows, out=self._negatives).view(2, b, -1)
+        weights = torch.index_select(self.lambda_table, 0, batch.indices, out=self._weights)  # lambda(s), (B,)
+        return {"weights": weights, "a1": negatives[0], "a2": negatives[1]}
+
     def actor_loss(
-        self, batch: Batch, pi: torch.Tensor, q1: torch.Tensor
+        self, batch: Batch, pi: torch.Tensor, q1: torch.Tensor, inputs: dict[str, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Eq. 7 with Eq. 18's per-state weights, TD3+BC's Q normalisation."""
+        """Eq. 7 with Eq. 18's per-state weights, TD3+BC's Q normalisation.
+
+        ``inputs`` come from :meth:`actor_inputs` (drawn here when not given).
+        """
         cfg = self.config
+        if inputs is None:
+            inputs = self.actor_inputs(batch)
         lmbda = cfg.q_weight / q1.abs().mean().detach()
-        weights = self.lambda_table.index_select(0, batch.indices)  # lambda(s), (B,)
-        rows = torch.randint(
-            0, len(self.dataset_actions), (2 * len(pi),), generator=self.negatives_generator, device=self.device
-        )
-        a1, a2 = self.dataset_actions.index_select(0, rows).view(2, len(pi), -1)
-        reg = bc_loss(cfg.regulariser, pi, batch.actions, a1, a2, cfg.rkl_alpha, cfg.kernel_sigma)  # (B,)
+        weights = inputs["weights"]
+        reg = bc_loss(cfg.regulariser, pi, batch.actions, inputs["a1"], inputs["a2"], cfg.rkl_alpha,
+                      cfg.kernel_sigma)  # (B,)
         reg_loss = (weights * reg).mean()
         metrics = {
             "bc_loss": F.mse_loss(pi.detach(), batch.actions),

@@ -13,17 +13,19 @@ One update, in the order of the paper's algorithm:
 3. alpha:    L_alpha = -mean log_alpha * (log pi(a~|s) + target_entropy)
 4. targets:  Q' <- (1 - tau) Q' + tau Q
 
-The losses are written once, as functions of explicit parameter dicts
-(``torch.func.functional_call``). Two drivers use them:
+The losses are written once, against a :class:`~rkl_bench.algos.nets.Nets`
+(the modules, or their functional forms bound to parameter lists). Two
+drivers use them:
 
 * the *plain* path: ``loss.backward()`` and ``torch.optim.Adam``, readable and
   the numerical reference;
 * the *fast* path: the whole update (three gradients, three Adam steps, Polyak
-  averaging) as one pure function compiled by ``torch.compile``, which removes
-  Python and allocator overhead between the many small kernels. It mirrors
-  ``torch.optim.Adam``'s arithmetic, so both paths give the same parameters
-  within float tolerance (tested). If compilation fails, the agent warns and
-  falls back to the plain path.
+  averaging) as one pure function compiled by ``torch.compile``, through the
+  shared machinery of :mod:`rkl_bench.algos.fast` (functional Adam over the
+  optimisers' own state, oneDNN matrix multiplies, compile with fall-back).
+  Both paths give the same parameters within float tolerance (tested), and
+  the checkpoint format is the same for both. If compilation fails, the agent
+  warns and falls back to the plain path.
 
 All randomness (policy noise) is drawn from the agent's own ``torch.Generator``
 *outside* the update, so the two paths consume identical noise and a resumed
@@ -35,16 +37,16 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, grad_and_value
 
-from rkl_bench.algos.nets import EnsembleCritic, GaussianHead
+from rkl_bench.algos.fast import FastPathFailed, FastUpdate, adam_apply, all_finite, polyak, value_and_grad
+from rkl_bench.algos.nets import EnsembleCritic, GaussianHead, Nets, critic_apply, gaussian_apply
 
-Params = dict[str, torch.Tensor]
+Batch = tuple[torch.Tensor, ...]
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class SACAgent:
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr, eps=eps)
         self.generator = torch.Generator().manual_seed(seed + 1)
         self.updates = 0
-        self._fast_step: Callable[..., Any] | None = None
+        self._fast_step: FastUpdate | None = None
         self.fast = fast
 
     # ------------------------------------------------------------ acting
@@ -120,43 +122,29 @@ class SACAgent:
         return out[0] if single else out
 
     # ------------------------------------------------------------ losses
-    def _critic_loss(
-        self,
-        critic_params: Params,
-        target_params: Params,
-        actor_params: Params,
-        alpha: torch.Tensor,
-        obs: torch.Tensor,
-        actions: torch.Tensor,
-        rewards: torch.Tensor,
-        next_obs: torch.Tensor,
-        not_dones: torch.Tensor,
-        next_noise: torch.Tensor,
-    ) -> torch.Tensor:
+    def critic_loss(self, nets: Nets, alpha: torch.Tensor, batch: Batch, next_noise: torch.Tensor) -> torch.Tensor:
+        """Step 1: soft TD targets from the target critics, summed MSE of both critics."""
+        obs, actions, rewards, next_obs, not_dones = batch
         with torch.no_grad():
-            mean, log_std = functional_call(self.actor, actor_params, (next_obs,))
+            mean, log_std = nets.actor(next_obs)
             next_action, next_log_prob = tanh_gaussian_sample(mean, log_std, next_noise)
-            target_q = functional_call(self.critic_target, target_params, (next_obs, next_action))
+            target_q = nets.critic_target(next_obs, next_action)
             soft_value = target_q.min(dim=0).values - alpha * next_log_prob.unsqueeze(-1)
             y = rewards + self.config.gamma * not_dones * soft_value
-        q = functional_call(self.critic, critic_params, (obs, actions))
+        q = nets.critic(obs, actions)
         return (q - y).pow(2).mean(dim=(1, 2)).sum()
 
-    def _actor_loss(
-        self,
-        actor_params: Params,
-        critic_params: Params,
-        alpha: torch.Tensor,
-        obs: torch.Tensor,
-        noise: torch.Tensor,
+    def actor_loss(
+        self, nets: Nets, alpha: torch.Tensor, obs: torch.Tensor, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = functional_call(self.actor, actor_params, (obs,))
+        """Step 2 on the updated, frozen critics; also returns ``log pi`` for the temperature step."""
+        mean, log_std = nets.actor(obs)
         action, log_prob = tanh_gaussian_sample(mean, log_std, noise)
-        q = functional_call(self.critic, critic_params, (obs, action)).min(dim=0).values.squeeze(-1)
+        q = nets.critic_frozen(obs, action).min(dim=0).values.squeeze(-1)
         return (alpha * log_prob - q).mean(), log_prob.detach()
 
     # ------------------------------------------------------------ update
-    def update(self, batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, float]:
         """One SAC update on ``(obs, actions, rewards (B,1), next_obs, not_dones (B,1))``."""
         b = batch[0].shape[0]
         next_noise = torch.randn((b, self.act_dim), generator=self.generator)
@@ -168,27 +156,22 @@ class SACAgent:
             try:
                 return self._update_fast(batch, next_noise, noise)
             except Exception as exc:  # noqa: BLE001 - any compile/runtime failure falls back
-                warnings.warn(f"compiled SAC update failed ({exc!r}); falling back to the plain path")
+                if not isinstance(exc, FastPathFailed):  # FastUpdate has warned already
+                    warnings.warn(f"compiled SAC update failed ({exc!r}); falling back to the plain path")
                 self.fast, self._fast_step = False, None
-                self._resync_optimizer_steps()
         return self._update_plain(batch, next_noise, noise)
 
     def _update_plain(self, batch, next_noise, noise) -> dict[str, float]:
-        obs, actions, rewards, next_obs, not_dones = batch
         alpha = self.log_alpha.detach().exp()
-        critic_params = dict(self.critic.named_parameters())
-        actor_params = dict(self.actor.named_parameters())
-        target_params = dict(self.critic_target.named_parameters())
-        critic_loss = self._critic_loss(
-            critic_params, target_params, actor_params, alpha,
-            obs, actions, rewards, next_obs, not_dones, next_noise,
-        )
+        frozen = [p.detach() for p in self.critic.parameters()]
+        nets = Nets(actor=self.actor, critic=self.critic, critic_target=self.critic_target,
+                    critic_frozen=lambda o, a: critic_apply(frozen, o, a, dnn=False))
+        critic_loss = self.critic_loss(nets, alpha, batch, next_noise)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()
 
-        frozen_critic = {k: v.detach() for k, v in critic_params.items()}
-        actor_loss, log_prob = self._actor_loss(actor_params, frozen_critic, alpha, obs, noise)
+        actor_loss, log_prob = self.actor_loss(nets, alpha, batch[0], noise)
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
@@ -210,125 +193,59 @@ class SACAgent:
         }
 
     # ------------------------------------------------------------ fast path
-    def _build_fast_step(self) -> Callable[..., Any] | None:
-        """The whole update as one pure function, compiled; None if compile is unavailable."""
+    def _build_fast_step(self) -> FastUpdate:
+        """The whole update as one pure function (:meth:`fast_step`), compiled on first call."""
+        return FastUpdate(
+            "SAC",
+            self.fast_step,
+            modules={"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target,
+                     "alpha": [self.log_alpha]},
+            optimizers={"critic": self.critic_opt, "actor": self.actor_opt, "alpha": self.alpha_opt},
+        )
+
+    def functional_nets(self, params: dict[str, list[torch.Tensor]]) -> Nets:
+        act_dim = self.act_dim
+        frozen = [p.detach() for p in params["critic"]]
+        return Nets(
+            actor=lambda obs: gaussian_apply(params["actor"], obs, act_dim),
+            critic=lambda obs, action: critic_apply(params["critic"], obs, action),
+            critic_target=lambda obs, action: critic_apply(params["critic_target"], obs, action),
+            critic_frozen=lambda obs, action: critic_apply(frozen, obs, action),
+        )
+
+    def fast_step(self, params, adam, batch, next_noise, noise) -> torch.Tensor:
+        """Critic, actor and temperature steps and the target update; writes into ``params``."""
         cfg = self.config
-        b1, b2 = 0.9, 0.999
+        (log_alpha,) = params["alpha"]
+        alpha = log_alpha.exp()
 
-        def adam(params: list[torch.Tensor], grads, m, v, lr, bc1, bc2_sqrt):
-            # torch.optim.Adam's arithmetic (single-tensor path), out of place.
-            new_m = [mi.lerp(g, 1 - b1) for mi, g in zip(m, grads)]
-            new_v = [vi * b2 + (1 - b2) * g * g for vi, g in zip(v, grads)]
-            step_size = lr / bc1
-            new_p = [
-                p - step_size * mi / (vi.sqrt() / bc2_sqrt + cfg.adam_eps)
-                for p, mi, vi in zip(params, new_m, new_v)
-            ]
-            return new_p, new_m, new_v
+        def critic_objective(critic_params):
+            nets = self.functional_nets({**params, "critic": critic_params})
+            return self.critic_loss(nets, alpha, batch, next_noise), None
 
-        actor_names = [n for n, _ in self.actor.named_parameters()]
-        critic_names = [n for n, _ in self.critic.named_parameters()]
+        grads, critic_loss, _ = value_and_grad(critic_objective, params["critic"])
+        new_critic = adam_apply(params["critic"], grads, *adam["critic"])
 
-        def step(actor_p, critic_p, target_p, log_alpha, opt_state, bc1, bc2_sqrt, batch, next_noise, noise):
-            obs, actions, rewards, next_obs, not_dones = batch
-            a_params = dict(zip(actor_names, actor_p))
-            c_params = dict(zip(critic_names, critic_p))
-            t_params = dict(zip(critic_names, target_p))
-            alpha = log_alpha.exp()
-            critic_loss_fn = lambda cp: self._critic_loss(  # noqa: E731
-                cp, t_params, a_params, alpha, obs, actions, rewards, next_obs, not_dones, next_noise
-            )
-            c_grads, critic_loss = grad_and_value(critic_loss_fn)(c_params)
-            new_critic, cm, cv = adam(
-                critic_p, [c_grads[n] for n in critic_names], opt_state["critic_m"], opt_state["critic_v"],
-                cfg.critic_lr, bc1, bc2_sqrt,
-            )
-            new_c_params = {n: p.detach() for n, p in zip(critic_names, new_critic)}
-            a_grads, (actor_loss, log_prob) = grad_and_value(
-                lambda ap: self._actor_loss(ap, new_c_params, alpha, obs, noise), has_aux=True
-            )(a_params)
-            new_actor, am, av = adam(
-                actor_p, [a_grads[n] for n in actor_names], opt_state["actor_m"], opt_state["actor_v"],
-                cfg.actor_lr, bc1, bc2_sqrt,
-            )
-            # d/dlog_alpha of -mean(log_alpha * (log_prob + H)) in closed form.
-            alpha_grad = -(log_prob + self.target_entropy).mean().reshape(1)
-            (new_log_alpha,), (lm,), (lv,) = adam(
-                [log_alpha], [alpha_grad], opt_state["alpha_m"], opt_state["alpha_v"], cfg.alpha_lr, bc1, bc2_sqrt
-            )
-            new_target = [t.lerp(c, cfg.tau) for t, c in zip(target_p, new_critic)]
-            new_opt = {
-                "critic_m": cm, "critic_v": cv, "actor_m": am, "actor_v": av,
-                "alpha_m": [lm], "alpha_v": [lv],
-            }
-            metrics = torch.stack([critic_loss.detach(), actor_loss.detach(), alpha.reshape(()), -log_prob.mean()])
-            return new_actor, new_critic, new_target, new_log_alpha, new_opt, metrics
+        def actor_objective(actor_params):
+            nets = self.functional_nets({**params, "critic": new_critic, "actor": actor_params})
+            return self.actor_loss(nets, alpha, batch[0], noise)
 
-        try:
-            return torch.compile(step, dynamic=False)
-        except Exception as exc:  # noqa: BLE001
-            warnings.warn(f"torch.compile unavailable ({exc!r}); using the plain SAC update")
-            self.fast = False
-            return None
-
-    def _opt_state_tensors(self) -> dict[str, list[torch.Tensor]]:
-        """Adam moments as lists, created lazily as torch.optim.Adam would (zeros)."""
-        out: dict[str, list[torch.Tensor]] = {}
-        for key, opt, params in (
-            ("critic", self.critic_opt, list(self.critic.parameters())),
-            ("actor", self.actor_opt, list(self.actor.parameters())),
-            ("alpha", self.alpha_opt, [self.log_alpha]),
-        ):
-            ms, vs = [], []
-            for p in params:
-                state = opt.state[p]
-                if "exp_avg" not in state:
-                    state["step"] = torch.tensor(0.0)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                ms.append(state["exp_avg"])
-                vs.append(state["exp_avg_sq"])
-            out[f"{key}_m"], out[f"{key}_v"] = ms, vs
-        return out
+        grads, actor_loss, log_prob = value_and_grad(actor_objective, params["actor"])
+        adam_apply(params["actor"], grads, *adam["actor"])
+        # d/dlog_alpha of -mean(log_alpha * (log_prob + H)), in closed form.
+        alpha_grad = -(log_prob + self.target_entropy).mean().reshape(1)
+        adam_apply(params["alpha"], [alpha_grad], *adam["alpha"])
+        polyak(params["critic_target"], new_critic, cfg.tau)
+        return torch.stack([critic_loss, actor_loss, alpha.reshape(()), -log_prob.mean()])
 
     def _update_fast(self, batch, next_noise, noise) -> dict[str, float]:
-        opt_state = self._opt_state_tensors()
-        t = self._optimizer_step_count() + 1
-        bc1 = torch.tensor([1 - 0.9**t], dtype=torch.float32)
-        bc2_sqrt = torch.tensor([math.sqrt(1 - 0.999**t)], dtype=torch.float32)
-        actor_p = [p.detach() for p in self.actor.parameters()]
-        critic_p = [p.detach() for p in self.critic.parameters()]
-        target_p = [p.detach() for p in self.critic_target.parameters()]
-        new_actor, new_critic, new_target, new_log_alpha, new_opt, metrics = self._fast_step(
-            actor_p, critic_p, target_p, self.log_alpha.detach(), opt_state, bc1, bc2_sqrt,
-            batch, next_noise, noise,
-        )
-        with torch.no_grad():
-            torch._foreach_copy_(actor_p, new_actor)
-            torch._foreach_copy_(critic_p, new_critic)
-            torch._foreach_copy_(target_p, new_target)
-            self.log_alpha.copy_(new_log_alpha)
-            for key in new_opt:
-                torch._foreach_copy_(opt_state[key], new_opt[key])
-        self._set_optimizer_step_count(t)
-        values = metrics.tolist()
-        return dict(zip(("critic_loss", "actor_loss", "alpha", "entropy"), values))
-
-    def _optimizer_step_count(self) -> int:
-        state = self.alpha_opt.state.get(self.log_alpha, {})
-        return int(state["step"].item()) if "step" in state else 0
-
-    def _set_optimizer_step_count(self, t: int) -> None:
-        for opt in (self.critic_opt, self.actor_opt, self.alpha_opt):
-            for group in opt.param_groups:
-                for p in group["params"]:
-                    opt.state[p]["step"] = torch.tensor(float(t))
-
-    def _resync_optimizer_steps(self) -> None:
-        self._set_optimizer_step_count(self._optimizer_step_count())
+        metrics = self._fast_step(("critic", "actor", "alpha"), batch, next_noise, noise)
+        return dict(zip(("critic_loss", "actor_loss", "alpha", "entropy"), metrics.tolist()))
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
+        if isinstance(self._fast_step, FastUpdate):
+            self._fast_step.sync()
         return {
             "config": asdict(self.config),
             "actor": self.actor.state_dict(),
@@ -353,7 +270,8 @@ class SACAgent:
         self.alpha_opt.load_state_dict(state["alpha_opt"])
         self.generator.set_state(state["generator"])
         self.updates = int(state["updates"])
+        if isinstance(self._fast_step, FastUpdate):
+            self._fast_step.reset()
 
     def parameters_finite(self) -> bool:
-        tensors = [*self.actor.parameters(), *self.critic.parameters(), self.log_alpha]
-        return all(bool(torch.isfinite(t).all()) for t in tensors)
+        return all_finite([*self.actor.parameters(), *self.critic.parameters(), self.log_alpha])

@@ -1,0 +1,426 @@
+"""The fast update path every learner shares: one compiled function per update step.
+
+A learner's *plain* path is readable eager PyTorch: modules, ``loss.backward()``,
+``torch.optim.Adam``. It is the numerical reference. Its *fast* path runs the
+same loss code (the learner writes each loss once, as a function of the
+networks it is handed) inside one pure function per update step that also
+takes the gradients and applies Adam and the Polyak averaging, and compiles
+that function with ``torch.compile``. What the compiled step removes:
+
+* Python and dispatcher overhead between the ~100 small kernels of a step,
+  autograd's bookkeeping, and the allocator traffic of temporaries (inductor
+  plans the buffers once and fuses the elementwise work: ReLU masks, loss
+  heads, Adam and the target update become a handful of loops);
+* on CPUs where MKL runs its AVX2 kernels (AMD), half of the matrix-multiply
+  time: :func:`linear` sends the big matrix multiplies (both sides >= 64) to
+  oneDNN, whose JIT kernels use AVX-512 and run ~2x faster there (measured in
+  ``docs/speed.md``); small ones stay on MKL, which has less fixed cost.
+
+Pieces here (learners import them, nothing here knows a learner):
+
+* :func:`linear` and the ``rkl_bench::linear`` op (oneDNN matmul + autograd);
+* :func:`value_and_grad`: ``torch.autograd.grad`` of a loss w.r.t. a list of
+  tensors, usable eagerly and inside the compiled step;
+* :class:`AdamState` / :func:`adam_step`: ``torch.optim.Adam``'s arithmetic as
+  a pure function over the optimiser's own state tensors, so checkpoints keep
+  ``torch.optim.Adam.state_dict()``'s format and either path can resume the
+  other's checkpoint. The step count lives in Python and reaches the compiled
+  code as bias-correction tensors of shape ``(1,)``: torch.compile 2.13 on CPU
+  was seen to drop an in-place ``add_`` on a 0-d step tensor (so a counter kept
+  in the graph stayed at 0 and the weights became NaN);
+* :class:`CompiledStep`: ``torch.compile`` with fall-back: any failure while
+  compiling or running warns once and tells the learner to use its plain path.
+
+Noise and other random draws never happen inside a compiled step: the learner
+draws them from its own generators beforehand, so both paths consume identical
+random streams and a resumed run draws what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+UPDATE_PATHS = ("fast", "plain")
+"""Values of a learner config's ``update_path``."""
+
+DNN_MIN_DIM = 16
+"""A matrix multiply goes to oneDNN when its reduction and output sizes are both >= this
+(narrower ones, e.g. a critic's 1-wide output layer, run faster on MKL; docs/speed.md)."""
+
+
+# ---------------------------------------------------------------- linear
+def _dnn_available() -> bool:
+    if os.environ.get("RKL_BENCH_NO_ONEDNN"):
+        return False
+    try:
+        return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    except Exception:  # noqa: BLE001 - any probing failure means "not available"
+        return False
+
+
+DNN_AVAILABLE = _dnn_available()
+_LIB: torch.library.Library | None = None
+
+
+def _register_dnn_op() -> bool:
+    """Define ``rkl_bench::linear`` on oneDNN, with fake and autograd kernels.
+
+    ``linear(x, w, b, stored_in_out)``: ``x @ W + b`` with ``W = w.T`` when
+    ``w`` is ``(out, in)`` (``nn.Linear``'s layout, ``stored_in_out=False``)
+    or ``W = w`` when it is ``(in, out)`` (:class:`EnsembleLinear`'s). The
+    weight gradient comes out in the weight's own layout, so the Adam step
+    that follows reads it contiguously.
+    """
+    global _LIB
+    if not DNN_AVAILABLE:
+        return False
+    if _LIB is not None:
+        return True
+    lib = torch.library.Library("rkl_bench", "DEF")
+    lib.define("linear(Tensor x, Tensor w, Tensor? b, bool stored_in_out) -> Tensor")
+    pointwise = torch.ops.mkldnn._linear_pointwise.default
+
+    def cpu_impl(x: Tensor, w: Tensor, b: Tensor | None, stored_in_out: bool) -> Tensor:
+        return pointwise(x, w.t() if stored_in_out else w, b, "none", [], "")
+
+    lib.impl("linear", cpu_impl, "CPU")
+
+    def fake(x: Tensor, w: Tensor, b: Tensor | None, stored_in_out: bool) -> Tensor:
+        return x.new_empty(x.shape[0], w.shape[1] if stored_in_out else w.shape[0])
+
+    torch.library.register_fake("rkl_bench::linear", fake, lib=lib)
+
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        x, w, b, stored_in_out = inputs
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        ctx.stored_in_out = stored_in_out
+
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        x, w = ctx.saved_tensors
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:  # (B, out) @ (out, in)
+            gx = _matmul(grad, w.t() if ctx.stored_in_out else w)
+        if ctx.needs_input_grad[1]:  # in the weight's layout
+            gw = _matmul(x.t(), grad) if ctx.stored_in_out else _matmul(grad.t(), x)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = grad.sum(0)
+        return gx, gw, gb, None
+
+    torch.library.register_autograd("rkl_bench::linear", backward, setup_context=setup_context, lib=lib)
+    _LIB = lib
+    return True
+
+
+_DNN_OP_OK = _register_dnn_op()
+
+
+def _use_dnn(x: Tensor, k: int, n: int) -> bool:
+    return _DNN_OP_OK and x.device.type == "cpu" and x.dtype == torch.float32 and k >= DNN_MIN_DIM and n >= DNN_MIN_DIM
+
+
+def _matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for 2-D tensors, on oneDNN when both the reduction and output widths are large."""
+    if _use_dnn(a, a.shape[1], b.shape[1]):
+        return torch.ops.rkl_bench.linear(a, b, None, True)
+    return torch.mm(a, b)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, dnn: bool = True) -> Tensor:
+    """``x @ weight.T + bias`` for an ``(out, in)`` weight: ``nn.Linear``'s maths.
+
+    With ``dnn`` (the fast path) a large matrix multiply runs on oneDNN, the
+    rest on ``torch.addmm`` as ``nn.Linear`` would. Same numbers up to float
+    rounding either way.
+    """
+    if dnn and _use_dnn(x, weight.shape[1], weight.shape[0]):
+        return torch.ops.rkl_bench.linear(x, weight, bias, False)
+    if bias is None:
+        return torch.mm(x, weight.t())
+    return torch.addmm(bias, x, weight.t())
+
+
+def linear_in_out(x: Tensor, weight: Tensor, bias: Tensor | None = None, dnn: bool = True) -> Tensor:
+    """``x @ weight + bias`` for an ``(in, out)`` weight (one member of an ensemble layer)."""
+    if dnn and _use_dnn(x, weight.shape[0], weight.shape[1]):
+        return torch.ops.rkl_bench.linear(x, weight, bias, True)
+    if bias is None:
+        return torch.mm(x, weight)
+    return torch.addmm(bias, x, weight)
+
+
+# ---------------------------------------------------------------- gradients
+def value_and_grad(
+    loss_fn: Callable[[list[Tensor]], tuple[Tensor, Any]], params: Sequence[Tensor]
+) -> tuple[list[Tensor], Tensor, Any]:
+    """Gradients of ``loss_fn(params)[0]`` w.r.t. ``params``; returns ``(grads, loss, aux)``.
+
+    ``params`` are taken as plain tensors and re-enter autograd as fresh
+    leaves, so this is a pure function of its inputs (eager or compiled).
+    """
+    leaves = [p.detach().requires_grad_(True) for p in params]
+    with torch.enable_grad():
+        loss, aux = loss_fn(leaves)
+        grads = torch.autograd.grad(loss, leaves)
+    return list(grads), loss.detach(), aux
+
+
+# ---------------------------------------------------------------- Adam
+class AdamState:
+    """The Adam moments and step count of one ``torch.optim.Adam``, seen as lists for a pure step.
+
+    The moment tensors are the optimiser's own ``exp_avg`` / ``exp_avg_sq``
+    (created as ``torch.optim.Adam`` would, zeros, on first use), updated in
+    place by the fast step, so ``optimizer.state_dict()`` stays the
+    checkpoint. The step count is kept here as a Python int and written back
+    into the optimiser's per-parameter ``step`` tensors by :meth:`sync`
+    (before every ``state_dict()``), in the dtype and device the optimiser
+    itself uses.
+    """
+
+    def __init__(self, optimizer: torch.optim.Adam) -> None:
+        if len(optimizer.param_groups) != 1:
+            raise ValueError("AdamState supports one parameter group")
+        self.optimizer = optimizer
+        group = optimizer.param_groups[0]
+        if group["amsgrad"] or group["maximize"] or group["weight_decay"] != 0:
+            raise ValueError("AdamState mirrors plain Adam only (no amsgrad, maximize or weight decay)")
+        self.params: list[Tensor] = list(group["params"])
+        self.lr = float(group["lr"])
+        self.beta1, self.beta2 = (float(b) for b in group["betas"])
+        self.eps = float(group["eps"])
+        self.fused = bool(group.get("fused"))
+        self.exp_avg: list[Tensor] = []
+        self.exp_avg_sq: list[Tensor] = []
+        for p in self.params:
+            state = optimizer.state[p]
+            if "exp_avg" not in state:
+                state["step"] = self._step_tensor(0, p)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            self.exp_avg.append(state["exp_avg"])
+            self.exp_avg_sq.append(state["exp_avg_sq"])
+        first = optimizer.state[self.params[0]]
+        self.step = int(first["step"].item())
+        device = self.params[0].device
+        self._bc1 = torch.zeros(1, device=device)
+        self._bc2_sqrt = torch.zeros(1, device=device)
+
+    def _step_tensor(self, t: int, p: Tensor) -> Tensor:
+        # torch.optim.Adam's convention: float32 on the parameter's device when fused, else on CPU.
+        device = p.device if self.optimizer.param_groups[0].get("fused") else torch.device("cpu")
+        return torch.tensor(float(t), dtype=torch.float32, device=device)
+
+    def advance(self) -> tuple[Tensor, Tensor]:
+        """Count one step; its bias corrections ``1 - beta1^t`` and ``sqrt(1 - beta2^t)`` as ``(1,)`` tensors."""
+        self.step += 1
+        t = self.step
+        self._bc1.fill_(1.0 - self.beta1**t)
+        self._bc2_sqrt.fill_(math.sqrt(1.0 - self.beta2**t))
+        return self._bc1, self._bc2_sqrt
+
+    def sync(self) -> None:
+        """Write the step count into the optimiser's state (for ``state_dict()`` or the plain path)."""
+        for p in self.params:
+            state = self.optimizer.state[p]
+            state["step"] = self._step_tensor(self.step, p)
+
+    def moments(self) -> tuple[list[Tensor], list[Tensor]]:
+        return self.exp_avg, self.exp_avg_sq
+
+
+def adam_step(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    exp_avg: Sequence[Tensor],
+    exp_avg_sq: Sequence[Tensor],
+    bc1: Tensor,
+    bc2_sqrt: Tensor,
+    lr: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """One Adam step, out of place: ``torch.optim.Adam``'s arithmetic (no weight decay).
+
+    ``m = lerp(m, g, 1 - beta1)``, ``v = beta2 v + (1 - beta2) g^2``,
+    ``p = p - lr / bc1 * m / (sqrt(v) / bc2_sqrt + eps)``. Returns new
+    parameters and moments; the compiled step writes them back in place.
+    """
+    new_m = [m.lerp(g, 1.0 - beta1) for m, g in zip(exp_avg, grads)]
+    new_v = [v * beta2 + (1.0 - beta2) * g * g for v, g in zip(exp_avg_sq, grads)]
+    step_size = lr / bc1
+    new_p = [p - step_size * m / (v.sqrt() / bc2_sqrt + eps) for p, m, v in zip(params, new_m, new_v)]
+    return new_p, new_m, new_v
+
+
+def adam_apply(
+    params: list[Tensor],
+    grads: Sequence[Tensor],
+    exp_avg: list[Tensor],
+    exp_avg_sq: list[Tensor],
+    bc1: Tensor,
+    bc2_sqrt: Tensor,
+    hyper: tuple[float, float, float, float],
+) -> list[Tensor]:
+    """:func:`adam_step` written back into ``params`` and the moments (in place); returns the new values.
+
+    ``hyper`` is ``(lr, beta1, beta2, eps)``. The arguments after ``grads``
+    are exactly one entry of the ``adam`` dict :class:`FastUpdate` hands a
+    step, so a learner writes ``adam_apply(params, grads, *adam["critic"])``.
+    Inside a compiled step the copies become in-place writes of the fused
+    kernels.
+    """
+    lr, beta1, beta2, eps = hyper
+    new_p, new_m, new_v = adam_step(params, grads, exp_avg, exp_avg_sq, bc1, bc2_sqrt, lr, beta1, beta2, eps)
+    torch._foreach_copy_(params, new_p)
+    torch._foreach_copy_(exp_avg, new_m)
+    torch._foreach_copy_(exp_avg_sq, new_v)
+    return new_p
+
+
+def adam_hyper(state: AdamState) -> tuple[float, float, float, float]:
+    return (state.lr, state.beta1, state.beta2, state.eps)
+
+
+def polyak(target: list[Tensor], source: Sequence[Tensor], tau: float) -> None:
+    """``target <- (1 - tau) target + tau source`` in place (the same ``lerp`` as the plain path)."""
+    torch._foreach_lerp_(target, list(source), tau)
+
+
+def detached(params: Iterable[Tensor]) -> list[Tensor]:
+    """Plain tensors sharing storage with ``params`` (what a compiled step mutates in place)."""
+    return [p.detach() for p in params]
+
+
+# ---------------------------------------------------------------- compile
+class CompiledStep:
+    """``torch.compile(fn)`` that never crashes a run: on failure it warns and reports itself broken.
+
+    ``CompiledStep(fn, "td3_bc")(*args)`` returns ``fn``'s result, compiled
+    on first call. If compiling or running raises, the exception is turned
+    into one ``UserWarning`` naming ``what`` and :attr:`failed` is set; the
+    call then raises :class:`FastPathFailed` so the learner redoes the step on
+    its plain path. ``compile=False`` runs ``fn`` eagerly (a debugging aid and
+    the reference for the compiled function).
+    """
+
+    def __init__(self, fn: Callable[..., Any], what: str, compile: bool = True) -> None:
+        self.what = what
+        self.failed = False
+        self.calls = 0
+        self._fn = fn
+        self._compiled: Callable[..., Any] | None = None
+        self._compile = compile
+
+    def __call__(self, *args: Any) -> Any:
+        if self.failed:
+            raise FastPathFailed(self.what)
+        try:
+            if not self._compile:
+                return self._fn(*args)
+            if self._compiled is None:
+                # torch.autograd.grad inside the step: dynamo traces it into the joint graph.
+                # (Set for the process: it only lets compiled code trace what would otherwise break.)
+                torch._dynamo.config.trace_autograd_ops = True
+                self._compiled = torch.compile(self._fn, dynamic=False, fullgraph=True)
+            out = self._compiled(*args)
+            self.calls += 1
+            return out
+        except Exception as exc:  # noqa: BLE001 - a compiler bug must not end a training run
+            self.failed = True
+            warnings.warn(
+                f"compiled {self.what} update failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "falling back to the plain path",
+                stacklevel=3,
+            )
+            raise FastPathFailed(self.what) from exc
+
+
+class FastUpdate:
+    """Drives a learner's fast step: parameter views, Adam state, compilation and fall-back.
+
+    ``step(params, adam, *args)`` is the learner's pure update function:
+
+    * ``params[name]``: the parameters of ``modules[name]`` (a module or a
+      list of tensors) as plain tensors sharing their storage (the step
+      writes new values into them);
+    * ``adam[name]``: for each optimiser that steps on this call,
+      ``(exp_avg, exp_avg_sq, bc1, bc2_sqrt, (lr, beta1, beta2, eps))``, the
+      arguments of :func:`adam_apply` after the gradients.
+
+    ``FastUpdate(...)(stepping, *args)`` advances the step counts of the
+    optimisers named in ``stepping`` and runs the compiled step. On failure it
+    undoes the count, writes the optimiser state back and re-raises
+    :class:`FastPathFailed` (after one warning), so the caller can redo the
+    update on its plain path with nothing lost.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        step: Callable[..., Any],
+        modules: dict[str, torch.nn.Module | Sequence[Tensor]],
+        optimizers: dict[str, torch.optim.Adam],
+        compile: bool = True,
+    ) -> None:
+        self.what = what
+        self.compiled = CompiledStep(step, what, compile)
+        self.modules = modules
+        self.optimizers = optimizers
+        self._params: dict[str, list[Tensor]] | None = None
+        self._adam: dict[str, AdamState] | None = None
+
+    def reset(self) -> None:
+        """Forget the views (after ``load_state_dict`` replaced the optimiser state)."""
+        self._params, self._adam = None, None
+
+    def sync(self) -> None:
+        """Write step counts back into the optimisers (before ``state_dict()``)."""
+        if self._adam is not None:
+            for state in self._adam.values():
+                state.sync()
+
+    def __call__(self, stepping: Sequence[str], *args: Any) -> Any:
+        if self._params is None or self._adam is None:
+            self._params = {
+                name: detached(m.parameters() if isinstance(m, torch.nn.Module) else m)
+                for name, m in self.modules.items()
+            }
+            self._adam = {name: AdamState(opt) for name, opt in self.optimizers.items()}
+        adam = {}
+        for name in stepping:
+            state = self._adam[name]
+            bc1, bc2_sqrt = state.advance()
+            adam[name] = (state.exp_avg, state.exp_avg_sq, bc1, bc2_sqrt, adam_hyper(state))
+        try:
+            return self.compiled(self._params, adam, *args)
+        except FastPathFailed:
+            for name in stepping:
+                self._adam[name].step -= 1
+            self.sync()
+            raise
+
+    @property
+    def failed(self) -> bool:
+        return self.compiled.failed
+
+
+class FastPathFailed(RuntimeError):
+    """Raised by :class:`CompiledStep` after it warned; the learner continues on its plain path."""
+
+
+def check_update_path(value: str) -> None:
+    if value not in UPDATE_PATHS:
+        raise ValueError(f"'update_path' must be one of {', '.join(UPDATE_PATHS)}; got {value!r}")
+
+
+def all_finite(tensors: Iterable[Tensor]) -> bool:
+    """True when every tensor holds only finite numbers."""
+    return all(bool(torch.isfinite(t).all()) for t in tensors)

@@ -335,8 +335,10 @@ def build_search_tuner(
     )
     pairs = search_pairs(specs, exp.seeds)
     if search.early_stopping.kind == "asha":
-        scheduler: Any = ASHAScheduler(  # metric and mode come from TuneConfig
+        scheduler: Any = ASHAScheduler(
             time_attr=PAIRS_DONE,
+            metric=OBJECTIVE,
+            mode="max",
             max_t=len(pairs),
             grace_period=config.grace_period,
             reduction_factor=search.early_stopping.reduction_factor,
@@ -359,8 +361,8 @@ def build_search_tuner(
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent),
             scheduler=scheduler,
-            metric=OBJECTIVE,  # also what Tune's progress table and ResultGrid rank by
-            mode="max",
+            # No metric here: Tune would rank trials by their last running score and call an
+            # early-stopped trial "best"; the study ranks COMPLETE trials only.
             num_samples=num_samples,
             trial_name_creator=search_trial_name,
             trial_dirname_creator=search_trial_dirname,

@@ -172,12 +172,15 @@ class _PairReporter:
             progress.finals.append(final)
             progress.scores = []
         (checkpoint_dir / PROGRESS_FILE).write_text(json.dumps(asdict(progress)), encoding="utf-8")
+        # Search fields first: Tune's progress table shows a result's first four numbers.
         row = {
+            OBJECTIVE: aggregate_scores(progress.finals, self.job.aggregate),
+            PAIRS_DONE: len(progress.finals),
+            "normalized_score": fields["normalized_score"],
+            "step": fields["step"],
             **fields,
             "optuna_trial": self.number,
-            PAIRS_DONE: len(progress.finals),
             "pairs_total": len(self.job.pairs),
             "pair_final": final,
-            OBJECTIVE: aggregate_scores(progress.finals, self.job.aggregate),
         }
         tune.report(row, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))

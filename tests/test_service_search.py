@@ -452,3 +452,84 @@ def test_interrupted_search_resumes_from_its_storage(local_ray, tmp_path, capsys
     assert set(rows) == {t.number for t in after}
     for trial in counted:
         assert {r["optuna_trial"] for r in rows[trial.number]} == {trial.number} and rows[trial.number][-1]["pairs_done"] >= 1
+
+
+class _Crash(Exception):
+    """A worker dying while it reports a row."""
+
+
+class _FakeSession:
+    """Tune's session functions for a search trial run in this process: rows kept,
+    each row's checkpoint copied; ``crash_at`` makes the report of that row (0-based) fail."""
+
+    def __init__(self, root: Path, start: Path | None = None, crash_at: int | None = None) -> None:
+        self.root, self.start, self.crash_at = root, start, crash_at
+        self.rows: list[dict] = []
+        self.last: Path | None = None
+
+    def get_checkpoint(self):
+        from ray import tune
+
+        return None if self.start is None else tune.Checkpoint.from_directory(str(self.start))
+
+    def report(self, row, checkpoint=None):
+        import shutil
+
+        if len(self.rows) == self.crash_at:
+            raise _Crash()
+        self.rows.append(row)
+        self.last = self.root / f"checkpoint_{len(self.rows)}"
+        shutil.copytree(checkpoint.path, self.last)
+
+
+def test_search_trial_restarts_from_its_checkpoint_as_if_uninterrupted(local_ray, tmp_path, monkeypatch):
+    """A trial whose worker dies goes on from its last row's checkpoint (at a pair's end, or
+    in the middle of one): the rows after the restart are those of an uninterrupted trial."""
+    from types import SimpleNamespace
+
+    from ray import tune
+
+    import rkl_bench.service.eval_actors as eval_actors
+    import rkl_bench.service.search_trial as search_trial
+    import rkl_bench.service.trainable as trainable
+    from rkl_bench.service.datasets_store import put_datasets
+    from rkl_bench.service.search_trial import TRIAL_KEY, SearchJob, run_search_trial
+    from rkl_bench.service.trainable import TrialSettings
+
+    write_smoke_datasets()
+    config = load_search_config(write_yaml(tmp_path, smoke_data()))
+    specs = resolve_datasets(config.experiment)
+    job = SearchJob(config.algo, config.fixed, ["rkl_alpha"], search_pairs(specs, config.experiment.seeds),
+                    TrialSettings.of(config.experiment).as_dict(), final_evals=2, aggregate="mean")
+    trial_config = {TRIAL_KEY: job.as_dict(), "rkl_alpha": 0.5, "optuna_trial": 7}
+    refs = put_datasets(specs)
+    monkeypatch.setattr(trainable, "trial_artifact_dir", lambda: tmp_path / "artifacts")
+    (tmp_path / "artifacts").mkdir()
+    monkeypatch.setattr(eval_actors, "_KEPT_POOL", None)
+
+    def run(session: _FakeSession) -> None:
+        fake = SimpleNamespace(get_checkpoint=session.get_checkpoint, report=session.report, Checkpoint=tune.Checkpoint)
+        monkeypatch.setattr(search_trial, "tune", fake)
+        run_search_trial(trial_config, refs)
+
+    keys = ("dataset", "seed", "step", "normalized_score", "return_mean", "critic_loss", "pairs_done", "pair_final", "objective", "optuna_trial")
+
+    def plain(rows: list[dict]) -> list[tuple]:
+        return [tuple(None if isinstance(r[k], float) and math.isnan(r[k]) else r[k] for k in keys) for r in rows]
+
+    try:
+        whole = _FakeSession(tmp_path / "whole")
+        run(whole)
+        assert [(r["seed"], r["step"], r["pairs_done"]) for r in whole.rows] == [(0, 30, 0), (0, 60, 1), (1, 30, 1), (1, 60, 2)]
+        assert whole.rows[-1]["objective"] == pytest.approx(np.mean([whole.rows[1]["pair_final"], whole.rows[3]["pair_final"]]))
+        for crash_at in (2, 3):  # after the first pair ended; in the middle of the second pair
+            first = _FakeSession(tmp_path / f"first{crash_at}", crash_at=crash_at)
+            with pytest.raises(_Crash):
+                run(first)
+            second = _FakeSession(tmp_path / f"second{crash_at}", start=first.last)
+            run(second)
+            assert plain(first.rows + second.rows) == plain(whole.rows), crash_at
+    finally:
+        kept = eval_actors._KEPT_POOL
+        if kept is not None:
+            kept.close()

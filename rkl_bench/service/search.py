@@ -373,6 +373,9 @@ def build_search_tuner(
             storage_path=str(experiment_dir.parent),
             failure_config=tune.FailureConfig(max_failures=exp.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=exp.checkpoints.keep),
+            # As in the grid (tuner.py): files a trial writes in its working directory
+            # (lambdas.npz, from its first pair) reach its trial directory.
+            sync_config=tune.SyncConfig(sync_artifacts=True),
             callbacks=list(callbacks),
             verbose=verbose,
         ),

@@ -37,9 +37,7 @@ from typing import Any, Sequence
 import torch
 from ray import tune
 
-from rkl_bench.data.envs import gym_env_id
 from rkl_bench.service.datasets_store import DatasetRefs, fetch_dataset
-from rkl_bench.service.eval_actors import EvalPool
 from rkl_bench.service.trainable import CHECKPOINT_FILE, TrialSettings, run_pair
 from rkl_bench.training.trainer import read_checkpoint
 
@@ -110,42 +108,15 @@ def run_search_trial(config: dict[str, Any], datasets: DatasetRefs) -> None:
     start = progress.pair + 1 if progress.pair_finished else progress.pair
     if progress.pair_finished:
         state = None
-    own: dict[str, EvalPool] = {}
-    try:
-        for index in range(start, len(job.pairs)):
-            spec, seed = job.pairs[index]
-            dataset = fetch_dataset(datasets[spec])
-            pool = _eval_pool(settings, gym_env_id(dataset), dataset.env, own)
-            if index != progress.pair:
-                progress = Progress(pair=index, finals=progress.finals)
-            reporter = _PairReporter(job, progress, number)
-            run_pair(job.algo, spec, int(seed), hyperparams, settings, dataset, state, entered, report=reporter, pool=pool)
-            state, entered = None, time.perf_counter()
-    finally:
-        for pool in own.values():
-            pool.close()
-
-
-_SHARED_POOLS: dict[tuple[Any, ...], EvalPool] = {}
-"""Evaluation pools kept by this worker process across the trials it runs
-(Tune reuses trial actors in a search): starting an actor costs seconds of
-imports, a tiny trial less. Only pools whose actors reserve no CPUs are
-kept; they die with the worker (Ray ends the actors a process owns)."""
-
-
-def _eval_pool(settings: TrialSettings, env_id: str | None, family: str | None, own: dict[str, EvalPool]) -> EvalPool | None:
-    """The pool for ``env_id``: shared by the worker's trials when its actors reserve
-    no CPUs, else one per trial in the trial's placement group (closed with the trial)."""
-    if env_id is None:
-        return None  # run_pair says why the dataset cannot be evaluated
-    if settings.eval_actor_cpus > 0:
-        if env_id not in own:
-            own[env_id] = EvalPool(settings.eval_actors, settings.envs_per_actor, settings.eval_actor_cpus, env_id, family)
-        return own[env_id]
-    key = (env_id, family, settings.eval_actors, settings.envs_per_actor)
-    if key not in _SHARED_POOLS:
-        _SHARED_POOLS[key] = EvalPool(settings.eval_actors, settings.envs_per_actor, 0.0, env_id, family)
-    return _SHARED_POOLS[key]
+    for index in range(start, len(job.pairs)):
+        spec, seed = job.pairs[index]
+        if index != progress.pair:
+            progress = Progress(pair=index, finals=progress.finals)
+        reporter = _PairReporter(job, progress, number)
+        # The worker's evaluation pool (eval_actors.trial_pool) is taken and given back per pair.
+        run_pair(job.algo, spec, int(seed), hyperparams, settings, fetch_dataset(datasets[spec]), state, entered,
+                 report=reporter)
+        state, entered = None, time.perf_counter()
 
 
 def _restore() -> tuple[Progress, dict[str, Any] | None]:

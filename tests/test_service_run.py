@@ -162,3 +162,15 @@ def test_smoke_grid_on_a_two_node_cluster(tmp_path, two_node_cluster, capsys, mo
     cluster_nodes = {node.node_id for node in two_node_cluster.list_all_nodes()}
     assert nodes <= cluster_nodes
     assert len(nodes) == 2, "three one-CPU trials on two one-CPU nodes must use both nodes"
+
+
+def test_local_run_starts_its_own_ray_beside_a_running_cluster(tmp_path, two_node_cluster, monkeypatch):
+    """Without --address a run never joins a Ray that happens to run on the machine."""
+    write_smoke_datasets()
+    monkeypatch.chdir(tmp_path)
+    config = config_copy(tmp_path, name="beside", algorithms={"bc": {"hidden_dim": 32, "batch_size": 32}})
+    summary = run_experiment(config, storage=tmp_path / "results", verbose=0)
+    assert (summary.finished, summary.errored) == (1, 0)
+    (folder,) = trial_dirs(summary.experiment_dir).values()
+    cluster_nodes = {node.node_id for node in two_node_cluster.list_all_nodes()}
+    assert result_rows(folder)[-1]["node_id"] not in cluster_nodes

@@ -45,7 +45,7 @@ def start_local_ray(num_cpus: int = 2) -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join([tests_dir, *paths])
     import ray
 
-    ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOOPBACK, log_to_driver=False)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOOPBACK, log_to_driver=False)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Starting Ray (or joining a cluster) for one ``rkl-bench run``, loopback-only by default.
 
-* No ``--address``: an embedded local Ray with ``num_cpus`` = the machine's
-  cores, the dashboard off, every Ray process on 127.0.0.1. Ray would
+* No ``--address``: a new embedded local Ray (never one already running on
+  the machine) with ``num_cpus`` = the machine's cores, the dashboard off, every Ray process on 127.0.0.1. Ray would
   otherwise advertise the machine's outward address (on Linux it resolves
   "127.0.0.1" to a routable IP so that other nodes could join), so the
   local mode turns that off with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``,
@@ -70,6 +70,10 @@ def ray_session(address: str | None = None, dashboard: bool = False, num_cpus: i
         return
     if address is None:
         ray.init(
+            # "local": always a new Ray of our own. Without it ray.init() joins
+            # any Ray already running on the machine (another run, a test's
+            # cluster) and refuses num_cpus.
+            address="local",
             num_cpus=num_cpus or os.cpu_count() or 1,
             include_dashboard=dashboard,
             dashboard_host=LOOPBACK,

@@ -177,8 +177,11 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.best.params.items())
         print(f"best: trial {summary.best.number}, objective {summary.best.value:.2f} ({params})")
         print(f"best config: {summary.best_config} (rkl-bench run accepts it)")
-    for figure in summary.figures:
-        print(f"figure: {figure}")
+    if summary.finished:
+        from rkl_bench.report.search_figures import draw_search_summary
+
+        for figure in draw_search_summary(summary.experiment_dir):
+            print(f"figure: {figure}")
     if summary.interrupted:
         print(
             f"interrupted: {summary.interrupted} trial(s) unfinished; run the same command with --resume "

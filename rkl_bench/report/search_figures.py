@@ -3,7 +3,8 @@
 Plain data in (one :class:`SearchTrial` per Optuna trial, the parameter
 importances), ``Figure`` objects out (no ``pyplot``, no Optuna, no Ray), so
 the figures are the same whoever calls: ``rkl-bench tune`` draws them after
-every session from its study.
+every session from the study's ``search_summary.json``
+(:func:`draw_search_summary`).
 
 * ``search_history``: each trial's objective against its number (pruned
   trials at their running score when stopped, marked apart), the best
@@ -20,6 +21,7 @@ every session from its study.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +79,29 @@ def write_search_figures(
     if any(t.intermediate for t in scored):
         files.append(_intermediate(scored, out_dir, title))
     return files
+
+
+def draw_search_summary(experiment_dir: Path) -> list[Path]:
+    """Draw the figures of the search in ``experiment_dir`` from its ``search_summary.json``;
+    returns the PNG paths (PDFs beside them)."""
+    from rkl_bench.service.search import SUMMARY_FILE
+
+    experiment_dir = Path(experiment_dir)
+    summary = json.loads((experiment_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    trials = [
+        SearchTrial(
+            row["number"], row["state"], row["value"], row["params"],
+            {int(k): v for k, v in row["intermediate"].items()}, row["initial_point"],
+        )
+        for row in summary["trials"]
+    ]
+    log_scale = {name: bool(spec.get("log", False)) for name, spec in summary["space"].items()}
+    title = f"{summary['study_name']}: {summary['aggregate']} final normalised score"
+    files = write_search_figures(
+        trials, summary["importances"], log_scale, experiment_dir, title=title,
+        importance_trials=summary["importances_from"] or None,
+    )
+    return [experiment_dir / f.png for f in files]
 
 
 def _finite(value: Any) -> bool:

@@ -32,8 +32,9 @@ session share the experiment directory ``<storage>/<name>/``.
 
 At the end (and after an interruption) the driver writes, in the experiment
 directory: ``best_config.yaml`` (the best COMPLETE trial as a spec
-``rkl-bench run`` accepts), ``trials.csv``, ``search_summary.json`` and
-``figures/`` (``report.search_figures``).
+``rkl-bench run`` accepts), ``trials.csv`` and ``search_summary.json``; the
+``rkl-bench tune`` verb then draws ``figures/`` from the summary
+(``rkl_bench.report.search_figures``, a layer above this one).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import logging
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -93,7 +94,6 @@ class SearchSummary:
     num_samples: int
     best: BestTrial | None
     best_config: Path | None
-    figures: list[Path] = field(default_factory=list)
 
     @property
     def finished(self) -> int:
@@ -400,7 +400,8 @@ def summarise(
     experiment_dir: Path,
     trials_run: int = 0,
 ) -> SearchSummary:
-    """Count the study's trials and write the best config, the trial table, the summary and the figures."""
+    """Count the study's trials and write the best config, the trial table and the summary
+    (``search_summary.json``, from which ``rkl_bench.report.search_figures`` draws)."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
@@ -417,6 +418,7 @@ def summarise(
         "study_name": config.study_name,
         "storage": url,
         "objective": objective_text(config),
+        "aggregate": config.search.objective.aggregate,
         "num_samples": config.search.num_samples,
         "best": None if best is None else vars(best),
         "importances": importances,
@@ -425,7 +427,6 @@ def summarise(
         "trials": rows,
     }
     _write_text(experiment_dir / SUMMARY_FILE, json.dumps(summary_data, indent=2, default=str) + "\n")
-    figures = _figures(config, rows, importances, len(complete), experiment_dir)
     states = [t.state for t in trials]
     return SearchSummary(
         experiment_dir=experiment_dir,
@@ -440,7 +441,6 @@ def summarise(
         num_samples=config.search.num_samples,
         best=best,
         best_config=best_path,
-        figures=figures,
     )
 
 
@@ -494,21 +494,6 @@ def _importances(study: Any, complete: list[Any]) -> dict[str, float] | None:
         logger.info("no parameter importances: %s", exc)
         return None
     return {name: float(value) for name, value in values.items()}
-
-
-def _figures(
-    config: SearchConfig, rows: list[dict[str, Any]], importances: dict[str, float] | None, n_complete: int, out: Path
-) -> list[Path]:
-    from rkl_bench.report.search_figures import SearchTrial, write_search_figures
-
-    trials = [
-        SearchTrial(row["number"], row["state"], row["value"], row["params"], row["intermediate"], row["initial_point"])
-        for row in rows
-    ]
-    logs = {p.name: p.log for p in config.search.space}
-    title = f"{config.study_name}: {config.search.objective.aggregate} final normalised score"
-    files = write_search_figures(trials, importances, logs, out, title=title, importance_trials=n_complete)
-    return [out / f.png for f in files]
 
 
 def write_best_config(config: SearchConfig, best: BestTrial, url: str, path: Path) -> Path:

@@ -18,7 +18,8 @@ that function with ``torch.compile``. What the compiled step removes:
 
 Pieces here (learners import them, nothing here knows a learner):
 
-* :func:`linear` and the ``rkl_bench::linear`` op (oneDNN matmul + autograd);
+* :func:`linear` and the ``rkl_bench::linear_<hash>`` op (oneDNN matmul +
+  autograd; the hash of this file in its name keeps inductor's caches honest);
 * :func:`value_and_grad`: ``torch.autograd.grad`` of a loss w.r.t. a list of
   tensors, usable eagerly and inside the compiled step;
 * :class:`AdamState` / :func:`adam_step`: ``torch.optim.Adam``'s arithmetic as
@@ -38,6 +39,7 @@ random streams and a resumed run draws what an uninterrupted one would.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import warnings
@@ -68,14 +70,32 @@ DNN_AVAILABLE = _dnn_available()
 _LIB: torch.library.Library | None = None
 
 
+def _source_tag() -> str:
+    """A hash of this file, part of the op's name.
+
+    Inductor's on-disk caches key compiled graphs by the traced forward graph;
+    the backward of a custom op comes from its Python autograd formula, which
+    the key does not cover. Naming the op after this file's contents makes any
+    edit here a cache miss instead of a stale (wrong) compiled backward.
+    """
+    try:
+        with open(__file__, "rb") as f:
+            return hashlib.sha1(f.read()).hexdigest()[:10]
+    except OSError:
+        return "nosource"
+
+
+OP_NAME = f"linear_{_source_tag()}"
+
+
 def _register_dnn_op() -> bool:
     """Define ``rkl_bench::linear`` on oneDNN, with fake and autograd kernels.
 
-    ``linear(x, w, b, stored_in_out)``: ``x @ W + b`` with ``W = w.T`` when
-    ``w`` is ``(out, in)`` (``nn.Linear``'s layout, ``stored_in_out=False``)
-    or ``W = w`` when it is ``(in, out)`` (:class:`EnsembleLinear`'s). The
-    weight gradient comes out in the weight's own layout, so the Adam step
-    that follows reads it contiguously.
+    ``linear(x, w, b, grad_in_out) = x @ w.T + b`` for a weight ``w`` of shape
+    ``(out, in)``, contiguous or a transposed view of an ``(in, out)`` tensor
+    (both are read in place by oneDNN). ``grad_in_out`` says which: the weight
+    gradient is then produced in the same layout as the stored weight, so the
+    Adam step that follows reads it contiguously.
     """
     global _LIB
     if not DNN_AVAILABLE:
@@ -83,37 +103,44 @@ def _register_dnn_op() -> bool:
     if _LIB is not None:
         return True
     lib = torch.library.Library("rkl_bench", "DEF")
-    lib.define("linear(Tensor x, Tensor w, Tensor? b, bool stored_in_out) -> Tensor")
+    # Exact strides: inductor must hand the op the layouts it was traced with (the choices
+    # between oneDNN and MKL below are made from them).
+    tags = (torch.Tag.needs_exact_strides,) if hasattr(torch.Tag, "needs_exact_strides") else ()
+    lib.define(f"{OP_NAME}(Tensor x, Tensor w, Tensor? b, bool grad_in_out) -> Tensor", tags=tags)
     pointwise = torch.ops.mkldnn._linear_pointwise.default
 
-    def cpu_impl(x: Tensor, w: Tensor, b: Tensor | None, stored_in_out: bool) -> Tensor:
-        return pointwise(x, w.t() if stored_in_out else w, b, "none", [], "")
+    def cpu_impl(x: Tensor, w: Tensor, b: Tensor | None, grad_in_out: bool) -> Tensor:
+        # oneDNN wants x in rows (a strided x, e.g. a column view of the sampler's gathered
+        # block, runs a reference kernel ~100x slower or fails) and w in rows or columns.
+        if not _readable_weight(w):
+            w = w.contiguous()
+        return pointwise(x.contiguous(), w, b, "none", [], "")
 
-    lib.impl("linear", cpu_impl, "CPU")
+    lib.impl(OP_NAME, cpu_impl, "CPU")
 
-    def fake(x: Tensor, w: Tensor, b: Tensor | None, stored_in_out: bool) -> Tensor:
-        return x.new_empty(x.shape[0], w.shape[1] if stored_in_out else w.shape[0])
+    def fake(x: Tensor, w: Tensor, b: Tensor | None, grad_in_out: bool) -> Tensor:
+        return x.new_empty(x.shape[0], w.shape[0])
 
-    torch.library.register_fake("rkl_bench::linear", fake, lib=lib)
+    torch.library.register_fake(f"rkl_bench::{OP_NAME}", fake, lib=lib)
 
     def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
-        x, w, b, stored_in_out = inputs
+        x, w, b, grad_in_out = inputs
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
-        ctx.stored_in_out = stored_in_out
+        ctx.grad_in_out = grad_in_out
 
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
         x, w = ctx.saved_tensors
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:  # (B, out) @ (out, in)
-            gx = _matmul(grad, w.t() if ctx.stored_in_out else w)
-        if ctx.needs_input_grad[1]:  # in the weight's layout
-            gw = _matmul(x.t(), grad) if ctx.stored_in_out else _matmul(grad.t(), x)
+            gx = _matmul(grad, w)
+        if ctx.needs_input_grad[1]:  # in the stored weight's layout
+            gw = _matmul(x.t(), grad).t() if ctx.grad_in_out else _matmul(grad.t(), x)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = grad.sum(0)
         return gx, gw, gb, None
 
-    torch.library.register_autograd("rkl_bench::linear", backward, setup_context=setup_context, lib=lib)
+    torch.library.register_autograd(f"rkl_bench::{OP_NAME}", backward, setup_context=setup_context, lib=lib)
     _LIB = lib
     return True
 
@@ -121,14 +148,31 @@ def _register_dnn_op() -> bool:
 _DNN_OP_OK = _register_dnn_op()
 
 
+_DNN_OP = getattr(torch.ops.rkl_bench, OP_NAME).default if _DNN_OP_OK else None
+
+
+def _dnn_linear(x: Tensor, w: Tensor, b: Tensor | None, grad_in_out: bool) -> Tensor:
+    return _DNN_OP(x, w, b, grad_in_out)  # type: ignore[misc]
+
+
 def _use_dnn(x: Tensor, k: int, n: int) -> bool:
     return _DNN_OP_OK and x.device.type == "cpu" and x.dtype == torch.float32 and k >= DNN_MIN_DIM and n >= DNN_MIN_DIM
 
 
+def _readable_weight(w: Tensor) -> bool:
+    return w.is_contiguous() or w.t().is_contiguous()
+
+
 def _matmul(a: Tensor, b: Tensor) -> Tensor:
-    """``a @ b`` for 2-D tensors, on oneDNN when both the reduction and output widths are large."""
-    if _use_dnn(a, a.shape[1], b.shape[1]):
-        return torch.ops.rkl_bench.linear(a, b, None, True)
+    """``a @ b`` for 2-D tensors, on oneDNN when both the reduction and output widths are large.
+
+    oneDNN needs ``a`` in rows: a transposed ``a`` (every product that sums
+    over the batch, i.e. weight gradients) costs it a copy, worth paying only
+    for a wide output; MKL reads the transpose in place.
+    """
+    if (_use_dnn(a, a.shape[1], b.shape[1]) and _readable_weight(b)
+            and (a.is_contiguous() or b.shape[1] >= 4 * DNN_MIN_DIM)):
+        return _dnn_linear(a, b.t(), None, False)
     return torch.mm(a, b)
 
 
@@ -139,8 +183,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, dnn: bool = Tr
     rest on ``torch.addmm`` as ``nn.Linear`` would. Same numbers up to float
     rounding either way.
     """
-    if dnn and _use_dnn(x, weight.shape[1], weight.shape[0]):
-        return torch.ops.rkl_bench.linear(x, weight, bias, False)
+    if dnn and _use_dnn(x, weight.shape[1], weight.shape[0]) and weight.is_contiguous():
+        return _dnn_linear(x, weight, bias, False)
     if bias is None:
         return torch.mm(x, weight.t())
     return torch.addmm(bias, x, weight.t())
@@ -148,8 +192,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, dnn: bool = Tr
 
 def linear_in_out(x: Tensor, weight: Tensor, bias: Tensor | None = None, dnn: bool = True) -> Tensor:
     """``x @ weight + bias`` for an ``(in, out)`` weight (one member of an ensemble layer)."""
-    if dnn and _use_dnn(x, weight.shape[0], weight.shape[1]):
-        return torch.ops.rkl_bench.linear(x, weight, bias, True)
+    if dnn and _use_dnn(x, weight.shape[0], weight.shape[1]) and weight.is_contiguous():
+        return _dnn_linear(x, weight.t(), bias, True)
     if bias is None:
         return torch.mm(x, weight)
     return torch.addmm(bias, x, weight)

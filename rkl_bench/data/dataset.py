@@ -111,6 +111,8 @@ class Batch:
 
     ``indices`` are the rows of the dataset the batch was drawn from, so a
     learner can look up per-row quantities it precomputed (TD3+RKL's lambda(s)).
+    The float fields from :class:`TensorSampler` are column views of one
+    gathered ``(B, fields)`` block (not contiguous; never ``.view()`` them).
     """
 
     observations: torch.Tensor  # (B, obs_dim)
@@ -124,11 +126,16 @@ class Batch:
 class TensorSampler:
     """Uniform minibatch sampling over a dataset held as torch tensors.
 
-    The dataset is normalised once and copied into contiguous tensors on the
-    target device; each call draws indices from a seeded ``torch.Generator``
-    and gathers rows with ``index_select`` into one batch. The generator's
-    state is part of the training checkpoint, so a resumed run draws exactly
-    the batches an uninterrupted run would.
+    The dataset is normalised once and laid out as ONE contiguous table on
+    the target device, a row per transition (``obs | action | reward |
+    next_obs | not_done``); each call draws indices from a seeded
+    ``torch.Generator`` and gathers the rows with a single ``index_select``
+    (one kernel and one allocation per batch instead of five; the fields of
+    the :class:`Batch` are column views of it). The generator's state is part
+    of the training checkpoint, so a resumed run draws exactly the batches an
+    uninterrupted run would. ``observations``, ``actions``, ``rewards``,
+    ``next_observations`` and ``not_dones`` remain available as (strided)
+    column views of the whole table.
     """
 
     def __init__(
@@ -151,13 +158,23 @@ class TensorSampler:
         def tensor(a: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32), device=self.device)
 
-        self.observations = tensor((dataset.observations - mean) / std)
-        self.next_observations = tensor((dataset.next_observations - mean) / std)
-        self.actions = tensor(dataset.actions)
-        self.rewards = tensor(dataset.rewards).unsqueeze(1)
-        self.not_dones = tensor(1.0 - dataset.terminals).unsqueeze(1)
+        obs_dim, act_dim = dataset.obs_dim, dataset.act_dim
+        table = np.empty((self.size, 2 * obs_dim + act_dim + 2), np.float32)
+        table[:, :obs_dim] = (dataset.observations - mean) / std
+        table[:, obs_dim : obs_dim + act_dim] = dataset.actions
+        table[:, obs_dim + act_dim] = dataset.rewards
+        table[:, obs_dim + act_dim + 1 : 2 * obs_dim + act_dim + 1] = (dataset.next_observations - mean) / std
+        table[:, -1] = 1.0 - dataset.terminals
+        self.table = tensor(table)
+        cuts = [obs_dim, act_dim, 1, obs_dim, 1]
+        self._fields = [sum(cuts[:i]) for i in range(len(cuts) + 1)]
+        (self.observations, self.actions, self.rewards, self.next_observations, self.not_dones) = self._split(self.table)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(seed))
+
+    def _split(self, block: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        f = self._fields
+        return tuple(block[:, f[i] : f[i + 1]] for i in range(len(f) - 1))
 
     def sample_indices(self) -> torch.Tensor:
         return torch.randint(
@@ -166,12 +183,13 @@ class TensorSampler:
 
     def sample(self) -> Batch:
         idx = self.sample_indices()
+        obs, actions, rewards, next_obs, not_dones = self._split(self.table.index_select(0, idx))
         return Batch(
-            observations=self.observations.index_select(0, idx),
-            actions=self.actions.index_select(0, idx),
-            rewards=self.rewards.index_select(0, idx),
-            next_observations=self.next_observations.index_select(0, idx),
-            not_dones=self.not_dones.index_select(0, idx),
+            observations=obs,
+            actions=actions,
+            rewards=rewards,
+            next_observations=next_obs,
+            not_dones=not_dones,
             indices=idx,
         )
 

@@ -1,94 +1,152 @@
-"""How close evaluation comes to raw env stepping: ``python -m rkl_bench.evaluation.bench``.
+"""How close evaluation and dataset generation come to raw env stepping.
 
-Interleaves, round by round, three loops on one env id and prints env steps/s:
+    python -m rkl_bench.evaluation.bench [--env HalfCheetah-v4] [--rounds 3]
 
-* ``raw``: one ``gym.make`` env stepped with ``action_space.sample()``, reset
-  when an episode ends (the plain loop anyone would write);
-* ``raw-fixed``: the same loop with actions drawn up front, i.e. the cost of
-  ``env.step`` and ``env.reset`` alone (the ceiling);
-* ``Evaluator.evaluate`` with an untrained TD3+BC-sized actor (256x256 MLP,
-  one torch thread), ``episodes`` episodes on ``num_envs`` sub-envs kept
-  across rounds (as a training run keeps them);
-* ``evaluate_policy``: the same, building its envs each call.
+(also printed by ``benchmarks/speed.py``). Rounds interleave, so other jobs
+sharing the CPU weigh on every loop alike; medians are printed.
 
-Interleaving makes the ratio robust to other jobs sharing the CPU.
+Evaluation, env steps/s:
+
+* ``raw vector``: the sub-envs an evaluation uses (``min(episodes, 16)``
+  ``gym.make`` envs, wrappers included), stepped round-robin with actions
+  drawn up front and reset when an episode ends: the cost of ``env.step`` and
+  ``env.reset`` alone, the ceiling;
+* ``raw single``: one such env, the same way (cache-hot reference);
+* ``Evaluator``: :class:`~rkl_bench.evaluation.rollouts.Evaluator` rolling
+  out an untrained TD3+BC learner's ``act`` (256x256 actor, one torch
+  thread), its sub-envs kept across rounds as a training run keeps them.
+
+Dataset generation, env steps/s: :func:`rkl_bench.forge.generate.rollout` of
+a SAC-sized tanh-Gaussian policy on the forge's v5 env, next to the same
+number of unwrapped envs stepped round-robin with actions drawn up front.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
+import warnings
 
+import gymnasium as gym
 import numpy as np
 import torch
 
-from rkl_bench.algos.nets import mlp
-from rkl_bench.evaluation.rollouts import DEFAULT_MAX_ENVS, Evaluator, Policy, evaluate_policy, make_env
+from rkl_bench.evaluation.rollouts import DEFAULT_MAX_ENVS, Evaluator, make_env
 
 
-def raw_steps_per_second(env_id: str, steps: int, seed: int, presampled: bool) -> float:
-    """Steps/s of a single env stepped with random actions, drawn in the loop or up front."""
-    env = make_env(env_id)
-    env.reset(seed=seed)
-    env.action_space.seed(seed)
-    actions = np.stack([env.action_space.sample() for _ in range(steps)]) if presampled else None
+def raw_vector_steps_per_second(envs: list[gym.Env], steps: int, seed: int) -> float:
+    """Env steps/s of ``envs`` stepped round-robin with actions drawn up front (resets included)."""
+    rng = np.random.default_rng(seed)
+    space = envs[0].action_space
+    actions = rng.uniform(space.low, space.high, size=(steps, *space.shape)).astype(space.dtype)
+    for i, env in enumerate(envs):
+        env.reset(seed=seed + i)
+    steppers = [env.step for env in envs]
+    n = len(envs)
     start = time.perf_counter()
     for i in range(steps):
-        action = actions[i] if actions is not None else env.action_space.sample()
-        _, _, terminated, truncated, _ = env.step(action)
+        slot = i % n
+        _, _, terminated, truncated, _ = steppers[slot](actions[i])
         if terminated or truncated:
-            env.reset()
-    seconds = time.perf_counter() - start
-    env.close()
-    return steps / seconds
+            envs[slot].reset()
+    return steps / (time.perf_counter() - start)
 
 
-def actor_policy(obs_dim: int, act_dim: int) -> Policy:
-    """An untrained actor of TD3+BC's size: the per-call cost of a real policy."""
+def td3_actor(obs_dim: int, act_dim: int):
+    """An untrained TD3+BC learner's ``act``: the per-call cost of a real policy."""
+    from rkl_bench.algos.td3_bc import TD3BC, TD3BCConfig
+
+    return TD3BC(obs_dim, act_dim, TD3BCConfig(update_path="plain"), seed=0).act
+
+
+def evaluation_rates(env_id: str, rounds: int, episodes: int = 10, max_episode_steps: int = 1000) -> dict[str, list[float]]:
+    num_envs = min(episodes, DEFAULT_MAX_ENVS)
+    evaluator = Evaluator(env_id, num_envs, max_episode_steps)
+    obs_dim = evaluator.envs[0].observation_space.shape[0]
+    act_dim = evaluator.envs[0].action_space.shape[0]
+    policy = td3_actor(obs_dim, act_dim)
+    mean, std = np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32)
+    evaluator.evaluate(policy, episodes, 10_000, mean, std)  # builds the sub-envs
+    raw_envs = [make_env(env_id, max_episode_steps) for _ in range(num_envs)]
+    single = [make_env(env_id, max_episode_steps)]
+    rates: dict[str, list[float]] = {"raw vector": [], "raw single": [], "Evaluator": []}
+    for r in range(rounds):
+        result = evaluator.evaluate(policy, episodes, r, mean, std)
+        jobs = {
+            "Evaluator": lambda: result.steps_per_second,
+            "raw vector": lambda: raw_vector_steps_per_second(raw_envs, result.env_steps, r),
+            "raw single": lambda: raw_vector_steps_per_second(single, result.env_steps, r),
+        }
+        rates["Evaluator"].append(jobs["Evaluator"]())
+        for name in (("raw vector", "raw single") if r % 2 == 0 else ("raw single", "raw vector")):
+            rates[name].append(jobs[name]())
+    evaluator.close()
+    for env in raw_envs + single:
+        env.close()
+    return rates
+
+
+def generation_rates(env_id: str, rounds: int, transitions: int = 8000, num_envs: int = 8) -> dict[str, list[float]]:
+    from rkl_bench.algos.nets import GaussianHead
+    from rkl_bench.forge.generate import rollout
+    from rkl_bench.forge.policies import SnapshotPolicy
+
+    probe = gym.make(env_id)
+    obs_dim, act_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
+    probe.close()
     torch.manual_seed(0)
-    net = mlp(obs_dim, act_dim)
+    policy = SnapshotPolicy(GaussianHead(obs_dim, act_dim, (256, 256)).eval(), step=0, digest="bench")
+    raw_envs = [gym.make(env_id).unwrapped for _ in range(num_envs)]
+    rates: dict[str, list[float]] = {"raw vector": [], "rollout": []}
+    for r in range(rounds):
+        order = ("rollout", "raw vector") if r % 2 == 0 else ("raw vector", "rollout")
+        for name in order:
+            if name == "rollout":
+                start = time.perf_counter()
+                rollout(env_id, policy, transitions, seed=r, num_envs=num_envs, progress=False)
+                rates[name].append(transitions / (time.perf_counter() - start))
+            else:
+                rates[name].append(raw_vector_steps_per_second(raw_envs, transitions, r))
+    for env in raw_envs:
+        env.close()
+    return rates
 
-    @torch.no_grad()
-    def policy(obs: np.ndarray) -> np.ndarray:
-        return torch.tanh(net(torch.as_tensor(obs))).numpy()
 
-    return policy
+def _line(name: str, values: list[float]) -> str:
+    return f"  {name:12s} {statistics.median(values):7.0f} env steps/s  (rounds: {', '.join(f'{v:.0f}' for v in values)})"
+
+
+def env_speed_table(
+    env_id: str, rounds: int, threads: int = 1, evaluation: bool = True, generation: bool = True
+) -> None:
+    """Print the evaluation and dataset-generation sections of the speed benchmark."""
+    torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    if evaluation:
+        rates = evaluation_rates(env_id, rounds)
+        print(f"\nEvaluation ({env_id}, 10 episodes on 10 sub-envs, TD3+BC-sized actor)")
+        for name, values in rates.items():
+            print(_line(name, values))
+        ratio = statistics.median(rates["Evaluator"]) / statistics.median(rates["raw vector"])
+        print(f"  Evaluator / raw vector: {100 * ratio:.0f}%")
+    if generation:
+        gen_env = env_id.replace("-v4", "-v5")
+        rates = generation_rates(gen_env, rounds)
+        print(f"\nDataset generation ({gen_env}, 8 envs, SAC-sized policy, sampled actions)")
+        for name, values in rates.items():
+            print(_line(name, values))
+        ratio = statistics.median(rates["rollout"]) / statistics.median(rates["raw vector"])
+        print(f"  rollout / raw vector: {100 * ratio:.0f}%")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="HalfCheetah-v4")
-    parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--num-envs", type=int, default=None)
-    parser.add_argument("--max-episode-steps", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-generation", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-
-    probe = make_env(args.env)
-    obs_dim, act_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
-    probe.close()
-    policy = actor_policy(obs_dim, act_dim)
-    mean, std = np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32)
-
-    num_envs = args.num_envs or DEFAULT_MAX_ENVS
-    evaluator = Evaluator(args.env, num_envs, args.max_episode_steps)
-    evaluator.evaluate(policy, args.episodes, 10_000, mean, std)  # builds the sub-envs
-    rates: dict[str, list[float]] = {"raw": [], "raw-fixed": [], "Evaluator": [], "evaluate_policy": []}
-    for r in range(args.rounds):
-        result = evaluator.evaluate(policy, args.episodes, r, mean, std)
-        rates["Evaluator"].append(result.steps_per_second)
-        once = evaluate_policy(policy, args.env, args.episodes, r, mean, std, num_envs, args.max_episode_steps)
-        rates["evaluate_policy"].append(once.steps_per_second)
-        rates["raw"].append(raw_steps_per_second(args.env, result.env_steps, r, presampled=False))
-        rates["raw-fixed"].append(raw_steps_per_second(args.env, result.env_steps, r, presampled=True))
-    evaluator.close()
-    for name, values in rates.items():
-        print(f"{name:16s} {np.median(values):7.0f} env steps/s  (rounds: {', '.join(f'{v:.0f}' for v in values)})")
-    for name in ("Evaluator", "evaluate_policy"):
-        for base in ("raw", "raw-fixed"):
-            ratio = np.median(rates[name]) / np.median(rates[base])
-            print(f"{name} / {base}: {ratio:.2f}")
+    env_speed_table(args.env, args.rounds, generation=not args.no_generation)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,10 @@ from rkl_bench.data.dataset import OfflineDataset, TensorSampler
 
 TINY = {"hidden_dim": 32, "fast_after": 0}
 RKL_TINY = {**TINY, "behaviour_steps": 40, "behaviour_hidden_dim": 16}
-HP = {"bc": TINY, "td3_bc": TINY, "td3_rkl": RKL_TINY}
+BRAC_TINY = {"actor_hidden_dim": 32, "critic_hidden_dim": 32, "behaviour_steps": 40, "behaviour_hidden_dim": 16,
+             "warm_start": 3, "value_penalty": True, "fast_after": 0}
+CDC_TINY = {"hidden_dim": 32, "num_samples": 3, "fast_after": 0}
+HP = {"bc": TINY, "td3_bc": TINY, "td3_rkl": RKL_TINY, "brac": BRAC_TINY, "cdc": CDC_TINY}
 
 
 def synthetic_dataset(n: int = 600, obs_dim: int = 5, act_dim: int = 2, seed: int = 0) -> OfflineDataset:
@@ -129,7 +132,7 @@ def test_adam_step_mirrors_torch_adam():
 
 
 # ---------------------------------------------------------------- eager fast step == plain
-@pytest.mark.parametrize("name", ["bc", "td3_bc", "td3_rkl"])
+@pytest.mark.parametrize("name", ["bc", "td3_bc", "td3_rkl", "brac", "cdc"])
 def test_eager_fast_step_equals_plain_path(dataset, batches, name):
     """The fast step's maths (functional nets, Adam mirror, pre-drawn noise) without compiling."""
     plain = build(name, dataset, "plain")
@@ -167,8 +170,9 @@ def test_compiled_fast_path_equals_plain_path(dataset, batches, name):
 
 
 @pytest.mark.slow
-def test_compiled_fast_path_equals_plain_path_td3_rkl(dataset, batches):
-    _compiled_equals_plain(dataset, batches, "td3_rkl")
+@pytest.mark.parametrize("name", ["td3_rkl", "brac", "cdc"])
+def test_compiled_fast_path_equals_plain_path_slow(dataset, batches, name):
+    _compiled_equals_plain(dataset, batches, name)
 
 
 def test_compiled_fast_path_resumes_bit_exactly_and_is_deterministic(dataset, batches):

@@ -77,6 +77,7 @@ from rkl_bench.algos.behaviour import (
     dataset_lambdas,
     fit_behaviour,
 )
+from rkl_bench.algos.fast import NoiseQueue
 from rkl_bench.algos.nets import (
     DeterministicActor,
     adam,
@@ -84,6 +85,7 @@ from rkl_bench.algos.nets import (
     hidden_sizes,
     make_generator,
     mlp,
+    mlp_apply,
     seeded_init,
 )
 from rkl_bench.algos.regularisers import FORMS, bc_loss, forward_kl, reverse_kl
@@ -148,7 +150,10 @@ class TanhGaussian:
 
     def rsample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
         shape = (*sample_shape, *self.mean.shape)
-        noise = torch.randn(shape, generator=self.generator, device=self.mean.device, dtype=self.mean.dtype)
+        if isinstance(self.generator, NoiseQueue):  # noise drawn before the update (fast update paths)
+            noise = self.generator.take(shape)
+        else:
+            noise = torch.randn(shape, generator=self.generator, device=self.mean.device, dtype=self.mean.dtype)
         x, _, log_prob = tanh_gaussian_rsample(self.mean, self.log_std, noise)
         self._sample, self._sample_log_prob = x, log_prob
         return x
@@ -187,6 +192,26 @@ class TanhGaussianActor(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         return torch.tanh(self.params(obs)[0])
+
+
+class FunctionalTanhGaussianActor:
+    """:class:`TanhGaussianActor` as a function of its parameter list (for compiled update steps)."""
+
+    def __init__(self, params: list[Tensor], act_dim: int, log_std_min: float, log_std_max: float) -> None:
+        self.p, self.act_dim, self.log_std_min, self.log_std_max = params, act_dim, log_std_min, log_std_max
+
+    def params(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        mean, raw = mlp_apply(self.p, obs).split(self.act_dim, dim=-1)
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(raw) + 1.0)
+        return mean, log_std
+
+    def distribution(self, obs: Tensor, generator: Any, clip_eps: float = CLIP_EPS) -> TanhGaussian:
+        mean, log_std = self.params(obs)
+        return TanhGaussian(mean, log_std, generator, clip_eps)
+
+    @classmethod
+    def of(cls, module: TanhGaussianActor, params: list[Tensor]) -> "FunctionalTanhGaussianActor":
+        return cls(params, module.act_dim, module.log_std_min, module.log_std_max)
 
 
 @contextlib.contextmanager

@@ -58,6 +58,14 @@ Metrics: ``critic_loss``, ``q_mean`` (critics on the batch's ``(s, a)``),
 (MSE between the policy's mode and the batch actions, comparable with the
 other learners' ``bc_loss``), ``log_std_mean``; after the warm start also
 ``q_policy`` (``Qbar(s, a_p)``).
+
+Update paths (``update_path``): ``"plain"`` runs the losses below on the
+modules with ``backward()`` and ``torch.optim``; ``"fast"`` (default, after
+``fast_after`` plain updates) runs the same losses on the networks'
+functional forms as one compiled step (:mod:`rkl_bench.algos.fast`). The
+policy samples of an update are drawn before it, in the order the losses
+take them (:class:`~rkl_bench.algos.fast.NoiseQueue`), so both paths use
+the same noise.
 """
 
 from __future__ import annotations
@@ -65,6 +73,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -74,6 +83,7 @@ from torch import Tensor
 
 from rkl_bench.algos.bc_signals import (
     CLIP_EPS,
+    FunctionalTanhGaussianActor,
     TanhBehaviourFit,
     TanhGaussian,
     TanhGaussianActor,
@@ -87,9 +97,21 @@ from rkl_bench.algos.bc_signals import (
     tanh_gaussian_log_prob,
     unfitted_tanh_behaviour,
 )
+from rkl_bench.algos.fast import (
+    FastPathFailed,
+    FastUpdate,
+    NoiseQueue,
+    adam_apply,
+    all_finite,
+    check_update_path,
+    polyak,
+    value_and_grad,
+)
 from rkl_bench.algos.nets import (
     EnsembleCritic,
+    Nets,
     adam,
+    critic_apply,
     derive_seed,
     hidden_sizes,
     make_generator,
@@ -97,7 +119,7 @@ from rkl_bench.algos.nets import (
     soft_update,
 )
 from rkl_bench.algos.regularisers import reverse_kl
-from rkl_bench.algos.td3_bc import act_with, check_checkpoint, positive, positive_int
+from rkl_bench.algos.td3_bc import act_with, check_checkpoint, non_negative_int, positive, positive_int
 from rkl_bench.data.dataset import Batch
 from rkl_bench.errors import RklBenchError
 
@@ -139,8 +161,14 @@ class BRACConfig:
     behaviour_hidden_layers: int = len(_FIT.hidden)
     behaviour_entropy_bonus: bool = _FIT.entropy_bonus
     fused_adam: bool = True
+    update_path: str = "fast"
+    """``"fast"``: the compiled whole-step update (rkl_bench/algos/fast.py); ``"plain"``: eager."""
+    fast_after: int = 10_000
+    """Updates on the plain path before the compiled one takes over (compiling costs 10-60 s)."""
 
     def __post_init__(self) -> None:
+        check_update_path(self.update_path)
+        non_negative_int(self, "fast_after")
         positive(self, "discount", "tau", "actor_lr", "critic_lr")
         positive_int(self, "kl_samples", "num_critics", "actor_hidden_dim", "critic_hidden_dim", "hidden_layers",
                      "batch_size")
@@ -212,6 +240,13 @@ class BRAC:
             self.behaviour_stats = {}
         self.fitted = fit
         self.total_it = 0
+        self._fast: FastUpdate | None = None
+        if cfg.update_path == "fast":
+            self._fast = FastUpdate(
+                self.algo, self.fast_step,
+                modules={"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target},
+                optimizers={"actor": self.actor_optimizer, "critic": self.critic_optimizer},
+            )
 
     # ------------------------------------------------------------------ update
     def update(self, batch: Batch) -> dict[str, float]:
@@ -220,10 +255,25 @@ class BRAC:
             raise RklBenchError("brac learner was built with fit=False; load a checkpoint before update()")
         q_on = self.total_it >= self.config.warm_start  # first warm_start updates: KL only (BRAC's code: one more)
         self.total_it += 1
-        metrics = self.critic_step(batch)
-        metrics.update(self.actor_step(batch, q_on))
+        # Every policy sample of the update, drawn up front in the order the losses take them.
+        noise = NoiseQueue.draw(self.noise_shapes(batch), self.sample_generator, batch.observations)
+        if self._fast is not None and self.total_it > self.config.fast_after:
+            try:
+                metrics = self._fast(("critic", "actor"), batch, noise._tensors, q_on)
+            except FastPathFailed:
+                self._fast = None  # warned; redo this update on the plain path with the same noise
+            else:
+                return dict(zip(metrics, torch.stack(list(metrics.values())).tolist()))
+        metrics = self.critic_step(batch, noise)
+        metrics.update(self.actor_step(batch, q_on, noise))
         soft_update(self.critic_target, self.critic, self.config.tau)
         return dict(zip(metrics, torch.stack(list(metrics.values())).tolist()))
+
+    def noise_shapes(self, batch: Batch) -> list[tuple[int, ...]]:
+        """Shapes of the standard-normal draws of one update, in the order the losses consume them."""
+        b, a, k = len(batch.observations), self.act_dim, self.config.kl_samples
+        critic = [(b, a)] + ([(k, b, a)] if self.config.value_penalty else [])
+        return critic + [(b, a), (k, b, a)]
 
     def kl(self, policy: TanhGaussian, observations: Tensor) -> Tensor:
         """Step 1: the sampled ``KL(pi(.|s) || pi_b(.|s))`` per state, shape ``(B,)``."""
@@ -232,44 +282,101 @@ class BRAC:
         behaviour_log_prob = lambda x: tanh_gaussian_log_prob(x, b_mean, b_log_std, clip)  # noqa: E731
         return reverse_kl(policy, behaviour_log_prob, self.config.kl_samples)  # type: ignore[arg-type]
 
-    def critic_step(self, batch: Batch) -> dict[str, Tensor]:
+    # ------------------------------------------------------------------ losses
+    def critic_loss(self, nets: Nets, batch: Batch, noise: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        """Step 2; ``noise`` is a generator or a :class:`NoiseQueue`."""
         cfg = self.config
         with torch.no_grad():
-            next_policy = self.actor.distribution(batch.next_observations, self.sample_generator, cfg.action_clip_eps)
+            next_policy = nets.actor.distribution(batch.next_observations, noise, cfg.action_clip_eps)
             next_action = next_policy.rsample()
-            target_v = ensemble_value(self.critic_target(batch.next_observations, next_action), cfg.nu)  # (B, 1)
+            target_v = ensemble_value(nets.critic_target(batch.next_observations, next_action), cfg.nu)  # (B, 1)
             if cfg.value_penalty:
                 target_v = target_v - cfg.kl_weight * self.kl(next_policy, batch.next_observations).unsqueeze(-1)
             target_q = batch.rewards + batch.not_dones * cfg.discount * target_v
-        q = self.critic(batch.observations, batch.actions)  # (M, B, 1)
+        q = nets.critic(batch.observations, batch.actions)  # (M, B, 1)
         critic_loss = (q - target_q).pow(2).mean(dim=(1, 2)).sum()
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
-        return {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean()}
+        return critic_loss, {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean()}
 
-    def actor_step(self, batch: Batch, q_on: bool) -> dict[str, Tensor]:
+    def actor_loss(self, nets: Nets, batch: Batch, q_on: bool, noise: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        """Step 3, with the critics' weights frozen."""
         cfg = self.config
-        policy = self.actor.distribution(batch.observations, self.sample_generator, cfg.action_clip_eps)
+        policy = nets.actor.distribution(batch.observations, noise, cfg.action_clip_eps)
         action = policy.rsample()  # drawn on every step, so the sample stream does not depend on warm_start
         kl = self.kl(policy, batch.observations)
         actor_loss = cfg.kl_weight * kl.mean()
         metrics: dict[str, Tensor] = {}
         if q_on:
-            with frozen(self.critic):
-                q_policy = ensemble_value(self.critic(batch.observations, action), cfg.nu).mean()
+            q_policy = ensemble_value(nets.critic_frozen(batch.observations, action), cfg.nu).mean()
             actor_loss = actor_loss - q_policy
             metrics["q_policy"] = q_policy.detach()
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optimizer.step()
         metrics.update(
             actor_loss=actor_loss.detach(),
             kl=kl.detach().mean(),
             bc_loss=F.mse_loss(policy.mode.detach(), batch.actions),
             log_std_mean=policy.log_std.detach().mean(),
         )
+        return actor_loss, metrics
+
+    # -------------------------------------------------------------- plain path
+    def nets(self) -> Nets:
+        def critic_frozen(obs: Tensor, action: Tensor) -> Tensor:
+            with frozen(self.critic):
+                return self.critic(obs, action)
+
+        return Nets(actor=self.actor, critic=self.critic, critic_target=self.critic_target,
+                    critic_frozen=critic_frozen)
+
+    def critic_step(self, batch: Batch, noise: Any = None) -> dict[str, Tensor]:
+        critic_loss, metrics = self.critic_loss(self.nets(), batch, self.sample_generator if noise is None else noise)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
         return metrics
+
+    def actor_step(self, batch: Batch, q_on: bool, noise: Any = None) -> dict[str, Tensor]:
+        actor_loss, metrics = self.actor_loss(self.nets(), batch, q_on,
+                                              self.sample_generator if noise is None else noise)
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        return metrics
+
+    # --------------------------------------------------------------- fast path
+    def functional_nets(self, params: dict[str, list[Tensor]]) -> Nets:
+        frozen_critic = [p.detach() for p in params["critic"]]
+        return Nets(
+            actor=FunctionalTanhGaussianActor.of(self.actor, params["actor"]),
+            critic=partial(critic_apply, params["critic"]),
+            critic_target=partial(critic_apply, params["critic_target"]),
+            critic_frozen=partial(critic_apply, frozen_critic),
+        )
+
+    def fast_step(self, params: dict[str, list[Tensor]], adam: dict[str, tuple], batch: Batch,
+                  noise: list[Tensor], q_on: bool) -> dict[str, Tensor]:
+        """The whole update as one pure function (compiled by :class:`~rkl_bench.algos.fast.FastUpdate`)."""
+        queue = NoiseQueue(noise)
+
+        def critic_objective(critic_params: list[Tensor]):
+            return self.critic_loss(self.functional_nets({**params, "critic": critic_params}), batch, queue)
+
+        grads, _, metrics = value_and_grad(critic_objective, params["critic"])
+        new_critic = adam_apply(params["critic"], grads, *adam["critic"])
+        updated = {**params, "critic": new_critic}
+
+        def actor_objective(actor_params: list[Tensor]):
+            return self.actor_loss(self.functional_nets({**updated, "actor": actor_params}), batch, q_on, queue)
+
+        grads, _, actor_metrics = value_and_grad(actor_objective, params["actor"])
+        adam_apply(params["actor"], grads, *adam["actor"])
+        polyak(params["critic_target"], new_critic, self.config.tau)
+        return {**metrics, **actor_metrics}
+
+    def parameters_finite(self) -> bool:
+        tensors = [*self.actor.parameters(), *self.critic.parameters(), *self.critic_target.parameters()]
+        for opt in (self.actor_optimizer, self.critic_optimizer):
+            for state in opt.state.values():
+                tensors += [v for v in state.values() if isinstance(v, Tensor)]
+        return all_finite(tensors)
 
     # --------------------------------------------------------------------- act
     @torch.no_grad()
@@ -280,6 +387,8 @@ class BRAC:
     # ------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:
         """A deep copy of everything a bit-exact resume needs (the fitted ``pi_b`` included)."""
+        if self._fast is not None:
+            self._fast.sync()
         return copy.deepcopy({
             "algo": self.algo,
             "config": dataclasses.asdict(self.config),
@@ -307,3 +416,5 @@ class BRAC:
         self.behaviour_stats = dict(state["behaviour_stats"])
         self.total_it = int(state["total_it"])
         self.fitted = True
+        if self._fast is not None:
+            self._fast.reset()

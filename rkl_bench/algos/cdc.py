@@ -39,6 +39,14 @@ Metrics: ``critic_loss`` (TD + penalty), ``td_loss``, ``delta`` (mean penalty
 per critic, before ``eta``), ``q_mean``, ``actor_loss``, ``q_policy``,
 ``nll`` (``-log pi(a|s)``, the policy constraint), ``bc_loss`` (MSE between the
 mode and the batch actions), ``log_std_mean``.
+
+Update paths (``update_path``): ``"plain"`` runs the losses below on the
+modules with ``backward()`` and ``torch.optim``; ``"fast"`` (default, after
+``fast_after`` plain updates) runs the same losses on the networks'
+functional forms as one compiled step (:mod:`rkl_bench.algos.fast`). The
+policy samples of an update are drawn before it, in the order the losses
+take them (:class:`~rkl_bench.algos.fast.NoiseQueue`), so both paths use
+the same noise.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -55,14 +64,34 @@ from torch import Tensor
 
 from rkl_bench.algos.bc_signals import (
     CLIP_EPS,
+    FunctionalTanhGaussianActor,
     TanhGaussian,
     TanhGaussianActor,
     check_log_std_bounds,
     frozen,
 )
-from rkl_bench.algos.nets import EnsembleCritic, adam, hidden_sizes, make_generator, seeded_init, soft_update
+from rkl_bench.algos.fast import (
+    FastPathFailed,
+    FastUpdate,
+    NoiseQueue,
+    adam_apply,
+    all_finite,
+    check_update_path,
+    polyak,
+    value_and_grad,
+)
+from rkl_bench.algos.nets import (
+    EnsembleCritic,
+    Nets,
+    adam,
+    critic_apply,
+    hidden_sizes,
+    make_generator,
+    seeded_init,
+    soft_update,
+)
 from rkl_bench.algos.regularisers import forward_kl
-from rkl_bench.algos.td3_bc import act_with, check_checkpoint, positive, positive_int
+from rkl_bench.algos.td3_bc import act_with, check_checkpoint, non_negative_int, positive, positive_int
 from rkl_bench.data.dataset import Batch
 
 
@@ -93,8 +122,14 @@ class CDCConfig:
     action_clip_eps: float = CLIP_EPS
     """Dataset actions are clipped to ``[-1 + eps, 1 - eps]`` before ``log pi(a|s)``."""
     fused_adam: bool = True
+    update_path: str = "fast"
+    """``"fast"``: the compiled whole-step update (rkl_bench/algos/fast.py); ``"plain"``: eager."""
+    fast_after: int = 10_000
+    """Updates on the plain path before the compiled one takes over (compiling costs 10-60 s)."""
 
     def __post_init__(self) -> None:
+        check_update_path(self.update_path)
+        non_negative_int(self, "fast_after")
         positive(self, "discount", "tau", "actor_lr", "critic_lr")
         positive_int(self, "num_critics", "num_samples", "hidden_dim", "hidden_layers", "batch_size")
         if not 0.0 < self.tau <= 1.0:
@@ -139,73 +174,155 @@ class CDC:
         self.critic_optimizer = adam(self.critic.parameters(), cfg.critic_lr, cfg.fused_adam, self.device)
         self.sample_generator = make_generator(seed, "policy_samples", self.device)
         self.total_it = 0
+        self._fast: FastUpdate | None = None
+        if cfg.update_path == "fast":
+            self._fast = FastUpdate(
+                self.algo, self.fast_step,
+                modules={"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target},
+                optimizers={"actor": self.actor_optimizer, "critic": self.critic_optimizer},
+            )
 
     # ------------------------------------------------------------------ update
     def update(self, batch: Batch) -> dict[str, float]:
         """Lines 4-8 of Algorithm 1: critic step, actor step, target update."""
         self.total_it += 1
         cfg = self.config
+        # Every policy sample of the update, drawn up front in the order the losses take them.
+        noise = NoiseQueue.draw(self.noise_shapes(batch), self.sample_generator, batch.observations)
+        if self._fast is not None and self.total_it > cfg.fast_after:
+            try:
+                metrics = self._fast(("critic", "actor"), batch, noise._tensors)
+            except FastPathFailed:
+                self._fast = None  # warned; redo this update on the plain path with the same noise
+            else:
+                return dict(zip(metrics, torch.stack(list(metrics.values())).tolist()))
         # pi(.|s) once: its graph serves the actor step, its detached copy the Delta candidates.
-        policy = self.actor.distribution(batch.observations, self.sample_generator, cfg.action_clip_eps)
-        metrics = self.critic_step(batch, policy)
+        policy = self.actor.distribution(batch.observations, noise, cfg.action_clip_eps)
+        metrics = self.critic_step(batch, policy, noise)
         metrics.update(self.actor_step(batch, policy))
         soft_update(self.critic_target, self.critic, cfg.tau)
         return dict(zip(metrics, torch.stack(list(metrics.values())).tolist()))
 
-    def critic_step(self, batch: Batch, policy: TanhGaussian) -> dict[str, Tensor]:
+    def noise_shapes(self, batch: Batch) -> list[tuple[int, ...]]:
+        """Shapes of the standard-normal draws of one update, in the order the losses consume them."""
+        b, a, n = len(batch.observations), self.act_dim, self.config.num_samples
+        return [(n, b, a)] + ([(n, b, a)] if self.config.eta > 0 else []) + [(b, a)]
+
+    # ------------------------------------------------------------------ losses
+    def critic_loss(self, nets: Nets, batch: Batch, policy: TanhGaussian, noise: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        """Lines 5-6 and the Delta penalty; ``noise`` is a generator or a :class:`NoiseQueue`."""
         cfg = self.config
         n, m = cfg.num_samples, cfg.num_critics
         s, a = batch.observations, batch.actions
         b = len(s)
         with torch.no_grad():
-            next_policy = self.actor.distribution(batch.next_observations, self.sample_generator)
+            next_policy = nets.actor.distribution(batch.next_observations, noise)
             next_actions = next_policy.rsample((n,))  # (N, B, A)
-            q_next = self.critic_target(_repeat(batch.next_observations, n), next_actions.reshape(n * b, -1))
+            q_next = nets.critic_target(_repeat(batch.next_observations, n), next_actions.reshape(n * b, -1))
             target_v = ensemble_value(q_next.view(m, n, b), cfg.nu).amax(dim=0)  # max_k Qbar'(s', a'_k), (B,)
             target_q = batch.rewards + batch.not_dones * cfg.discount * target_v.unsqueeze(-1)
             if cfg.eta > 0:
-                candidates = TanhGaussian(policy.mean.detach(), policy.log_std.detach(), self.sample_generator)
+                candidates = TanhGaussian(policy.mean.detach(), policy.log_std.detach(), noise)
                 a_hat = candidates.rsample((n,))  # (N, B, A)
-                q_hat = self.critic(_repeat(s, n), a_hat.reshape(n * b, -1)).view(m, n, b)
+                q_hat = nets.critic(_repeat(s, n), a_hat.reshape(n * b, -1)).view(m, n, b)
                 best = q_hat.argmax(dim=1)  # (M, B): each critic's own argmax over the N candidates
                 a_best = a_hat[best, torch.arange(b, device=s.device)]  # (M, B, A)
         if cfg.eta > 0:  # one forward for Q_j(s, a) and Q_j(s, a_hat*_j), every critic on its own inputs
             obs_in = torch.cat([s, s]).expand(m, -1, -1)
             act_in = torch.cat([a.expand(m, -1, -1), a_best], dim=1)
-            q_data, q_best = self.critic(obs_in, act_in).split(b, dim=1)  # (M, B, 1) each
+            q_data, q_best = nets.critic(obs_in, act_in).split(b, dim=1)  # (M, B, 1) each
             delta = F.relu(q_best - q_data).pow(2).mean(dim=(1, 2))  # (M,)
         else:
-            q_data = self.critic(s, a)
+            q_data = nets.critic(s, a)
             delta = q_data.new_zeros(m)
         td_loss = (q_data - target_q).pow(2).mean(dim=(1, 2)).sum()
         critic_loss = td_loss + cfg.eta * delta.sum()
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
-        return {
+        return critic_loss, {
             "critic_loss": critic_loss.detach(),
             "td_loss": td_loss.detach(),
             "delta": delta.detach().mean(),
             "q_mean": q_data.detach().mean(),
         }
 
-    def actor_step(self, batch: Batch, policy: TanhGaussian) -> dict[str, Tensor]:
+    def actor_loss(self, nets: Nets, batch: Batch, policy: TanhGaussian) -> tuple[Tensor, dict[str, Tensor]]:
+        """Line 7, with the critics' weights frozen."""
         cfg = self.config
         action = policy.rsample()
-        with frozen(self.critic):
-            q_policy = ensemble_value(self.critic(batch.observations, action), cfg.nu).mean()
+        q_policy = ensemble_value(nets.critic_frozen(batch.observations, action), cfg.nu).mean()
         nll = forward_kl(policy, batch.actions).mean()  # type: ignore[arg-type]
         actor_loss = -q_policy + cfg.kl_weight * nll
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optimizer.step()
-        return {
+        return actor_loss, {
             "actor_loss": actor_loss.detach(),
             "q_policy": q_policy.detach(),
             "nll": nll.detach(),
             "bc_loss": F.mse_loss(policy.mode.detach(), batch.actions),
             "log_std_mean": policy.log_std.detach().mean(),
         }
+
+    # -------------------------------------------------------------- plain path
+    def nets(self) -> Nets:
+        def critic_frozen(obs: Tensor, action: Tensor) -> Tensor:
+            with frozen(self.critic):
+                return self.critic(obs, action)
+
+        return Nets(actor=self.actor, critic=self.critic, critic_target=self.critic_target,
+                    critic_frozen=critic_frozen)
+
+    def critic_step(self, batch: Batch, policy: TanhGaussian, noise: Any = None) -> dict[str, Tensor]:
+        critic_loss, metrics = self.critic_loss(self.nets(), batch, policy,
+                                                self.sample_generator if noise is None else noise)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        return metrics
+
+    def actor_step(self, batch: Batch, policy: TanhGaussian) -> dict[str, Tensor]:
+        actor_loss, metrics = self.actor_loss(self.nets(), batch, policy)
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        return metrics
+
+    # --------------------------------------------------------------- fast path
+    def functional_nets(self, params: dict[str, list[Tensor]]) -> Nets:
+        frozen_critic = [p.detach() for p in params["critic"]]
+        return Nets(
+            actor=FunctionalTanhGaussianActor.of(self.actor, params["actor"]),
+            critic=partial(critic_apply, params["critic"]),
+            critic_target=partial(critic_apply, params["critic_target"]),
+            critic_frozen=partial(critic_apply, frozen_critic),
+        )
+
+    def fast_step(self, params: dict[str, list[Tensor]], adam: dict[str, tuple], batch: Batch,
+                  noise: list[Tensor]) -> dict[str, Tensor]:
+        """The whole update as one pure function (compiled by :class:`~rkl_bench.algos.fast.FastUpdate`)."""
+        cfg = self.config
+        queue = NoiseQueue(noise)
+        with torch.no_grad():  # pi(.|s) for the Delta candidates (the actor is not updated yet)
+            policy = self.functional_nets(params).actor.distribution(batch.observations, queue, cfg.action_clip_eps)
+
+        def critic_objective(critic_params: list[Tensor]):
+            return self.critic_loss(self.functional_nets({**params, "critic": critic_params}), batch, policy, queue)
+
+        grads, _, metrics = value_and_grad(critic_objective, params["critic"])
+        new_critic = adam_apply(params["critic"], grads, *adam["critic"])
+        updated = {**params, "critic": new_critic}
+
+        def actor_objective(actor_params: list[Tensor]):
+            nets = self.functional_nets({**updated, "actor": actor_params})
+            return self.actor_loss(nets, batch, nets.actor.distribution(batch.observations, queue, cfg.action_clip_eps))
+
+        grads, _, actor_metrics = value_and_grad(actor_objective, params["actor"])
+        adam_apply(params["actor"], grads, *adam["actor"])
+        polyak(params["critic_target"], new_critic, cfg.tau)
+        return {**metrics, **actor_metrics}
+
+    def parameters_finite(self) -> bool:
+        tensors = [*self.actor.parameters(), *self.critic.parameters(), *self.critic_target.parameters()]
+        for opt in (self.actor_optimizer, self.critic_optimizer):
+            for state in opt.state.values():
+                tensors += [v for v in state.values() if isinstance(v, Tensor)]
+        return all_finite(tensors)
 
     # --------------------------------------------------------------------- act
     @torch.no_grad()
@@ -215,6 +332,8 @@ class CDC:
 
     # ------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:
+        if self._fast is not None:
+            self._fast.sync()
         return copy.deepcopy({
             "algo": self.algo,
             "config": dataclasses.asdict(self.config),
@@ -236,6 +355,8 @@ class CDC:
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.sample_generator.set_state(state["sample_generator"])
         self.total_it = int(state["total_it"])
+        if self._fast is not None:
+            self._fast.reset()
 
 
 def _repeat(x: Tensor, n: int) -> Tensor:

@@ -343,6 +343,36 @@ def detached(params: Iterable[Tensor]) -> list[Tensor]:
     return [p.detach() for p in params]
 
 
+class NoiseQueue:
+    """Standard-normal noise drawn before an update, handed out in the order it was drawn.
+
+    Learners that sample inside their losses (BRAC, CDC: ``TanhGaussian.rsample``)
+    draw every noise tensor of an update up front, from their own generator in
+    the order the loss code consumes them, and pass this queue where the loss
+    would take a generator. Drawing up front gives the same numbers as drawing
+    in place (same generator, same order, same shapes), and the loss becomes a
+    pure function of its inputs, as a compiled step needs.
+    """
+
+    def __init__(self, tensors: Sequence[Tensor]) -> None:
+        self._tensors = list(tensors)
+        self._next = 0
+
+    def take(self, shape: Sequence[int]) -> Tensor:
+        if self._next >= len(self._tensors):
+            raise RuntimeError("NoiseQueue is empty: the update drew more noise than was prepared for it")
+        noise = self._tensors[self._next]
+        if tuple(noise.shape) != tuple(shape):
+            raise RuntimeError(f"NoiseQueue: next noise has shape {tuple(noise.shape)}, the loss asked for {tuple(shape)}")
+        self._next += 1
+        return noise
+
+    @classmethod
+    def draw(cls, shapes: Sequence[Sequence[int]], generator: torch.Generator, like: Tensor) -> "NoiseQueue":
+        """Draw ``torch.randn`` of each shape in turn from ``generator`` (device and dtype of ``like``)."""
+        return cls([torch.randn(tuple(s), generator=generator, device=like.device, dtype=like.dtype) for s in shapes])
+
+
 # ---------------------------------------------------------------- compile
 class CompiledStep:
     """``torch.compile(fn)`` that never crashes a run: on failure it warns and reports itself broken.

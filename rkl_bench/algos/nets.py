@@ -189,15 +189,17 @@ def critic_apply(params: Sequence[Tensor], obs: Tensor, action: Tensor, dnn: boo
     the members run batched as the module does.
     """
     x = torch.cat([obs, action], dim=-1)
+    members = params[0].shape[0]
     if not dnn:
-        h = x.unsqueeze(0).expand(params[0].shape[0], -1, -1)
+        h = x.unsqueeze(0).expand(members, -1, -1) if x.dim() == 2 else x
         layers = len(params) // 2
         for i in range(layers):
             h = torch.baddbmm(params[2 * i + 1], h, params[2 * i])
             if i < layers - 1:
                 h = torch.relu(h)
         return h
-    return torch.stack([critic_member_apply(params, x, m, dnn) for m in range(params[0].shape[0])])
+    # (B, in): one input for every member; (members, B, in): each member its own, as the module.
+    return torch.stack([critic_member_apply(params, x if x.dim() == 2 else x[m], m, dnn) for m in range(members)])
 
 
 class Nets:

@@ -52,6 +52,18 @@ def test_quick_and_smoke_configs_parse():
     assert smoke.num_trials == len(smoke.algorithms) and smoke.steps <= 100
 
 
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_parses(path):
+    """Grid specs for `rkl-bench run`, search specs (a `search:` section) for `rkl-bench tune`."""
+    from rkl_bench.service.search_config import load_search_config
+
+    if "search" in yaml.safe_load(path.read_text()):
+        config = load_search_config(path)
+        assert config.experiment.num_trials >= 1 and config.search.num_samples >= 1
+    else:
+        assert load_config(path).num_trials >= 1
+
+
 def test_table2_is_the_papers_grid():
     """5 algorithms x 21 datasets x 5 seeds x 1M steps."""
     config = load_config(CONFIGS / "table2.yaml")

@@ -30,6 +30,7 @@ rollouts of a SAC-sized policy) next to raw stepping of the same sub-envs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -287,6 +288,48 @@ def bench_sac(args: argparse.Namespace) -> dict[str, float]:
         return out
 
 
+# ----------------------------------------------------------------- threads
+def bench_threads(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """TD3+BC's fast and plain update at 1 and 2 torch threads, interleaved (wall clock)."""
+    dataset = synthetic(args.rows)
+    learners = {
+        "plain": make_learner("td3_bc", dataset, {"update_path": "plain"}, seed=0),
+        "fast": make_learner("td3_bc", dataset, {"update_path": "fast", "fast_after": 0}, seed=0),
+    }
+    sampler = TensorSampler(dataset, 256, 0, *dataset.state_stats())
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for learner in learners.values():
+            for _ in range(4):
+                learner.update(sampler.sample())
+    rates: dict[str, dict[str, list[float]]] = {f"{k}@{t}": {"wall": []} for k in learners for t in (1, 2)}
+    for r in range(args.rounds):
+        for threads in ((1, 2) if r % 2 == 0 else (2, 1)):
+            torch.set_num_threads(threads)
+            for name, learner in learners.items():
+                w0 = time.perf_counter()
+                for _ in range(args.steps):
+                    learner.update(sampler.sample())
+                rates[f"{name}@{threads}"]["wall"].append(args.steps / (time.perf_counter() - w0))
+    torch.set_num_threads(args.threads)
+    return {k: {c: _median(v) for c, v in d.items()} for k, d in rates.items()}
+
+
+@contextlib.contextmanager
+def quiet_stdout_fd():
+    """Silence C-level prints (MuJoCo's per-model 'settotalmass' warning) around env construction."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 # ----------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -295,7 +338,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="update steps per learner per round")
     parser.add_argument("--rows", type=int, default=200_000, help="rows of the synthetic dataset")
     parser.add_argument("--learners", default="td3_bc,td3_rkl,bc,brac,cdc")
-    parser.add_argument("--skip", default="", help="comma list of sections to skip: learners,sac,eval,generate")
+    parser.add_argument("--skip", default="",
+                        help="comma list of sections to skip: learners,threads,sac,eval,generate")
     parser.add_argument("--env", default="HalfCheetah-v4")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -307,8 +351,15 @@ def main() -> None:
     if "learners" not in skip:
         rows = bench_learners([n for n in args.learners.split(",") if n], args)
         print_learner_table(rows, args.threads)
+    if "threads" not in skip:
+        rates = bench_threads(args)
+        print("\nThreads: TD3+BC update steps/s (wall) at 1 and 2 torch threads, interleaved")
+        for name in ("plain", "fast"):
+            one, two = rates[f"{name}@1"]["wall"], rates[f"{name}@2"]["wall"]
+            print(f"  {name:5s} 1 thread {one:7.0f}   2 threads {two:7.0f}   2/1 {two / one:.2f}x")
     if "sac" not in skip:
-        sac = bench_sac(args)
+        with quiet_stdout_fd():
+            sac = bench_sac(args)
         print(f"\nSAC training loop (HalfCheetah-v5, env step + update), env steps/s")
         for clock in ("wall", "cpu"):
             print(f"  {clock:5s} plain {sac[f'{clock}_plain']:7.0f}   fast {sac[f'{clock}_fast']:7.0f}   "
@@ -319,7 +370,7 @@ def main() -> None:
         from rkl_bench.evaluation.bench import env_speed_table
 
         env_speed_table(args.env, args.rounds, threads=args.threads,
-                        evaluation="eval" not in skip, generation="generate" not in skip)
+                        evaluation="eval" not in skip, generation="generate" not in skip, quiet=quiet_stdout_fd)
     print(f"\nload average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

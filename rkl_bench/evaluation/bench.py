@@ -24,6 +24,7 @@ number of unwrapped envs stepped round-robin with actions drawn up front.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 import warnings
@@ -60,16 +61,19 @@ def td3_actor(obs_dim: int, act_dim: int):
     return TD3BC(obs_dim, act_dim, TD3BCConfig(update_path="plain"), seed=0).act
 
 
-def evaluation_rates(env_id: str, rounds: int, episodes: int = 10, max_episode_steps: int = 1000) -> dict[str, list[float]]:
+def evaluation_rates(
+    env_id: str, rounds: int, episodes: int = 10, max_episode_steps: int = 1000, quiet=contextlib.nullcontext
+) -> dict[str, list[float]]:
     num_envs = min(episodes, DEFAULT_MAX_ENVS)
-    evaluator = Evaluator(env_id, num_envs, max_episode_steps)
-    obs_dim = evaluator.envs[0].observation_space.shape[0]
-    act_dim = evaluator.envs[0].action_space.shape[0]
-    policy = td3_actor(obs_dim, act_dim)
-    mean, std = np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32)
-    evaluator.evaluate(policy, episodes, 10_000, mean, std)  # builds the sub-envs
-    raw_envs = [make_env(env_id, max_episode_steps) for _ in range(num_envs)]
-    single = [make_env(env_id, max_episode_steps)]
+    with quiet():
+        evaluator = Evaluator(env_id, num_envs, max_episode_steps)
+        obs_dim = evaluator.envs[0].observation_space.shape[0]
+        act_dim = evaluator.envs[0].action_space.shape[0]
+        policy = td3_actor(obs_dim, act_dim)
+        mean, std = np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32)
+        evaluator.evaluate(policy, episodes, 10_000, mean, std)  # builds the sub-envs
+        raw_envs = [make_env(env_id, max_episode_steps) for _ in range(num_envs)]
+        single = [make_env(env_id, max_episode_steps)]
     rates: dict[str, list[float]] = {"raw vector": [], "raw single": [], "Evaluator": []}
     for r in range(rounds):
         result = evaluator.evaluate(policy, episodes, r, mean, std)
@@ -118,13 +122,18 @@ def _line(name: str, values: list[float]) -> str:
 
 
 def env_speed_table(
-    env_id: str, rounds: int, threads: int = 1, evaluation: bool = True, generation: bool = True
+    env_id: str, rounds: int, threads: int = 1, evaluation: bool = True, generation: bool = True,
+    quiet=contextlib.nullcontext,
 ) -> None:
-    """Print the evaluation and dataset-generation sections of the speed benchmark."""
+    """Print the evaluation and dataset-generation sections of the speed benchmark.
+
+    ``quiet`` is a context manager wrapped around env construction (the
+    benchmark script passes one that silences MuJoCo's C-level warnings).
+    """
     torch.set_num_threads(threads)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     if evaluation:
-        rates = evaluation_rates(env_id, rounds)
+        rates = evaluation_rates(env_id, rounds, quiet=quiet)
         print(f"\nEvaluation ({env_id}, 10 episodes on 10 sub-envs, TD3+BC-sized actor)")
         for name, values in rates.items():
             print(_line(name, values))

@@ -49,6 +49,9 @@ import torch
 from torch import Tensor
 
 UPDATE_PATHS = ("fast", "plain")
+
+RECOMPILE_LIMIT = 64
+"""Graphs dynamo keeps per step function (``torch._dynamo.config.recompile_limit`` is raised to this)."""
 """Values of a learner config's ``update_path``."""
 
 DNN_MIN_DIM = 16
@@ -411,6 +414,10 @@ class CompiledStep:
                 # torch.autograd.grad inside the step: dynamo traces it into the joint graph.
                 # (Set for the process: it only lets compiled code trace what would otherwise break.)
                 torch._dynamo.config.trace_autograd_ops = True
+                # One graph per (learner class, update kind, shapes, hyper-parameter values): a Ray
+                # worker reused across the trials of a search meets many; past dynamo's default of
+                # 8 per function it would silently run the step uncompiled.
+                torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
                 self._compiled = torch.compile(self._fn, dynamic=False, fullgraph=True, options=self._options)
             out = self._compiled(*args)
             self.calls += 1

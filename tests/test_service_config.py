@@ -94,6 +94,7 @@ def test_table2_is_the_papers_grid():
         ({"dataset_source": "web"}, r"dataset_source must be one of forge, d4rl, auto; got 'web'"),
         ({"eval_actors": {"count": 3}}, r"eval_actors.count \(3\) is more than evaluation.episodes \(2\)"),
         ({"resources": {"cpus": 0}}, r"resources.cpus must be > 0"),
+        ({"resources": {"cpus": 1, "threads": 2}}, r"resources.threads \(2\) is more than resources.cpus \(1"),
         ({"datasets": ["hopper-randomish"]}, r"datasets: dataset 'hopper-randomish-v2': unknown kind"),
         ({"dataset_source": "d4rl"}, r"datasets: D4RL dataset 'hopper-random-v2' not found in .*never downloaded"),
         ({"datasets": ["/nowhere/data.hdf5"]}, r"dataset file /nowhere/data.hdf5 not found"),

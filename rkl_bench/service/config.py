@@ -58,7 +58,8 @@ class Evaluation:
 class Resources:
     """What one trial asks Ray for. ``threads`` is the trial's torch thread
     count: one thread per trial and as many trials as cores beats fewer trials
-    with more threads for these small MLPs."""
+    with more threads for these small MLPs (docs/speed.md), and more threads
+    than reserved CPUs is an error."""
 
     cpus: float = 1.0
     threads: int = 1
@@ -196,6 +197,12 @@ def check_config(config: ExperimentConfig) -> None:
     if not config.resources.cpus > 0:
         raise RklBenchError(f"resources.cpus must be > 0, got {config.resources.cpus}")
     _at_least(config.resources.threads, 1, "resources.threads")
+    if config.resources.threads > config.resources.cpus:
+        raise RklBenchError(
+            f"resources.threads ({config.resources.threads}) is more than resources.cpus ({config.resources.cpus}); "
+            "a trial's torch threads then wait on each other for cores it did not reserve "
+            "(measured: ~1 step/s instead of ~70-140, docs/speed.md): lower threads or raise cpus"
+        )
     actors = config.eval_actors
     _at_least(actors.count, 1, "eval_actors.count")
     _at_least(actors.envs_per_actor, 1, "eval_actors.envs_per_actor")

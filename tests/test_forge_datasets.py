@@ -42,6 +42,18 @@ def test_rollout_is_identical_whatever_the_number_of_envs():
     assert np.abs(a.actions).max() <= 1.0
 
 
+def test_policy_rollout_is_identical_whatever_the_number_of_envs():
+    """A real policy runs on fixed row blocks: 3 envs (one block) and 20 (two) give the same bytes."""
+    torch.manual_seed(0)
+    policy = policies.SnapshotPolicy(GaussianHead(11, 3).eval(), step=0, digest="test")
+    a = rollout("Hopper-v5", policy, 400, seed=2, num_envs=3, progress=False)
+    b = rollout("Hopper-v5", policy, 400, seed=2, num_envs=20, progress=False)
+    for field in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+    assert np.array_equal(a.episode_returns, b.episode_returns)
+    assert len(np.unique(a.actions.round(3), axis=0)) > 300, "actions are sampled, not one repeated action"
+
+
 def test_tiny_random_dataset_reads_back_through_the_core_reader():
     path = make_file("hopper", "random", "tiny", seed=0, progress=False)
     data = load_dataset("forge-v5-tiny/hopper-random")

@@ -91,7 +91,8 @@ def evaluation_rates(
     return rates
 
 
-def generation_rates(env_id: str, rounds: int, transitions: int = 8000, num_envs: int = 8) -> dict[str, list[float]]:
+def generation_rates(env_id: str, rounds: int, num_envs: int, transitions: int = 8000) -> dict[str, list[float]]:
+    """Forge ``rollout`` vs a raw stepping loop on as many envs, interleaved per round."""
     from rkl_bench.algos.nets import GaussianHead
     from rkl_bench.forge.generate import rollout
     from rkl_bench.forge.policies import SnapshotPolicy
@@ -141,8 +142,11 @@ def env_speed_table(
         print(f"  Evaluator / raw vector: {100 * ratio:.0f}%")
     if generation:
         gen_env = env_id.replace("-v4", "-v5")
-        rates = generation_rates(gen_env, rounds)
-        print(f"\nDataset generation ({gen_env}, 8 envs, SAC-sized policy, sampled actions)")
+        from rkl_bench.forge.make import PROFILES
+
+        num_envs = PROFILES["full"].num_envs
+        rates = generation_rates(gen_env, rounds, num_envs)
+        print(f"\nDataset generation ({gen_env}, {num_envs} envs as the full forge profile, SAC-sized policy, sampled actions)")
         for name, values in rates.items():
             print(_line(name, values))
         ratio = statistics.median(rates["rollout"]) / statistics.median(rates["raw vector"])

@@ -1,13 +1,22 @@
 """Roll a behaviour policy out into D4RL-layout arrays, batched over envs.
 
 Determinism is by construction, not by luck: episode ``k`` of a dataset always
-resets with seed ``episode_seed(seed, k)`` and draws its action noise from its
-own generator ``default_rng([seed, k])``. Envs run in lockstep and take the
-next episode index when they free up, and the policy runs once per step on the
-whole batch; but since an episode's content depends only on its index, the
-arrays are byte-identical whatever the number of envs. Episodes are then laid
-out in index order and cut at exactly ``n_transitions`` rows (the cut episode's
-last row is flagged as a timeout, so the reader drops it as D4RL does).
+resets with seed ``episode_seed(seed, k)`` and takes its action noise (and,
+for the random policy, its actions) from its own generator
+``default_rng([seed, k])``, drawn for the whole episode when it starts. Envs
+run in lockstep and take the next episode index when they free up; the policy
+runs once per step on fixed blocks of ``POLICY_BLOCK`` rows (zero rows pad
+the last block), so a row's action never depends on how many envs run beside
+it. Since an episode's content depends only on its index, the arrays are
+byte-identical whatever the number of envs (tested, with a real policy).
+Episodes are then laid out in index order and cut at exactly ``n_transitions``
+rows (the cut episode's last row is flagged as a timeout, so the reader drops
+it as D4RL does).
+
+Speed: every buffer is allocated once per env slot (an episode's rows are
+written in place and copied out when it ends), the rows of complete episodes
+are counted as they finish, and the policy's per-call cost is shared by all
+envs of a block; ``benchmarks/speed.py`` compares this loop with raw stepping.
 """
 
 from __future__ import annotations
@@ -17,8 +26,10 @@ from typing import Callable
 
 import gymnasium as gym
 import numpy as np
+import torch
 from tqdm import tqdm
 
+from rkl_bench.evaluation.rollouts import POLICY_BLOCK
 from rkl_bench.forge.policies import SnapshotPolicy
 
 MAX_EPISODE_STEPS = 1000
@@ -40,18 +51,45 @@ def episode_seed(seed: int, episode: int) -> int:
     return (seed * 7_919 + 17) * 1_000_003 + episode
 
 
+@dataclass
 class _Episode:
-    """Buffers of one running episode."""
+    """A finished episode's rows (float64 as the env gives them)."""
 
-    def __init__(self, index: int, seed: int, obs: np.ndarray) -> None:
-        self.index = index
-        self.rng = np.random.default_rng([seed, index])
-        self.obs: list[np.ndarray] = []
-        self.actions: list[np.ndarray] = []
-        self.rewards: list[float] = []
-        self.next_obs: list[np.ndarray] = []
-        self.terminal = False
-        self.current = obs
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    terminal: bool
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+
+class _Slot:
+    """One env and the in-place buffers of the episode it is running."""
+
+    def __init__(self, env: gym.Env, obs_dim: int, act_dim: int, max_steps: int) -> None:
+        self.env = env
+        self.step = env.step
+        self.obs = np.empty((max_steps + 1, obs_dim))
+        self.actions = np.empty((max_steps, act_dim), np.float32)
+        self.rewards = np.empty(max_steps)
+        self.noise = np.empty((max_steps, act_dim), np.float32)
+        self.index = -1
+        self.t = 0
+
+    def start(self, index: int, seed: int, random_policy: bool) -> None:
+        """Reset for episode ``index``: its seed, its noise (or random actions) for every step."""
+        self.index, self.t = index, 0
+        self.obs[0], _ = self.env.reset(seed=episode_seed(seed, index))
+        rng = np.random.default_rng([seed, index])
+        shape = self.noise.shape
+        self.noise[:] = rng.uniform(-1.0, 1.0, shape) if random_policy else rng.standard_normal(shape)
+
+    def finish(self, terminal: bool) -> _Episode:
+        t = self.t
+        return _Episode(self.obs[:t].copy(), self.actions[:t].copy(), self.rewards[:t].copy(),
+                        self.obs[1 : t + 1].copy(), terminal)
 
 
 def rollout(
@@ -59,7 +97,7 @@ def rollout(
     policy: SnapshotPolicy | None,
     n_transitions: int,
     seed: int,
-    num_envs: int = 8,
+    num_envs: int = 16,
     max_episode_steps: int = MAX_EPISODE_STEPS,
     progress: bool = True,
     desc: str = "",
@@ -71,62 +109,78 @@ def rollout(
     if n_transitions <= 0:
         raise ValueError(f"n_transitions must be positive, got {n_transitions}")
     envs = [gym.make(env_id).unwrapped for _ in range(num_envs)]
-    act_dim = envs[0].action_space.shape[0]
+    obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
+    slots = [_Slot(env, obs_dim, act_dim, max_episode_steps) for env in envs]
+    rows = -(-num_envs // POLICY_BLOCK) * POLICY_BLOCK
+    obs_batch = np.zeros((rows, obs_dim), np.float32)
+    noise_batch = np.zeros((rows, act_dim), np.float32)
     finished: dict[int, _Episode] = {}
-    running: list[_Episode | None] = [None] * num_envs
+    running: list[int] = []  # slot numbers, in row order
     next_index = 0
-
-    def start(slot: int) -> None:
-        nonlocal next_index
-        obs, _ = envs[slot].reset(seed=episode_seed(seed, next_index))
-        running[slot] = _Episode(next_index, seed, obs)
-        next_index += 1
-
-    def prefix_rows() -> int:
-        """Rows available from consecutive finished episodes 0, 1, 2, ..."""
-        total, k = 0, 0
-        while k in finished:
-            total += len(finished[k].rewards)
-            k += 1
-        return total
+    prefix_episodes = prefix_rows = 0  # complete episodes 0..k-1 and their rows
 
     for slot in range(num_envs):
-        start(slot)
+        slots[slot].start(next_index, seed, policy is None)
+        next_index += 1
+        running.append(slot)
     bar = tqdm(total=n_transitions, desc=desc or f"rollout {env_id}", unit="step",
                disable=not progress, dynamic_ncols=True, mininterval=2.0)
-    done_rows = 0
-    while done_rows < n_transitions:
-        active = [i for i, ep in enumerate(running) if ep is not None]
-        obs_batch = np.stack([running[i].current for i in active])
-        noise = np.stack([running[i].rng.standard_normal(act_dim) for i in active])
+    while prefix_rows < n_transitions:
+        live = len(running)
+        for row, slot in enumerate(running):
+            s = slots[slot]
+            obs_batch[row] = s.obs[s.t]
+            noise_batch[row] = s.noise[s.t]
+        obs_batch[live:] = 0.0
         if policy is None:
-            actions = np.stack([running[i].rng.uniform(-1.0, 1.0, act_dim) for i in active])
+            actions = noise_batch
         else:
-            actions = policy.sample(obs_batch, noise)
-        for j, slot in enumerate(active):
-            ep = running[slot]
-            action = actions[j].astype(np.float32)
-            next_obs, reward, terminated, _, _ = envs[slot].step(action)
-            ep.obs.append(ep.current)
-            ep.actions.append(action)
-            ep.rewards.append(float(reward))
-            ep.next_obs.append(next_obs)
-            ep.current = next_obs
-            if terminated or len(ep.rewards) >= max_episode_steps:
-                ep.terminal = bool(terminated)
-                finished[ep.index] = ep
-                running[slot] = None
-        before = done_rows
-        done_rows = prefix_rows()
-        bar.update(min(done_rows, n_transitions) - min(before, n_transitions))
-        if done_rows < n_transitions:
-            # Only start episodes that can still be needed: those below the
-            # prefix already complete are enough once it covers n rows.
-            for slot in range(num_envs):
-                if running[slot] is None:
-                    start(slot)
+            actions = _sample_blocks(policy, obs_batch, noise_batch, live)
+        ended: list[int] = []
+        for row, slot in enumerate(running):
+            s = slots[slot]
+            t = s.t
+            action = actions[row]
+            s.actions[t] = action
+            next_obs, reward, terminated, _, _ = s.step(s.actions[t])
+            s.rewards[t] = reward
+            s.obs[t + 1] = next_obs
+            s.t = t + 1
+            if terminated or s.t >= max_episode_steps:
+                finished[s.index] = s.finish(bool(terminated))
+                ended.append(row)
+        if not ended:
+            continue
+        before = prefix_rows
+        while prefix_episodes in finished:
+            prefix_rows += len(finished[prefix_episodes])
+            prefix_episodes += 1
+        bar.update(min(prefix_rows, n_transitions) - min(before, n_transitions))
+        for row in ended:
+            slot = running[row]
+            # Only start episodes that can still be needed: once the complete
+            # prefix covers n rows, the episodes after it are not.
+            if prefix_rows < n_transitions:
+                slots[slot].start(next_index, seed, policy is None)
+                next_index += 1
+            else:
+                running[row] = -1
+        running = [slot for slot in running if slot >= 0]
     bar.close()
+    for env in envs:
+        env.close()
     return _layout(finished, n_transitions)
+
+
+@torch.no_grad()
+def _sample_blocks(policy: SnapshotPolicy, obs: np.ndarray, noise: np.ndarray, live: int) -> np.ndarray:
+    """The policy's sampled actions for rows ``0 .. live-1``, computed on whole blocks only."""
+    blocks = -(-live // POLICY_BLOCK)
+    parts = [
+        policy.sample(obs[b * POLICY_BLOCK : (b + 1) * POLICY_BLOCK], noise[b * POLICY_BLOCK : (b + 1) * POLICY_BLOCK])
+        for b in range(blocks)
+    ]
+    return parts[0] if blocks == 1 else np.concatenate(parts)
 
 
 def _layout(finished: dict[int, _Episode], n: int) -> RolloutArrays:
@@ -134,20 +188,20 @@ def _layout(finished: dict[int, _Episode], n: int) -> RolloutArrays:
     rows, k = 0, 0
     while rows < n:
         ep = finished[k]
-        length = len(ep.rewards)
+        length = len(ep)
         take = min(length, n - rows)
         term = np.zeros(take, bool)
         tout = np.zeros(take, bool)
         if take == length:
             term[-1] = ep.terminal
             tout[-1] = not ep.terminal
-            returns.append(sum(ep.rewards))
+            returns.append(float(ep.rewards.sum()))
         else:
             tout[-1] = True  # the dataset ends mid-episode: D4RL flags such a row as a timeout
-        obs.append(np.asarray(ep.obs[:take]))
-        actions.append(np.asarray(ep.actions[:take]))
-        rewards.append(np.asarray(ep.rewards[:take]))
-        next_obs.append(np.asarray(ep.next_obs[:take]))
+        obs.append(ep.observations[:take])
+        actions.append(ep.actions[:take])
+        rewards.append(ep.rewards[:take])
+        next_obs.append(ep.next_observations[:take])
         terminals.append(term)
         timeouts.append(tout)
         rows += take

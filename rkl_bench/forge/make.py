@@ -41,8 +41,9 @@ from rkl_bench.forge.generate import RolloutArrays, rollout
 from rkl_bench.forge.policies import load_snapshot, read_card
 from rkl_bench.forge.train_policy import forge_env_id
 
-FORMAT_VERSION = 1
-"""Bump when generation changes in a way that changes the arrays."""
+FORMAT_VERSION = 2
+"""Bump when generation changes in a way that changes the arrays (2: noise and random
+actions drawn per episode up front, policy on fixed row blocks)."""
 
 FILE_KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 
@@ -59,8 +60,8 @@ class Profile:
 
 
 PROFILES = {
-    "full": Profile("full", 1_000_000, 8),
-    "quick": Profile("quick", 20_000, 8),
+    "full": Profile("full", 1_000_000, 16),
+    "quick": Profile("quick", 20_000, 16),
     "tiny": Profile("tiny", 2_000, 4),
 }
 

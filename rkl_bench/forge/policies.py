@@ -28,7 +28,6 @@ import torch
 
 from rkl_bench.algos.nets import GaussianHead
 from rkl_bench.errors import RklBenchError
-from rkl_bench.forge.sac import tanh_gaussian_sample
 
 POLICY_ROOT = Path(__file__).parent / "policies"
 
@@ -46,8 +45,8 @@ class SnapshotPolicy:
     def sample(self, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """tanh-Gaussian actions with the caller's standard-normal ``noise`` (B, act_dim)."""
         mean, log_std = self.actor(torch.as_tensor(obs, dtype=torch.float32))
-        action, _ = tanh_gaussian_sample(mean, log_std, torch.as_tensor(noise, dtype=torch.float32))
-        return action.numpy()
+        # tanh_gaussian_sample's action, without the log-density nobody reads here.
+        return torch.tanh(mean + log_std.exp() * torch.as_tensor(noise, dtype=torch.float32)).numpy()
 
     @torch.no_grad()
     def mean_action(self, obs: np.ndarray) -> np.ndarray:

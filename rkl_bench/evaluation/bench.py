@@ -17,8 +17,10 @@ Evaluation, env steps/s:
   thread), its sub-envs kept across rounds as a training run keeps them.
 
 Dataset generation, env steps/s: :func:`rkl_bench.forge.generate.rollout` of
-a SAC-sized tanh-Gaussian policy on the forge's v5 env, next to the same
-number of unwrapped envs stepped round-robin with actions drawn up front.
+a SAC-sized tanh-Gaussian policy on the forge's v5 env (``rollout``) and of
+the random policy (``rollout rand``: the loop without policy calls), next to
+the same number of unwrapped envs stepped round-robin with actions drawn up
+front. 32k rows (two waves of 16 episodes), env construction included.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def evaluation_rates(
     return rates
 
 
-def generation_rates(env_id: str, rounds: int, num_envs: int, transitions: int = 8000) -> dict[str, list[float]]:
+def generation_rates(env_id: str, rounds: int, num_envs: int, transitions: int = 32_000) -> dict[str, list[float]]:
     """Forge ``rollout`` vs a raw stepping loop on as many envs, interleaved per round."""
     from rkl_bench.algos.nets import GaussianHead
     from rkl_bench.forge.generate import rollout
@@ -103,19 +105,25 @@ def generation_rates(env_id: str, rounds: int, num_envs: int, transitions: int =
     torch.manual_seed(0)
     policy = SnapshotPolicy(GaussianHead(obs_dim, act_dim, (256, 256)).eval(), step=0, digest="bench")
     raw_envs = [gym.make(env_id).unwrapped for _ in range(num_envs)]
-    rates: dict[str, list[float]] = {"raw vector": [], "rollout": []}
+    rates: dict[str, list[float]] = {"raw vector": [], "rollout": [], "rollout rand": []}
+    jobs = {
+        "raw vector": lambda r: raw_vector_steps_per_second(raw_envs, transitions, r),
+        "rollout": lambda r: _rollout_rate(rollout, env_id, policy, transitions, r, num_envs),
+        "rollout rand": lambda r: _rollout_rate(rollout, env_id, None, transitions, r, num_envs),
+    }
     for r in range(rounds):
-        order = ("rollout", "raw vector") if r % 2 == 0 else ("raw vector", "rollout")
-        for name in order:
-            if name == "rollout":
-                start = time.perf_counter()
-                rollout(env_id, policy, transitions, seed=r, num_envs=num_envs, progress=False)
-                rates[name].append(transitions / (time.perf_counter() - start))
-            else:
-                rates[name].append(raw_vector_steps_per_second(raw_envs, transitions, r))
+        names = list(jobs) if r % 2 == 0 else list(reversed(jobs))
+        for name in names:
+            rates[name].append(jobs[name](r))
     for env in raw_envs:
         env.close()
     return rates
+
+
+def _rollout_rate(rollout, env_id, policy, transitions: int, seed: int, num_envs: int) -> float:
+    start = time.perf_counter()
+    rollout(env_id, policy, transitions, seed=seed, num_envs=num_envs, progress=False)
+    return transitions / (time.perf_counter() - start)
 
 
 def _line(name: str, values: list[float]) -> str:
@@ -149,8 +157,9 @@ def env_speed_table(
         print(f"\nDataset generation ({gen_env}, {num_envs} envs as the full forge profile, SAC-sized policy, sampled actions)")
         for name, values in rates.items():
             print(_line(name, values))
-        ratio = statistics.median(rates["rollout"]) / statistics.median(rates["raw vector"])
-        print(f"  rollout / raw vector: {100 * ratio:.0f}%")
+        raw = statistics.median(rates["raw vector"])
+        print(f"  rollout / raw vector: {100 * statistics.median(rates['rollout']) / raw:.0f}%"
+              f"  (random policy: {100 * statistics.median(rates['rollout rand']) / raw:.0f}%)")
 
 
 def main() -> None:

@@ -13,6 +13,11 @@ Episodes are then laid out in index order and cut at exactly ``n_transitions``
 rows (the cut episode's last row is flagged as a timeout, so the reader drops
 it as D4RL does).
 
+Episodes start only while they can still be needed (the episodes before
+them, each running one counted at its longest, may fall short of
+``n_transitions``), so a short dataset does not step a whole wave of
+episodes it then discards.
+
 Speed: every buffer is allocated once per env slot (an episode's rows are
 written in place and copied out when it ends), the rows of complete episodes
 are counted as they finish, and the policy's per-call cost is shared by all
@@ -116,13 +121,28 @@ def rollout(
     noise_batch = np.zeros((rows, act_dim), np.float32)
     finished: dict[int, _Episode] = {}
     running: list[int] = []  # slot numbers, in row order
+    idle = list(range(num_envs - 1, -1, -1))  # popped from the end: slot 0 first
     next_index = 0
+    started_finished_rows = 0  # rows of all finished episodes (every one was started before next_index)
     prefix_episodes = prefix_rows = 0  # complete episodes 0..k-1 and their rows
 
-    for slot in range(num_envs):
-        slots[slot].start(next_index, seed, policy is None)
-        next_index += 1
-        running.append(slot)
+    def start_needed_episodes() -> None:
+        """Start episodes on idle slots while they can still be needed.
+
+        Episode ``next_index`` is needed only if the episodes before it can fall
+        short of ``n_transitions`` rows, counting each running one at its
+        longest. This keeps a short dataset from stepping whole waves of
+        episodes it then discards (20k rows on 16 envs would step 32 1000-step
+        episodes otherwise). Which episodes run never changes their content.
+        """
+        nonlocal next_index
+        while idle and started_finished_rows + len(running) * max_episode_steps < n_transitions:
+            slot = idle.pop()
+            slots[slot].start(next_index, seed, policy is None)
+            next_index += 1
+            running.append(slot)
+
+    start_needed_episodes()
     bar = tqdm(total=n_transitions, desc=desc or f"rollout {env_id}", unit="step",
                disable=not progress, dynamic_ncols=True, mininterval=2.0)
     while prefix_rows < n_transitions:
@@ -140,15 +160,16 @@ def rollout(
         for row, slot in enumerate(running):
             s = slots[slot]
             t = s.t
-            action = actions[row]
-            s.actions[t] = action
+            s.actions[t] = actions[row]
             next_obs, reward, terminated, _, _ = s.step(s.actions[t])
             s.rewards[t] = reward
             s.obs[t + 1] = next_obs
             s.t = t + 1
             if terminated or s.t >= max_episode_steps:
-                finished[s.index] = s.finish(bool(terminated))
-                ended.append(row)
+                episode = s.finish(bool(terminated))
+                finished[s.index] = episode
+                started_finished_rows += len(episode)
+                ended.append(slot)
         if not ended:
             continue
         before = prefix_rows
@@ -156,16 +177,9 @@ def rollout(
             prefix_rows += len(finished[prefix_episodes])
             prefix_episodes += 1
         bar.update(min(prefix_rows, n_transitions) - min(before, n_transitions))
-        for row in ended:
-            slot = running[row]
-            # Only start episodes that can still be needed: once the complete
-            # prefix covers n rows, the episodes after it are not.
-            if prefix_rows < n_transitions:
-                slots[slot].start(next_index, seed, policy is None)
-                next_index += 1
-            else:
-                running[row] = -1
-        running = [slot for slot in running if slot >= 0]
+        running = [slot for slot in running if slot not in ended]
+        idle.extend(reversed(ended))
+        start_needed_episodes()
     bar.close()
     for env in envs:
         env.close()

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rkl_bench.algos.fast import FastPathFailed, FastUpdate, adam_apply, all_finite, check_update_path, value_and_grad
+from rkl_bench.algos.fast import FastPathFailed, FastUpdate, adam_apply, check_update_path, networks_finite, value_and_grad
 from rkl_bench.algos.nets import DeterministicActor, Nets, actor_apply, adam, hidden_sizes, seeded_init
 from rkl_bench.algos.td3_bc import act_with, check_checkpoint, non_negative_int, positive, positive_int
 from rkl_bench.data.dataset import Batch
@@ -118,10 +118,7 @@ class BC:
 
     def parameters_finite(self) -> bool:
         """True when every network and optimiser tensor is finite."""
-        tensors = list(self.actor.parameters())
-        for state in self.optimizer.state.values():
-            tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
-        return all_finite(tensors)
+        return networks_finite([self.actor], [self.optimizer])
 
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:

@@ -102,7 +102,7 @@ from rkl_bench.algos.fast import (
     FastUpdate,
     NoiseQueue,
     adam_apply,
-    all_finite,
+    networks_finite,
     check_update_path,
     polyak,
     value_and_grad,
@@ -372,11 +372,9 @@ class BRAC:
         return {**metrics, **actor_metrics}
 
     def parameters_finite(self) -> bool:
-        tensors = [*self.actor.parameters(), *self.critic.parameters(), *self.critic_target.parameters()]
-        for opt in (self.actor_optimizer, self.critic_optimizer):
-            for state in opt.state.values():
-                tensors += [v for v in state.values() if isinstance(v, Tensor)]
-        return all_finite(tensors)
+        """True when every network and optimiser tensor is finite."""
+        return networks_finite([self.actor, self.critic, self.critic_target],
+                               [self.actor_optimizer, self.critic_optimizer])
 
     # --------------------------------------------------------------------- act
     @torch.no_grad()

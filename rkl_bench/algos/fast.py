@@ -528,3 +528,16 @@ def check_update_path(value: str) -> None:
 def all_finite(tensors: Iterable[Tensor]) -> bool:
     """True when every tensor holds only finite numbers."""
     return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def networks_finite(modules: Iterable[torch.nn.Module], optimizers: Iterable[torch.optim.Optimizer]) -> bool:
+    """True when every parameter of ``modules`` and every tensor of the optimisers' state is finite.
+
+    The learners' ``parameters_finite``: a compiled step that silently drops an
+    in-place update (seen with torch 2.13) shows up as NaN weights or moments.
+    """
+    tensors = [p for module in modules for p in module.parameters()]
+    for optimizer in optimizers:
+        for state in optimizer.state.values():
+            tensors += [v for v in state.values() if isinstance(v, Tensor)]
+    return all_finite(tensors)

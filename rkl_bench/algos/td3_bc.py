@@ -65,7 +65,7 @@ from rkl_bench.algos.fast import (
     FastPathFailed,
     FastUpdate,
     adam_apply,
-    all_finite,
+    networks_finite,
     check_update_path,
     polyak,
     value_and_grad,
@@ -336,12 +336,8 @@ class TD3BC:
 
     def parameters_finite(self) -> bool:
         """True when every network and optimiser tensor is finite."""
-        tensors = [*self.actor.parameters(), *self.critic.parameters(),
-                   *self.actor_target.parameters(), *self.critic_target.parameters()]
-        for opt in (self.actor_optimizer, self.critic_optimizer):
-            for state in opt.state.values():
-                tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
-        return all_finite(tensors)
+        return networks_finite([self.actor, self.critic, self.actor_target, self.critic_target],
+                               [self.actor_optimizer, self.critic_optimizer])
 
     # --------------------------------------------------------------------- act
     @torch.no_grad()

@@ -139,17 +139,26 @@ REQUIRED_KEYS = ("algorithms", "datasets", "seeds", "steps", "evaluation")
 
 
 # ------------------------------------------------------------------ loading
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read, parse and check ``path``; every problem is one :class:`RklBenchError` line naming the file."""
+def read_yaml_spec(path: str | Path, what: str, example: str) -> tuple[Path, Any]:
+    """``path`` resolved and its YAML parsed; a missing file or bad syntax is one error line.
+
+    ``what`` names the kind of spec in the message ("experiment config"),
+    ``example`` a shipped file to point the user at.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise RklBenchError(f"experiment config {path} not found; pass a YAML file such as tune_configs/quick.yaml")
+        raise RklBenchError(f"{what} {path} not found; pass a YAML file such as {example}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return path, yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
         raise RklBenchError(f"{path}: not valid YAML{line}; fix the syntax") from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read, parse and check ``path``; every problem is one :class:`RklBenchError` line naming the file."""
+    path, raw = read_yaml_spec(path, "experiment config", "tune_configs/quick.yaml")
     try:
         return parse_config(raw, default_name=path.stem, path=path)
     except RklBenchError as exc:

@@ -48,8 +48,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-import yaml
-
 from rkl_bench.errors import RklBenchError
 from rkl_bench.service.config import (
     ExperimentConfig,
@@ -58,6 +56,7 @@ from rkl_bench.service.config import (
     _choice,
     _scalar,
     parse_config,
+    read_yaml_spec,
 )
 
 SEARCH_KEY = "search"
@@ -231,15 +230,7 @@ class SearchConfig:
 # ----------------------------------------------------------------- loading
 def load_search_config(path: str | Path) -> SearchConfig:
     """Read, parse and check ``path``; every problem is one :class:`RklBenchError` line naming the file."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise RklBenchError(f"search config {path} not found; pass a YAML file such as tune_configs/optuna_lambda.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        raise RklBenchError(f"{path}: not valid YAML{line}; fix the syntax") from None
+    path, raw = read_yaml_spec(path, "search config", "tune_configs/optuna_lambda.yaml")
     try:
         return parse_search_config(raw, default_name=path.stem, path=path)
     except RklBenchError as exc:

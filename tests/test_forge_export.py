@@ -41,6 +41,9 @@ def test_export_writes_card_with_measured_scores(tmp_path):
         for mode in ("deterministic", "sampled"):
             assert card[role][mode]["episodes"] == 3
             assert isinstance(card[role][mode]["normalized_mean"], float)
+    random = card["random"]["sampled"]
+    assert random["episodes"] == 3
+    assert abs(random["normalized_mean"]) < 5, "uniform actions score near D4RL's random reference (0)"
     assert (out / "agent_latest.pt").is_file()
     assert all((out / f"actor_{s:07d}.pt").is_file() for s in card["ladder"])
 

@@ -12,7 +12,8 @@ D4RL's recipe, applied to our SAC runs:
 
 Every chosen policy is then evaluated afresh over ``episodes`` (>= 20)
 seeded episodes, both with its mean action and with sampled actions (what the
-datasets contain), and the card records raw and D4RL-normalised scores.
+datasets contain), and the card records raw and D4RL-normalised scores; the
+uniform random policy of the random dataset is scored alongside.
 The full agent of the latest checkpoint is shipped too (no replay buffer),
 so a new machine can continue training.
 """
@@ -58,13 +59,16 @@ def choose_snapshots(env: str, rows: list[dict[str, Any]], snapshot_steps: list[
     return {"expert": expert, "medium": medium, "ladder": [before[i] for i in picks], "logged": scored}
 
 
-def _evaluate(policy: SnapshotPolicy, env: str, episodes: int, seed: int, sampled: bool) -> dict[str, float]:
-    obs_dim = policy.actor.net[0].in_features
+def _evaluate(policy: SnapshotPolicy | None, env: str, episodes: int, seed: int, sampled: bool) -> dict[str, float]:
+    """Scores of ``policy`` (``None``: uniform random actions, as the random dataset) on the forge env."""
+    obs_dim, act_dim = env_dims(env)
     rng = np.random.default_rng(seed)
 
     def act(obs: np.ndarray) -> np.ndarray:
+        if policy is None:
+            return rng.uniform(-1.0, 1.0, (len(obs), act_dim)).astype(np.float32)
         if sampled:
-            return policy.sample(obs, rng.standard_normal((len(obs), policy.actor.act_dim)))
+            return policy.sample(obs, rng.standard_normal((len(obs), act_dim)))
         return policy.mean_action(obs)
 
     result = evaluate_policy(act, forge_env_id(env), episodes, seed, np.zeros(obs_dim, np.float32),
@@ -110,6 +114,10 @@ def export_policies(env: str, work_dir: str | Path | None = None, root: Path | N
             "deterministic": _evaluate(policy, env, episodes, seed, sampled=False),
             "sampled": _evaluate(policy, env, episodes, seed, sampled=True),
         }
+    # The random dataset's policy, scored the same way: the card then shows
+    # random < medium < expert from one evaluation protocol.
+    card["random"] = {"policy": "uniform actions in [-1, 1]",
+                      "sampled": _evaluate(None, env, episodes, seed, sampled=True)}
     (tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     if out.exists():
         shutil.rmtree(out)

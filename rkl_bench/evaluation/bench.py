@@ -12,9 +12,14 @@ Evaluation, env steps/s:
   drawn up front and reset when an episode ends: the cost of ``env.step`` and
   ``env.reset`` alone, the ceiling;
 * ``raw single``: one such env, the same way (cache-hot reference);
+* ``sync vector``: gymnasium's ``SyncVectorEnv`` over as many such envs
+  (same-step autoreset), stepped with actions drawn up front: what "vector
+  env stepping" means in gymnasium;
 * ``Evaluator``: :class:`~rkl_bench.evaluation.rollouts.Evaluator` rolling
   out an untrained TD3+BC learner's ``act`` (256x256 actor, one torch
-  thread), its sub-envs kept across rounds as a training run keeps them.
+  thread), its sub-envs kept across rounds as a training run keeps them;
+* ``Eval null``: the same with a policy that returns zeros (the loop's own
+  cost, without the policy call).
 
 Dataset generation, env steps/s: :func:`rkl_bench.forge.generate.rollout` of
 a SAC-sized tanh-Gaussian policy on the forge's v5 env (``rollout``) and of
@@ -35,7 +40,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rkl_bench.evaluation.rollouts import DEFAULT_MAX_ENVS, Evaluator, make_env
+from rkl_bench.evaluation.rollouts import DEFAULT_MAX_ENVS, POLICY_BLOCK, Evaluator, make_env
 
 
 def raw_vector_steps_per_second(envs: list[gym.Env], steps: int, seed: int) -> float:
@@ -76,21 +81,40 @@ def evaluation_rates(
         evaluator.evaluate(policy, episodes, 10_000, mean, std)  # builds the sub-envs
         raw_envs = [make_env(env_id, max_episode_steps) for _ in range(num_envs)]
         single = [make_env(env_id, max_episode_steps)]
-    rates: dict[str, list[float]] = {"raw vector": [], "raw single": [], "Evaluator": []}
+        sync = gym.vector.SyncVectorEnv([lambda: make_env(env_id, max_episode_steps)] * num_envs,
+                                        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    zeros = np.zeros((POLICY_BLOCK, act_dim), np.float32)
+    rates: dict[str, list[float]] = {"raw vector": [], "raw single": [], "sync vector": [],
+                                     "Evaluator": [], "Eval null": []}
     for r in range(rounds):
-        result = evaluator.evaluate(policy, episodes, r, mean, std)
+        steps = evaluator.evaluate(policy, episodes, r, mean, std).env_steps
         jobs = {
-            "Evaluator": lambda: result.steps_per_second,
-            "raw vector": lambda: raw_vector_steps_per_second(raw_envs, result.env_steps, r),
-            "raw single": lambda: raw_vector_steps_per_second(single, result.env_steps, r),
+            "Evaluator": lambda: evaluator.evaluate(policy, episodes, r, mean, std).steps_per_second,
+            "Eval null": lambda: evaluator.evaluate(lambda obs: zeros, episodes, r, mean, std).steps_per_second,
+            "raw vector": lambda: raw_vector_steps_per_second(raw_envs, steps, r),
+            "raw single": lambda: raw_vector_steps_per_second(single, steps, r),
+            "sync vector": lambda: sync_vector_steps_per_second(sync, steps, r),
         }
-        rates["Evaluator"].append(jobs["Evaluator"]())
-        for name in (("raw vector", "raw single") if r % 2 == 0 else ("raw single", "raw vector")):
+        for name in (list(jobs) if r % 2 == 0 else list(reversed(jobs))):
             rates[name].append(jobs[name]())
     evaluator.close()
+    sync.close()
     for env in raw_envs + single:
         env.close()
     return rates
+
+
+def sync_vector_steps_per_second(envs: gym.vector.SyncVectorEnv, steps: int, seed: int) -> float:
+    """Env steps/s of gymnasium's own vector env (same-step autoreset), actions drawn up front."""
+    n = envs.num_envs
+    rng = np.random.default_rng(seed)
+    space = envs.single_action_space
+    actions = rng.uniform(space.low, space.high, size=(-(-steps // n), n, *space.shape)).astype(space.dtype)
+    envs.reset(seed=seed)
+    start = time.perf_counter()
+    for batch in actions:
+        envs.step(batch)
+    return len(actions) * n / (time.perf_counter() - start)
 
 
 def generation_rates(env_id: str, rounds: int, num_envs: int, transitions: int = 32_000) -> dict[str, list[float]]:
@@ -146,8 +170,10 @@ def env_speed_table(
         print(f"\nEvaluation ({env_id}, 10 episodes on 10 sub-envs, TD3+BC-sized actor)")
         for name, values in rates.items():
             print(_line(name, values))
-        ratio = statistics.median(rates["Evaluator"]) / statistics.median(rates["raw vector"])
-        print(f"  Evaluator / raw vector: {100 * ratio:.0f}%")
+        evaluator = statistics.median(rates["Evaluator"])
+        print(f"  Evaluator / raw vector: {100 * evaluator / statistics.median(rates['raw vector']):.0f}%"
+              f"  (/ sync vector: {100 * evaluator / statistics.median(rates['sync vector']):.0f}%;"
+              f" null policy / raw vector: {100 * statistics.median(rates['Eval null']) / statistics.median(rates['raw vector']):.0f}%)")
     if generation:
         gen_env = env_id.replace("-v4", "-v5")
         from rkl_bench.forge.make import PROFILES

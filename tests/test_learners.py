@@ -249,6 +249,25 @@ def test_state_dict_round_trip_resumes_bit_exactly(dataset, name):
     assert a.total_it == fresh.total_it == 101
 
 
+@pytest.mark.parametrize("name", ["bc", "td3_bc", "bc_forward_kl"])
+def test_learners_loaded_from_one_state_dict_train_independently(dataset, name):
+    """Two learners restored from the same dict: training one must not move the other's Adam state."""
+    s = sampler(dataset, seed=3)
+    batches = [s.sample() for _ in range(8)]
+    source = make_learner(name, dataset, SMALL, seed=1)
+    for b in batches[:4]:
+        source.update(b)
+    state = source.state_dict()
+    first, second = (make_learner(name, dataset, SMALL, seed=2) for _ in range(2))
+    first.load_state_dict(state)
+    second.load_state_dict(state)
+    for b in batches[4:]:
+        first.update(b)
+    for b in batches[4:]:
+        second.update(b)
+    assert_same(params(first), params(second))
+
+
 @pytest.mark.parametrize("name", ["bc", "td3_bc"])
 def test_state_dict_is_a_snapshot(dataset, name):
     learner = make_learner(name, dataset, SMALL, seed=0)

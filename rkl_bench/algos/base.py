@@ -18,6 +18,7 @@ lists the valid ones.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any, Mapping, Protocol, TypeVar, runtime_checkable
 
@@ -40,6 +41,18 @@ class Learner(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def load_optimizer(optimizer: Any, state: dict[str, Any]) -> None:
+    """Load a *copy* of ``state`` into ``optimizer``.
+
+    ``torch.optim.Optimizer.load_state_dict`` keeps the dict's ``step``
+    tensors as they are, so two learners loaded from one state dict would
+    share their Adam step counters and each would advance the other's bias
+    correction (measured: loading one dict into two TD3+BC learners and
+    training one moved the other's step from 4 to 7).
+    """
+    optimizer.load_state_dict(copy.deepcopy(state))
 
 
 def config_from_dict(cls: type[C], values: Mapping[str, Any] | None, owner: str) -> C:

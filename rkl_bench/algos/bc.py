@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rkl_bench.algos.base import load_optimizer
 from rkl_bench.algos.fast import FastPathFailed, FastUpdate, adam_apply, check_update_path, networks_finite, value_and_grad
 from rkl_bench.algos.nets import DeterministicActor, Nets, actor_apply, adam, hidden_sizes, seeded_init
 from rkl_bench.algos.td3_bc import act_with, check_checkpoint, non_negative_int, positive, positive_int
@@ -141,7 +142,7 @@ class BC:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_checkpoint(self, state)
         self.actor.load_state_dict(state["actor"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer(self.optimizer, state["optimizer"])
         self.total_it = int(state["total_it"])
         if self._fast is not None:
             self._fast.reset()

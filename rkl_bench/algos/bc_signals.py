@@ -77,6 +77,7 @@ from rkl_bench.algos.behaviour import (
     dataset_lambdas,
     fit_behaviour,
 )
+from rkl_bench.algos.base import load_optimizer
 from rkl_bench.algos.fast import NoiseQueue
 from rkl_bench.algos.nets import (
     DeterministicActor,
@@ -513,7 +514,7 @@ class BCWeightedRKL:
                 f"{self.algo} checkpoint has lambdas for {len(table)} dataset rows but this dataset has "
                 f"{len(self.lambda_table)}; resume on the dataset the checkpoint was trained on")
         self.actor.load_state_dict(state["actor"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer(self.optimizer, state["optimizer"])
         self.behaviour.load_state_dict(state["behaviour"])
         self.behaviour.eval()
         self.behaviour_stats = dict(state["behaviour_stats"])
@@ -621,7 +622,7 @@ class _StochasticBC:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         check_checkpoint(self, state)
         self.actor.load_state_dict(state["actor"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer(self.optimizer, state["optimizer"])
         self.sample_generator.set_state(state["sample_generator"])
         self.total_it = int(state["total_it"])
 

@@ -97,6 +97,7 @@ from rkl_bench.algos.bc_signals import (
     tanh_gaussian_log_prob,
     unfitted_tanh_behaviour,
 )
+from rkl_bench.algos.base import load_optimizer
 from rkl_bench.algos.fast import (
     FastPathFailed,
     FastUpdate,
@@ -406,8 +407,8 @@ class BRAC:
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.critic_target.load_state_dict(state["critic_target"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        load_optimizer(self.actor_optimizer, state["actor_optimizer"])
+        load_optimizer(self.critic_optimizer, state["critic_optimizer"])
         self.sample_generator.set_state(state["sample_generator"])
         self.behaviour.load_state_dict(state["behaviour"])
         self.behaviour.eval()

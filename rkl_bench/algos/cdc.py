@@ -70,6 +70,7 @@ from rkl_bench.algos.bc_signals import (
     check_log_std_bounds,
     frozen,
 )
+from rkl_bench.algos.base import load_optimizer
 from rkl_bench.algos.fast import (
     FastPathFailed,
     FastUpdate,
@@ -349,8 +350,8 @@ class CDC:
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.critic_target.load_state_dict(state["critic_target"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        load_optimizer(self.actor_optimizer, state["actor_optimizer"])
+        load_optimizer(self.critic_optimizer, state["critic_optimizer"])
         self.sample_generator.set_state(state["sample_generator"])
         self.total_it = int(state["total_it"])
         if self._fast is not None:

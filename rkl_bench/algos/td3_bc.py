@@ -61,6 +61,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rkl_bench.algos.base import load_optimizer
 from rkl_bench.algos.fast import (
     FastPathFailed,
     FastUpdate,
@@ -372,8 +373,8 @@ class TD3BC:
         self.critic.load_state_dict(state["critic"])
         self.actor_target.load_state_dict(state["actor_target"])
         self.critic_target.load_state_dict(state["critic_target"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        load_optimizer(self.actor_optimizer, state["actor_optimizer"])
+        load_optimizer(self.critic_optimizer, state["critic_optimizer"])
         self.noise_generator.set_state(state["noise_generator"])
         self.total_it = int(state["total_it"])
         if self._fast is not None:

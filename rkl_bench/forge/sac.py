@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rkl_bench.algos.base import load_optimizer
 from rkl_bench.algos.fast import FastPathFailed, FastUpdate, adam_apply, all_finite, polyak, value_and_grad
 from rkl_bench.algos.nets import EnsembleCritic, GaussianHead, Nets, critic_apply, gaussian_apply
 
@@ -265,9 +266,9 @@ class SACAgent:
         self.critic_target.load_state_dict(state["critic_target"])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
-        self.alpha_opt.load_state_dict(state["alpha_opt"])
+        load_optimizer(self.actor_opt, state["actor_opt"])
+        load_optimizer(self.critic_opt, state["critic_opt"])
+        load_optimizer(self.alpha_opt, state["alpha_opt"])
         self.generator.set_state(state["generator"])
         self.updates = int(state["updates"])
         if isinstance(self._fast_step, FastUpdate):

@@ -107,3 +107,43 @@ def test_a_file_is_remade_when_the_shipped_policy_changes(fake_policies, capsys)
     assert "made from other policies or settings" in capsys.readouterr().out
     remade = load_dataset("forge-v5-tiny/hopper-expert").version
     assert remade != made and remade.startswith("forge-v5:tiny:")
+
+
+def test_rollout_steps_only_the_episodes_it_can_need(monkeypatch):
+    """120 rows of 50-step episodes on 8 envs: 3 episodes (150 steps), not a wave of 8 (400)."""
+    import gymnasium as gym
+
+    from rkl_bench.forge import generate
+
+    steps = [0]
+    real_make = gym.make
+
+    def counting_make(env_id):
+        env = real_make(env_id)
+        inner, step = env.unwrapped, env.unwrapped.step
+
+        def counted(action):
+            steps[0] += 1
+            return step(action)
+
+        inner.step = counted
+        return env
+
+    monkeypatch.setattr(generate.gym, "make", counting_make)
+    arrays = rollout("HalfCheetah-v5", None, 120, seed=0, num_envs=8, max_episode_steps=50, progress=False)
+    assert len(arrays.rewards) == 120
+    assert steps[0] == 150
+
+
+def test_datasets_list_names_every_dataset_in_aligned_columns(tmp_path, monkeypatch):
+    from rkl_bench.forge.catalogue import format_catalogue
+
+    monkeypatch.setenv("RKL_BENCH_FORGE_DIR", str(tmp_path / "forge"))
+    make_file("hopper", "random", "tiny", seed=0, progress=False)
+    lines = format_catalogue().splitlines()
+    table = lines[: lines.index("")]
+    assert len(table) == 1 + 3 * 8, "header + 8 kinds for each of 3 envs"
+    column = table[0].index("policies")
+    assert all(line[column - 2 : column] == "  " and line[column] != " " for line in table), "columns line up"
+    row = next(line for line in table if line.split()[0] == "forge-v5/hopper-random")
+    assert "tiny: forge-v5:tiny:" in row and "quick" not in row

@@ -37,11 +37,13 @@ def catalogue() -> list[dict[str, object]]:
 
 
 def format_catalogue() -> str:
-    lines = [f"{'dataset':<40} {'policies':<10} made (profile: version)"]
-    for row in catalogue():
+    rows = catalogue()
+    width = max(len("dataset"), *(len(str(row["name"])) for row in rows))
+    lines = [f"{'dataset':<{width}}  {'policies':<8}  made (profile: version)"]
+    for row in rows:
         policy = "-" if not row["needs_policy"] else ("shipped" if row["policy_shipped"] else "missing")
         made = ", ".join(f"{p}: {v}" for p, v in row["made"].items()) or "-"  # type: ignore[union-attr]
-        lines.append(f"{row['name']:<40} {policy:<10} {made}")
+        lines.append(f"{row['name']:<{width}}  {policy:<8}  {made}")
     lines.append("")
     lines.append("Profiles: " + ", ".join(f"{p.name} ({p.rows:,} rows per component)" for p in PROFILES.values())
                  + ". Name a profile by prefix: forge-v5/ (full), forge-v5-quick/, forge-v5-tiny/.")

@@ -84,6 +84,9 @@ def test_table2_is_the_papers_grid():
         ({"resources": {"gpus": 1}}, r"unknown key 'gpus' in resources; valid keys are: cpus, threads"),
         ({"algorithms": {"td3_bx": {}}}, r"unknown algorithm 'td3_bx'.*valid algorithms are: bc, .*td3_bc, td3_rkl"),
         ({"algorithms": {"td3_bc": {"alpha": 2}}}, r"unknown key\(s\) 'alpha' in td3_bc hyper-parameters"),
+        ({"algorithms": {"td3_bx@fast": {}}}, r"unknown algorithm 'td3_bx' \(key 'td3_bx@fast'\) in algorithms"),
+        ({"algorithms": {"td3_bc@Big": {}}}, r"bad variant key 'td3_bc@Big': write <learner>@<label>"),
+        ({"algorithms": {"td3_bc@q1": {"alpha": 2}}}, r"unknown key\(s\) 'alpha' in td3_bc hyper-parameters"),
         ({"steps": -5}, r"steps must be >= 1, got -5"),
         ({"steps": 10}, r"evaluation.interval \(50\) is larger than steps \(10\)"),
         ({"steps": "many"}, r"steps must be a number, got 'many'"),
@@ -104,6 +107,12 @@ def test_bad_configs_name_the_problem_and_the_file(tmp_path, changes, message):
     text = error_of(write_config(tmp_path, **changes))
     assert "exp.yaml" in text and "\n" not in text
     assert re.search(message, text), text
+
+
+def test_variant_keys_run_one_learner_with_several_settings(tmp_path):
+    config = load_config(write_config(tmp_path, algorithms={"td3_rkl": {}, "td3_rkl@kernel": {"regulariser": "kernel"}}))
+    assert dict(config.algorithms) == {"td3_rkl": {}, "td3_rkl@kernel": {"regulariser": "kernel"}}
+    assert config.num_trials == 2
 
 
 def test_not_yaml_and_missing_file(tmp_path):

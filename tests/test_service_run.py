@@ -14,6 +14,7 @@ import signal
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 import yaml
 
@@ -174,3 +175,29 @@ def test_local_run_starts_its_own_ray_beside_a_running_cluster(tmp_path, two_nod
     (folder,) = trial_dirs(summary.experiment_dir).values()
     cluster_nodes = {node.node_id for node in two_node_cluster.list_all_nodes()}
     assert result_rows(folder)[-1]["node_id"] not in cluster_nodes
+
+
+def test_variant_keys_train_their_own_settings_and_report_as_their_own_column(tmp_path, capsys, monkeypatch):
+    """``bc`` and ``bc@wide`` in one grid: two trials, each with its own networks, two report columns."""
+    write_smoke_datasets()
+    monkeypatch.chdir(tmp_path)
+    config = config_copy(tmp_path, name="variants", algorithms={
+        "bc": {"hidden_dim": 32, "batch_size": 32},
+        "bc@wide": {"hidden_dim": 48, "batch_size": 32},
+    })
+    code = cli.main(["run", str(config), "--storage", str(tmp_path / "results")])
+    assert code == 0, capsys.readouterr().err
+
+    trials = trial_dirs(tmp_path / "results" / "variants")
+    assert set(trials) == {"bc", "bc@wide"}
+    for algo, folder in trials.items():
+        assert [row["algo"] for row in result_rows(folder)] == [algo, algo]
+        checkpoint = torch.load(folder / "checkpoint_000001" / "checkpoint.pt", weights_only=False)
+        first_layer = checkpoint["learner"]["actor"]["net.0.weight"]
+        assert first_layer.shape[0] == (48 if algo == "bc@wide" else 32), algo
+
+    table = (tmp_path / "reports" / "variants" / "table2.csv").read_text().splitlines()
+    header = table[0].split(",")
+    rows = [dict(zip(header, line.split(","))) for line in table[1:] if "hopper-random-expert" in line]
+    ran = {(row["algo"], row["algo_label"]) for row in rows if row["n_seeds"] == "1"}
+    assert ran == {("bc", "BC"), ("bc@wide", "BC (wide)")}

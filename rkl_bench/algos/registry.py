@@ -21,6 +21,7 @@ loop reads it from ``learner.config.batch_size`` (or
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -126,6 +127,28 @@ LEARNERS: dict[str, LearnerEntry] = {
         "bc_reverse_kl", BCReverseKLConfig, _build_bc_reverse_kl, "Fig. 5: BRAC's BC signal alone (reverse KL, Eq. 5)"
     ),
 }
+
+
+VARIANT_LABEL = re.compile(r"[a-z0-9][a-z0-9_.]*")
+"""What may follow ``@`` in a variant key (lower case, so reports never split it)."""
+
+
+def split_variant(key: str) -> tuple[str, str | None]:
+    """``"td3_rkl@kernel"`` -> ``("td3_rkl", "kernel")``; ``"td3_rkl"`` -> ``("td3_rkl", None)``.
+
+    An experiment may run one learner with several hyper-parameter sets side
+    by side (an ablation in one Table II) by listing it under keys
+    ``<learner>@<label>``; results carry the whole key as their ``algo``.
+    """
+    base, separator, label = key.partition("@")
+    if not separator:
+        return key, None
+    if not VARIANT_LABEL.fullmatch(label):
+        raise RklBenchError(
+            f"bad variant key {key!r}: write <learner>@<label>, the label in lower-case letters, "
+            "digits, '_' and '.', e.g. td3_rkl@kernel"
+        )
+    return base, label
 
 
 def learner_names() -> list[str]:

@@ -1,8 +1,9 @@
 """Algorithm names: the keys results carry and the labels Table II prints.
 
-Results use the learner registry's names (``td3_rkl``, ``td3_bc``, ...);
-spellings such as ``TD3+BC`` or ``td3-bc`` are folded to the same key so a
-hand-written result row is not split into a column of its own.
+Results use the learner registry's names (``td3_rkl``, ``td3_bc``, ...), or
+a config's variant keys (``td3_rkl@kernel``, a column of its own after the
+paper's five); spellings such as ``TD3+BC`` or ``td3-bc`` are folded to the
+same key so a hand-written result row is not split into a column of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ def canonical_algo(name: str) -> str:
 
 
 def algo_label(algo: str) -> str:
-    return ALGO_LABELS.get(algo, algo)
+    """``td3_bc`` -> ``TD3+BC``; a variant ``td3_rkl@kernel`` -> ``TD3+RKL (kernel)``."""
+    base, _, variant = algo.partition("@")
+    label = ALGO_LABELS.get(base, base)
+    return f"{label} ({variant})" if variant else label
 
 
 def column_order(present: set[str]) -> list[str]:

@@ -25,7 +25,10 @@ keys are errors that name the key, where it sits and the file. The schema
 
 Algorithm names are checked against the learner registry (any registered
 name is accepted) and their hyper-parameters against the learner's config
-dataclass, so both fail here with the list of valid choices.
+dataclass, so both fail here with the list of valid choices. One learner may
+run with several hyper-parameter sets side by side under keys
+``<learner>@<label>`` (``td3_rkl@kernel: {regulariser: kernel}``); results
+and the report carry the whole key.
 """
 
 from __future__ import annotations
@@ -229,12 +232,16 @@ def check_config(config: ExperimentConfig) -> None:
 
 
 def _check_algorithms(algorithms: Mapping[str, Mapping[str, Any]]) -> None:
-    from rkl_bench.algos.registry import learner_names, make_config
+    from rkl_bench.algos.registry import learner_names, make_config, split_variant
 
     valid = learner_names()
-    for name, hyperparams in algorithms.items():
+    for key, hyperparams in algorithms.items():
+        name, _ = split_variant(key)
         if name not in valid:
-            raise RklBenchError(f"unknown algorithm {name!r} in algorithms; valid algorithms are: {', '.join(valid)}")
+            where = "" if name == key else f" (key {key!r})"
+            raise RklBenchError(
+                f"unknown algorithm {name!r}{where} in algorithms; valid algorithms are: {', '.join(valid)}"
+            )
         make_config(name, hyperparams)
 
 

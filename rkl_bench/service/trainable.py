@@ -34,6 +34,7 @@ import ray
 import torch
 from ray import tune
 
+from rkl_bench.algos.registry import split_variant
 from rkl_bench.data.dataset import OfflineDataset
 from rkl_bench.data.envs import gym_env_id
 from rkl_bench.errors import RklBenchError
@@ -136,7 +137,7 @@ def run_pair(
         # The sampler wraps the dataset's arrays with torch.as_tensor; they are
         # read-only object-store views, which torch warns about, and never written.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        trainer = Trainer(algo, dataset, hyperparams, seed, checkpoint=state)
+        trainer = Trainer(split_variant(algo)[0], dataset, hyperparams, seed, checkpoint=state)
     if trainer.step >= settings.steps:
         return
     artifacts = trial_artifact_dir()
@@ -147,7 +148,7 @@ def run_pair(
         pool = trial_pool(settings.eval_actors, settings.envs_per_actor, settings.eval_actor_cpus, env_id, dataset.env)
     elif pool.env_id != env_id:
         raise RklBenchError(f"internal: evaluation pool rolls out in {pool.env_id}, dataset {spec!r} needs {env_id}")
-    loop = _TrialLoop(settings, trainer, pool, dataset, spec, entered, state, report)
+    loop = _TrialLoop(algo, settings, trainer, pool, dataset, spec, entered, state, report)
     try:
         loop.run()
     finally:
@@ -182,6 +183,7 @@ class _TrialLoop:
 
     def __init__(
         self,
+        algo: str,
         settings: TrialSettings,
         trainer: Trainer,
         pool: EvalPool,
@@ -194,7 +196,7 @@ class _TrialLoop:
         self.settings, self.trainer, self.pool = settings, trainer, pool
         self.report = report
         self.base = {
-            "algo": trainer.algo,
+            "algo": algo,  # the config's key: a variant (td3_rkl@kernel) keeps its label
             "dataset": spec,
             "dataset_version": dataset.version,
             "seed": trainer.seed,

@@ -68,6 +68,19 @@ def test_tiny_random_dataset_reads_back_through_the_core_reader():
     assert np.array_equal(load_dataset("forge-v5-tiny/hopper-random").observations, data.observations)
 
 
+def test_a_sized_profile_makes_exactly_its_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv("RKL_BENCH_FORGE_DIR", str(tmp_path / "forge"))
+    (path,) = make_datasets(["forge-v5-rows1500/hopper-random"], progress=False)
+    assert path == tmp_path / "forge" / "rows1500" / "hopper-random.hdf5"
+    from rkl_bench.data.d4rl import read_metadata
+
+    with __import__("h5py").File(path) as raw:
+        assert len(raw["rewards"]) == 1500
+    assert str(read_metadata(path)["version"]).startswith("forge-v5:rows1500:")
+    data = load_dataset("forge-v5-rows1500/hopper-random")
+    assert 1400 < len(data.rewards) < 1500, "the reader drops the timeout rows, as D4RL's qlearning_dataset"
+
+
 def test_policy_kinds_and_the_papers_mix(fake_policies):
     paths = make_datasets(["forge-v5-tiny/hopper-random-medium-expert", "forge-v5-tiny/hopper-medium-replay"],
                           progress=False)
@@ -84,8 +97,12 @@ def test_policy_kinds_and_the_papers_mix(fake_policies):
 def test_clear_errors_for_unknown_env_profile_and_missing_policies(tmp_path, monkeypatch):
     with pytest.raises(RklBenchError, match="unknown env 'ant'"):
         make_datasets(["forge-v5/ant-random"], progress=False)
-    with pytest.raises(RklBenchError, match="unknown forge profile 'huge'"):
+    with pytest.raises(RklBenchError, match="unknown forge profile 'huge'; choose one of: full, quick, tiny, or rows<N>"):
         make_datasets(["forge-v5/hopper-random"], profile="huge", progress=False)
+    with pytest.raises(RklBenchError, match="'rows5' asks for 5 rows per component; sizes run from 1,000 to 10,000,000"):
+        make_datasets(["forge-v5-rows5/hopper-random"], progress=False)
+    with pytest.raises(RklBenchError, match="'rows20m' asks for 20,000,000 rows"):
+        make_datasets(["forge-v5-rows20m/hopper-random"], progress=False)
     monkeypatch.setattr(policies, "POLICY_ROOT", tmp_path / "none")
     with pytest.raises(RklBenchError, match="no behaviour policies shipped for walker2d"):
         make_datasets(["forge-v5-tiny/walker2d-expert"], progress=False)

@@ -87,6 +87,8 @@ def test_table2_is_the_papers_grid():
         ({"algorithms": {"td3_bx@fast": {}}}, r"unknown algorithm 'td3_bx' \(key 'td3_bx@fast'\) in algorithms"),
         ({"algorithms": {"td3_bc@Big": {}}}, r"bad variant key 'td3_bc@Big': write <learner>@<label>"),
         ({"algorithms": {"td3_bc@q1": {"alpha": 2}}}, r"unknown key\(s\) 'alpha' in td3_bc hyper-parameters"),
+        ({"forge": {"profile": "rows5"}}, r"forge.profile: forge profile 'rows5' asks for 5 rows per component"),
+        ({"forge": {"profile": "large"}}, r"forge.profile: unknown forge profile 'large'"),
         ({"steps": -5}, r"steps must be >= 1, got -5"),
         ({"steps": 10}, r"evaluation.interval \(50\) is larger than steps \(10\)"),
         ({"steps": "many"}, r"steps must be a number, got 'many'"),

@@ -46,5 +46,6 @@ def format_catalogue() -> str:
         lines.append(f"{row['name']:<{width}}  {policy:<8}  {made}")
     lines.append("")
     lines.append("Profiles: " + ", ".join(f"{p.name} ({p.rows:,} rows per component)" for p in PROFILES.values())
-                 + ". Name a profile by prefix: forge-v5/ (full), forge-v5-quick/, forge-v5-tiny/.")
+                 + ", or rows<N> for any other size (forge-v5-rows250k/...). Name a profile by prefix: "
+                 "forge-v5/ (full), forge-v5-quick/, forge-v5-tiny/.")
     return "\n".join(lines)

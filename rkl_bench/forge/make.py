@@ -14,7 +14,9 @@ Kinds per env (D4RL's words, forge data):
   random file with the ``<kind>`` file when it loads them.
 
 Sizes come from a *profile* (rows per component): ``full`` is D4RL's 1M,
-``quick`` and ``tiny`` are for the README's main job and for tests. The
+``quick`` and ``tiny`` are for the README's main job and for tests, and
+``rows<N>`` (``rows250k``, ``rows2m``, ``rows50000``) is any other size from
+1,000 to 10,000,000 rows. The
 profile is part of the dataset name's prefix (``forge-v5/`` is full and lives
 in ``<forge_dir>/``; ``forge-v5-quick/`` and ``forge-v5-tiny/`` live in
 ``<forge_dir>/<profile>/``), so datasets of different sizes never share a file,
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,11 +69,29 @@ PROFILES = {
 }
 
 
+SIZED_PROFILE = re.compile(r"rows(\d+)(k|m)?")
+"""``rows<N>[k|m]``: a profile of N (thousand, million) rows per component."""
+SIZED_ROWS = (1_000, 10_000_000)
+"""Smallest and largest sized profile: a few episodes, and ten times D4RL."""
+
+
 def profile(name: str) -> Profile:
-    try:
+    """The named profile: ``full``, ``quick``, ``tiny`` or ``rows<N>[k|m]``."""
+    if name in PROFILES:
         return PROFILES[name]
-    except KeyError:
-        raise RklBenchError(f"unknown forge profile {name!r}; choose one of: {', '.join(PROFILES)}") from None
+    sized = SIZED_PROFILE.fullmatch(name)
+    if sized is None:
+        raise RklBenchError(
+            f"unknown forge profile {name!r}; choose one of: {', '.join(PROFILES)}, "
+            "or rows<N> for N rows per component (rows250k, rows2m)"
+        )
+    rows = int(sized[1]) * {None: 1, "k": 1_000, "m": 1_000_000}[sized[2]]
+    low, high = SIZED_ROWS
+    if not low <= rows <= high:
+        raise RklBenchError(
+            f"forge profile {name!r} asks for {rows:,} rows per component; sizes run from {low:,} to {high:,}"
+        )
+    return Profile(name, rows, PROFILES["full"].num_envs)
 
 
 def component_rows(env: str, kind: str, prof: Profile) -> int:

@@ -229,6 +229,16 @@ def check_config(config: ExperimentConfig) -> None:
     _at_least(config.checkpoints.keep, 1, "checkpoints.keep")
     _at_least(config.max_failures, 0, "max_failures")
     _check_algorithms(config.algorithms)
+    _check_forge_profile(config.forge.profile)
+
+
+def _check_forge_profile(name: str) -> None:
+    from rkl_bench.forge.make import profile
+
+    try:
+        profile(name)
+    except RklBenchError as exc:
+        raise RklBenchError(f"forge.profile: {exc}") from None
 
 
 def _check_algorithms(algorithms: Mapping[str, Mapping[str, Any]]) -> None:

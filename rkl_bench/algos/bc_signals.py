@@ -60,6 +60,7 @@ import copy
 import dataclasses
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Iterator
 
 import numpy as np
@@ -81,7 +82,9 @@ from rkl_bench.algos.base import load_optimizer
 from rkl_bench.algos.fast import NoiseQueue
 from rkl_bench.algos.nets import (
     DeterministicActor,
+    Nets,
     adam,
+    critic_apply,
     derive_seed,
     hidden_sizes,
     make_generator,
@@ -228,6 +231,37 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
     finally:
         for p, flag in zip(module.parameters(), flags):
             p.requires_grad_(flag)
+
+
+# ================================== tanh-Gaussian actor-critic nets (BRAC, CDC)
+class TanhGaussianActorCritic:
+    """The ``Nets`` of a tanh-Gaussian actor with an ensemble critic and its target
+    (BRAC, CDC): the modules for the plain path, their functional forms over a
+    parameter dict for the fast path. Losses written against ``Nets`` run on both.
+
+    The host class has ``actor``, ``critic`` and ``critic_target`` modules.
+    """
+
+    actor: TanhGaussianActor
+    critic: nn.Module
+    critic_target: nn.Module
+
+    def nets(self) -> Nets:
+        def critic_frozen(obs: Tensor, action: Tensor) -> Tensor:
+            with frozen(self.critic):
+                return self.critic(obs, action)
+
+        return Nets(actor=self.actor, critic=self.critic, critic_target=self.critic_target,
+                    critic_frozen=critic_frozen)
+
+    def functional_nets(self, params: dict[str, list[Tensor]]) -> Nets:
+        frozen_critic = [p.detach() for p in params["critic"]]
+        return Nets(
+            actor=FunctionalTanhGaussianActor.of(self.actor, params["actor"]),
+            critic=partial(critic_apply, params["critic"]),
+            critic_target=partial(critic_apply, params["critic_target"]),
+            critic_frozen=partial(critic_apply, frozen_critic),
+        )
 
 
 # ================================================ BRAC's behaviour policy

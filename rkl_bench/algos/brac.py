@@ -73,7 +73,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -83,17 +82,16 @@ from torch import Tensor
 
 from rkl_bench.algos.bc_signals import (
     CLIP_EPS,
-    FunctionalTanhGaussianActor,
     TanhBehaviourFit,
     TanhGaussian,
     TanhGaussianActor,
+    TanhGaussianActorCritic,
     as_tensor,
     behaviour_fit_of,
     check_behaviour_fields,
     check_log_std_bounds,
     check_rows,
     fit_tanh_behaviour,
-    frozen,
     tanh_gaussian_log_prob,
     unfitted_tanh_behaviour,
 )
@@ -103,8 +101,8 @@ from rkl_bench.algos.fast import (
     FastUpdate,
     NoiseQueue,
     adam_apply,
-    networks_finite,
     check_update_path,
+    networks_finite,
     polyak,
     value_and_grad,
 )
@@ -112,7 +110,6 @@ from rkl_bench.algos.nets import (
     EnsembleCritic,
     Nets,
     adam,
-    critic_apply,
     derive_seed,
     hidden_sizes,
     make_generator,
@@ -194,7 +191,7 @@ def ensemble_value(q: Tensor, nu: float) -> Tensor:
     return nu * q.amin(dim=0) + (1.0 - nu) * q.amax(dim=0)
 
 
-class BRAC:
+class BRAC(TanhGaussianActorCritic):
     """The BRAC learner (see the module docstring)."""
 
     algo = "brac"
@@ -319,14 +316,6 @@ class BRAC:
         return actor_loss, metrics
 
     # -------------------------------------------------------------- plain path
-    def nets(self) -> Nets:
-        def critic_frozen(obs: Tensor, action: Tensor) -> Tensor:
-            with frozen(self.critic):
-                return self.critic(obs, action)
-
-        return Nets(actor=self.actor, critic=self.critic, critic_target=self.critic_target,
-                    critic_frozen=critic_frozen)
-
     def critic_step(self, batch: Batch, noise: Any = None) -> dict[str, Tensor]:
         critic_loss, metrics = self.critic_loss(self.nets(), batch, self.sample_generator if noise is None else noise)
         self.critic_optimizer.zero_grad(set_to_none=True)
@@ -343,15 +332,6 @@ class BRAC:
         return metrics
 
     # --------------------------------------------------------------- fast path
-    def functional_nets(self, params: dict[str, list[Tensor]]) -> Nets:
-        frozen_critic = [p.detach() for p in params["critic"]]
-        return Nets(
-            actor=FunctionalTanhGaussianActor.of(self.actor, params["actor"]),
-            critic=partial(critic_apply, params["critic"]),
-            critic_target=partial(critic_apply, params["critic_target"]),
-            critic_frozen=partial(critic_apply, frozen_critic),
-        )
-
     def fast_step(self, params: dict[str, list[Tensor]], adam: dict[str, tuple], batch: Batch,
                   noise: list[Tensor], q_on: bool) -> dict[str, Tensor]:
         """The whole update as one pure function (compiled by :class:`~rkl_bench.algos.fast.FastUpdate`)."""

@@ -54,7 +54,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -64,11 +63,10 @@ from torch import Tensor
 
 from rkl_bench.algos.bc_signals import (
     CLIP_EPS,
-    FunctionalTanhGaussianActor,
     TanhGaussian,
     TanhGaussianActor,
+    TanhGaussianActorCritic,
     check_log_std_bounds,
-    frozen,
 )
 from rkl_bench.algos.base import load_optimizer
 from rkl_bench.algos.fast import (
@@ -76,8 +74,8 @@ from rkl_bench.algos.fast import (
     FastUpdate,
     NoiseQueue,
     adam_apply,
-    networks_finite,
     check_update_path,
+    networks_finite,
     polyak,
     value_and_grad,
 )
@@ -85,7 +83,6 @@ from rkl_bench.algos.nets import (
     EnsembleCritic,
     Nets,
     adam,
-    critic_apply,
     hidden_sizes,
     make_generator,
     seeded_init,
@@ -152,7 +149,7 @@ def ensemble_value(q: Tensor, nu: float) -> Tensor:
     return nu * q.amin(dim=0) + (1.0 - nu) * q.amax(dim=0)
 
 
-class CDC:
+class CDC(TanhGaussianActorCritic):
     """The CDC learner (see the module docstring)."""
 
     algo = "cdc"
@@ -261,14 +258,6 @@ class CDC:
         }
 
     # -------------------------------------------------------------- plain path
-    def nets(self) -> Nets:
-        def critic_frozen(obs: Tensor, action: Tensor) -> Tensor:
-            with frozen(self.critic):
-                return self.critic(obs, action)
-
-        return Nets(actor=self.actor, critic=self.critic, critic_target=self.critic_target,
-                    critic_frozen=critic_frozen)
-
     def critic_step(self, batch: Batch, policy: TanhGaussian, noise: Any = None) -> dict[str, Tensor]:
         critic_loss, metrics = self.critic_loss(self.nets(), batch, policy,
                                                 self.sample_generator if noise is None else noise)
@@ -285,15 +274,6 @@ class CDC:
         return metrics
 
     # --------------------------------------------------------------- fast path
-    def functional_nets(self, params: dict[str, list[Tensor]]) -> Nets:
-        frozen_critic = [p.detach() for p in params["critic"]]
-        return Nets(
-            actor=FunctionalTanhGaussianActor.of(self.actor, params["actor"]),
-            critic=partial(critic_apply, params["critic"]),
-            critic_target=partial(critic_apply, params["critic_target"]),
-            critic_frozen=partial(critic_apply, frozen_critic),
-        )
-
     def fast_step(self, params: dict[str, list[Tensor]], adam: dict[str, tuple], batch: Batch,
                   noise: list[Tensor]) -> dict[str, Tensor]:
         """The whole update as one pure function (compiled by :class:`~rkl_bench.algos.fast.FastUpdate`)."""

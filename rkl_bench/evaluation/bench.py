@@ -68,6 +68,10 @@ def td3_actor(obs_dim: int, act_dim: int):
     return TD3BC(obs_dim, act_dim, TD3BCConfig(update_path="plain"), seed=0).act
 
 
+EVAL_SEED = 0
+"""Seed of the benchmark's evaluations (the same episodes every round)."""
+
+
 def evaluation_rates(
     env_id: str, rounds: int, episodes: int = 10, max_episode_steps: int = 1000, quiet=contextlib.nullcontext
 ) -> dict[str, list[float]]:
@@ -78,7 +82,9 @@ def evaluation_rates(
         act_dim = evaluator.envs[0].action_space.shape[0]
         policy = td3_actor(obs_dim, act_dim)
         mean, std = np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32)
-        evaluator.evaluate(policy, episodes, 10_000, mean, std)  # builds the sub-envs
+        # Builds the sub-envs, and fixes the work: every round evaluates the same
+        # seeded episodes, so the raw loops step as many envs as it did.
+        steps = evaluator.evaluate(policy, episodes, EVAL_SEED, mean, std).env_steps
         raw_envs = [make_env(env_id, max_episode_steps) for _ in range(num_envs)]
         single = [make_env(env_id, max_episode_steps)]
         sync = gym.vector.SyncVectorEnv([lambda: make_env(env_id, max_episode_steps)] * num_envs,
@@ -86,17 +92,16 @@ def evaluation_rates(
     zeros = np.zeros((POLICY_BLOCK, act_dim), np.float32)
     rates: dict[str, list[float]] = {"raw vector": [], "raw single": [], "sync vector": [],
                                      "Evaluator": [], "Eval null": []}
+    jobs = {
+        "Evaluator": lambda r: evaluator.evaluate(policy, episodes, EVAL_SEED, mean, std).steps_per_second,
+        "Eval null": lambda r: evaluator.evaluate(lambda obs: zeros, episodes, EVAL_SEED, mean, std).steps_per_second,
+        "raw vector": lambda r: raw_vector_steps_per_second(raw_envs, steps, r),
+        "raw single": lambda r: raw_vector_steps_per_second(single, steps, r),
+        "sync vector": lambda r: sync_vector_steps_per_second(sync, steps, r),
+    }
     for r in range(rounds):
-        steps = evaluator.evaluate(policy, episodes, r, mean, std).env_steps
-        jobs = {
-            "Evaluator": lambda: evaluator.evaluate(policy, episodes, r, mean, std).steps_per_second,
-            "Eval null": lambda: evaluator.evaluate(lambda obs: zeros, episodes, r, mean, std).steps_per_second,
-            "raw vector": lambda: raw_vector_steps_per_second(raw_envs, steps, r),
-            "raw single": lambda: raw_vector_steps_per_second(single, steps, r),
-            "sync vector": lambda: sync_vector_steps_per_second(sync, steps, r),
-        }
         for name in (list(jobs) if r % 2 == 0 else list(reversed(jobs))):
-            rates[name].append(jobs[name]())
+            rates[name].append(jobs[name](r))
     evaluator.close()
     sync.close()
     for env in raw_envs + single:
@@ -120,7 +125,6 @@ def sync_vector_steps_per_second(envs: gym.vector.SyncVectorEnv, steps: int, see
 def generation_rates(env_id: str, rounds: int, num_envs: int, transitions: int = 32_000) -> dict[str, list[float]]:
     """Forge ``rollout`` vs a raw stepping loop on as many envs, interleaved per round."""
     from rkl_bench.algos.nets import GaussianHead
-    from rkl_bench.forge.generate import rollout
     from rkl_bench.forge.policies import SnapshotPolicy
 
     probe = gym.make(env_id)
@@ -132,8 +136,8 @@ def generation_rates(env_id: str, rounds: int, num_envs: int, transitions: int =
     rates: dict[str, list[float]] = {"raw vector": [], "rollout": [], "rollout rand": []}
     jobs = {
         "raw vector": lambda r: raw_vector_steps_per_second(raw_envs, transitions, r),
-        "rollout": lambda r: _rollout_rate(rollout, env_id, policy, transitions, r, num_envs),
-        "rollout rand": lambda r: _rollout_rate(rollout, env_id, None, transitions, r, num_envs),
+        "rollout": lambda r: _rollout_rate(env_id, policy, transitions, r, num_envs),
+        "rollout rand": lambda r: _rollout_rate(env_id, None, transitions, r, num_envs),
     }
     for r in range(rounds):
         names = list(jobs) if r % 2 == 0 else list(reversed(jobs))
@@ -144,7 +148,9 @@ def generation_rates(env_id: str, rounds: int, num_envs: int, transitions: int =
     return rates
 
 
-def _rollout_rate(rollout, env_id, policy, transitions: int, seed: int, num_envs: int) -> float:
+def _rollout_rate(env_id: str, policy, transitions: int, seed: int, num_envs: int) -> float:
+    from rkl_bench.forge.generate import rollout
+
     start = time.perf_counter()
     rollout(env_id, policy, transitions, seed=seed, num_envs=num_envs, progress=False)
     return transitions / (time.perf_counter() - start)

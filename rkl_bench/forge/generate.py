@@ -151,7 +151,6 @@ def rollout(
             s = slots[slot]
             obs_batch[row] = s.obs[s.t]
             noise_batch[row] = s.noise[s.t]
-        obs_batch[live:] = 0.0
         if policy is None:
             actions = noise_batch
         else:
@@ -180,6 +179,7 @@ def rollout(
         running = [slot for slot in running if slot not in ended]
         idle.extend(reversed(ended))
         start_needed_episodes()
+        obs_batch[len(running) : live] = 0.0  # rows freed by finished episodes pad the block again
     bar.close()
     for env in envs:
         env.close()

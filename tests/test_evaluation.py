@@ -118,3 +118,23 @@ def test_bad_arguments(kwargs, message):
     args = {"episodes": 2, "seed": 0} | kwargs
     with pytest.raises(RklBenchError, match=message):
         evaluate_policy(torch_policy(), ENV, args.pop("episodes"), args.pop("seed"), *stats(), **args)
+
+
+def test_speed_benchmark_replays_exactly_the_evaluated_trajectories():
+    """The benchmark's references must step the same physics as the Evaluator (bench docstring)."""
+    from rkl_bench.evaluation.bench import EVAL_SEED, record_evaluation
+
+    policy = torch_policy(scale=1.0)  # large actions: Hopper falls, so episodes end early and slots refill
+    mean, std = stats()
+    recording = record_evaluation(ENV, policy, 7, 3, SHORT, mean, std)
+    expected = evaluate_policy(policy, ENV, 7, EVAL_SEED, mean, std, num_envs=3, max_episode_steps=SHORT)
+    assert [seed for seed, _ in recording.episodes] == [EVAL_SEED + i for i in range(7)]
+    assert [len(actions) for _, actions in recording.episodes] == expected.lengths.tolist()
+    assert expected.lengths.min() < SHORT  # some episodes terminated: slots were refilled
+    env = make_env(ENV, SHORT)
+    for (seed, actions), expected_return in zip(recording.episodes, expected.returns):
+        env.reset(seed=seed)
+        assert sum(env.step(action)[1] for action in actions) == expected_return
+    replayed = evaluate_policy(recording.replay_policy(), ENV, 7, EVAL_SEED, mean, std, num_envs=3,
+                               max_episode_steps=SHORT)
+    np.testing.assert_array_equal(replayed.returns, expected.returns)

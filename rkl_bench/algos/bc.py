@@ -124,7 +124,7 @@ class BC:
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
         """Deterministic ``mu(s)`` for normalised observations ``(B, obs_dim)`` or ``(obs_dim,)``."""
-        return act_with(self.actor, observations, self.obs_dim, self.device)
+        return act_with(self.actor, observations, self.obs_dim)
 
     def state_dict(self) -> dict[str, Any]:
         if self._fast is not None:

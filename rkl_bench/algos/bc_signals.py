@@ -197,6 +197,11 @@ class TanhGaussianActor(nn.Module):
     def forward(self, obs: Tensor) -> Tensor:
         return torch.tanh(self.params(obs)[0])
 
+    def head_into(self, z: Tensor, out: Tensor) -> None:
+        """``forward``'s head of the MLP output ``z``, written into ``out`` (same kernels, for
+        :mod:`rkl_bench.algos.inference`)."""
+        torch.tanh(z[:, : self.act_dim], out=out)
+
 
 class FunctionalTanhGaussianActor:
     """:class:`TanhGaussianActor` as a function of its parameter list (for compiled update steps)."""
@@ -520,7 +525,7 @@ class BCWeightedRKL:
 
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
-        return act_with(self.actor, observations, self.obs_dim, self.device)
+        return act_with(self.actor, observations, self.obs_dim)
 
     @property
     def dataset_lambdas(self) -> np.ndarray:
@@ -638,7 +643,7 @@ class _StochasticBC:
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
         """The policy's mode ``tanh(mean(s))`` for normalised observations."""
-        return act_with(self.actor, observations, self.obs_dim, self.device)
+        return act_with(self.actor, observations, self.obs_dim)
 
     def _state(self) -> dict[str, Any]:
         return {

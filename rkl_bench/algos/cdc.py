@@ -307,7 +307,7 @@ class CDC(TanhGaussianActorCritic):
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
         """The policy's mode ``tanh(mean(s))`` for normalised observations ``(B, obs_dim)`` or ``(obs_dim,)``."""
-        return act_with(self.actor, observations, self.obs_dim, self.device)
+        return act_with(self.actor, observations, self.obs_dim)
 
     # ------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:

@@ -119,10 +119,16 @@ class DeterministicActor(nn.Module):
     ) -> None:
         super().__init__()
         self.net = mlp(obs_dim, act_dim, hidden)
+        self.act_dim = act_dim
         self.max_action = float(max_action)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.max_action * torch.tanh(self.net(obs))
+
+    def head_into(self, z: Tensor, out: Tensor) -> None:
+        """``forward``'s head of the MLP output ``z``, written into ``out`` (same kernels, for
+        :mod:`rkl_bench.algos.inference`)."""
+        torch.tanh(z, out=out).mul_(self.max_action)
 
     def apply_params(self, params: Sequence[Tensor], obs: Tensor, dnn: bool = True) -> Tensor:
         """The same function from an explicit parameter list (see :func:`actor_apply`)."""

@@ -62,6 +62,7 @@ import torch
 import torch.nn.functional as F
 
 from rkl_bench.algos.base import load_optimizer
+from rkl_bench.algos.inference import actor_actions
 from rkl_bench.algos.fast import (
     FastPathFailed,
     FastUpdate,
@@ -344,7 +345,7 @@ class TD3BC:
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
         """Deterministic ``mu(s)`` for normalised observations ``(B, obs_dim)`` or ``(obs_dim,)``."""
-        return act_with(self.actor, observations, self.obs_dim, self.device)
+        return act_with(self.actor, observations, self.obs_dim)
 
     # ------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:
@@ -382,29 +383,17 @@ class TD3BC:
 
 
 # ------------------------------------------------------------ shared helpers
-def act_with(
-    actor: torch.nn.Module, observations: np.ndarray, obs_dim: int, device: torch.device
-) -> np.ndarray:
+def act_with(actor: torch.nn.Module, observations: np.ndarray, obs_dim: int) -> np.ndarray:
     """Run a deterministic actor on numpy observations; float32 ``(B, act)`` or ``(act,)`` out.
 
-    Evaluation calls this once per vector-env step, so it is lean: inference
-    mode, and for a :class:`DeterministicActor` the same ``addmm``/ReLU/tanh
-    kernels as its ``forward`` without the module-call overhead (identical
-    numbers; about 20 us less per call on one CPU thread).
+    Evaluation calls this once per vector-env step, so small batches go
+    through :func:`~rkl_bench.algos.inference.actor_actions` (the forward's
+    kernels on preallocated buffers: identical numbers, a third less time).
     """
     obs = np.asarray(observations, dtype=np.float32)
     if obs.shape[-1:] != (obs_dim,) or obs.ndim not in (1, 2):
         raise ValueError(f"act() expects observations of shape (B, {obs_dim}) or ({obs_dim},), got {obs.shape}")
-    with torch.inference_mode():
-        x = torch.as_tensor(obs, device=device).reshape(-1, obs_dim)
-        if type(actor) is DeterministicActor:
-            params = actor.__dict__.get("_act_params")
-            if params is None:  # parameters keep their identity (updates and loads are in place)
-                params = actor.__dict__["_act_params"] = list(actor.parameters())
-            out = actor_apply(params, x, actor.max_action, dnn=False)
-        else:
-            out = actor(x)
-        out = out.to("cpu", torch.float32).numpy()
+    out = actor_actions(actor, obs.reshape(-1, obs_dim))
     return out[0] if obs.ndim == 1 else out
 
 

@@ -5,27 +5,34 @@
 (also printed by ``benchmarks/speed.py``). Rounds interleave, so other jobs
 sharing the CPU weigh on every loop alike; medians are printed.
 
-Evaluation, env steps/s:
+Evaluation, env steps/s. One evaluation of an untrained TD3+BC learner's
+``act`` (256x256 actor, one torch thread) is recorded first: every action
+each episode took, and every block of actions the policy returned. The
+references then step *the same trajectories*, because an env's step cost
+depends on what it simulates (HalfCheetah-v4 steps ~10% faster under uniform
+random actions than under constant ones: fewer contacts), so stepping other
+actions would measure other physics, not loop overhead:
 
-* ``raw vector``: the sub-envs an evaluation uses (``min(episodes, 16)``
-  ``gym.make`` envs, wrappers included), stepped round-robin with actions
-  drawn up front and reset when an episode ends: the cost of ``env.step`` and
-  ``env.reset`` alone, the ceiling;
-* ``raw single``: one such env, the same way (cache-hot reference);
-* ``sync vector``: gymnasium's ``SyncVectorEnv`` over as many such envs
-  (same-step autoreset), stepped with actions drawn up front: what "vector
-  env stepping" means in gymnasium;
-* ``Evaluator``: :class:`~rkl_bench.evaluation.rollouts.Evaluator` rolling
-  out an untrained TD3+BC learner's ``act`` (256x256 actor, one torch
-  thread), its sub-envs kept across rounds as a training run keeps them;
-* ``Eval null``: the same with a policy that returns zeros (the loop's own
-  cost, without the policy call).
+* ``raw replay``: the same ``gym.make`` sub-envs (wrappers included), each
+  episode reset with its seed and stepped with its recorded actions,
+  round-robin over the sub-envs as the Evaluator runs them; nothing else in
+  the loop: the ceiling, the "raw vector-env stepping" of issue 3;
+* ``sync replay``: gymnasium's ``SyncVectorEnv`` over as many such envs,
+  stepped in lockstep with the recorded actions (exact for envs whose
+  episodes all run to the time limit, like HalfCheetah; elsewhere sub-envs
+  whose episode ended keep stepping zeros until the longest one ends);
+* ``Evaluator``: :class:`~rkl_bench.evaluation.rollouts.Evaluator` with the
+  policy, its sub-envs kept across rounds as a training run keeps them;
+* ``Eval replay``: the same Evaluator fed the recorded blocks of actions
+  instead of calling the policy: the loop's own cost, on the same physics.
 
 Dataset generation, env steps/s: :func:`rkl_bench.forge.generate.rollout` of
 a SAC-sized tanh-Gaussian policy on the forge's v5 env (``rollout``) and of
 the random policy (``rollout rand``: the loop without policy calls), next to
-the same number of unwrapped envs stepped round-robin with actions drawn up
-front. 32k rows (two waves of 16 episodes), env construction included.
+the same number of unwrapped envs stepped round-robin with uniform random
+actions drawn up front (``raw vector``; the sampled policy's trajectories
+differ, so this ratio mixes loop cost with physics). 32k rows (two waves of
+16 episodes), env construction included.
 """
 
 from __future__ import annotations
@@ -35,16 +42,17 @@ import contextlib
 import statistics
 import time
 import warnings
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from rkl_bench.evaluation.rollouts import DEFAULT_MAX_ENVS, POLICY_BLOCK, Evaluator, make_env
+from rkl_bench.evaluation.rollouts import DEFAULT_MAX_ENVS, Evaluator, Policy, make_env
 
 
 def raw_vector_steps_per_second(envs: list[gym.Env], steps: int, seed: int) -> float:
-    """Env steps/s of ``envs`` stepped round-robin with actions drawn up front (resets included)."""
+    """Env steps/s of ``envs`` stepped round-robin with uniform actions drawn up front (resets included)."""
     rng = np.random.default_rng(seed)
     space = envs[0].action_space
     actions = rng.uniform(space.low, space.high, size=(steps, *space.shape)).astype(space.dtype)
@@ -61,7 +69,7 @@ def raw_vector_steps_per_second(envs: list[gym.Env], steps: int, seed: int) -> f
     return steps / (time.perf_counter() - start)
 
 
-def td3_actor(obs_dim: int, act_dim: int):
+def td3_actor(obs_dim: int, act_dim: int) -> Policy:
     """An untrained TD3+BC learner's ``act``: the per-call cost of a real policy."""
     from rkl_bench.algos.td3_bc import TD3BC, TD3BCConfig
 
@@ -72,9 +80,103 @@ EVAL_SEED = 0
 """Seed of the benchmark's evaluations (the same episodes every round)."""
 
 
+class _ActionLog(gym.Wrapper):
+    """Records each episode's reset seed and actions (the recording evaluation's sub-envs)."""
+
+    def __init__(self, env: gym.Env, episodes: list[tuple[int, list[np.ndarray]]]) -> None:
+        super().__init__(env)
+        self.episodes = episodes
+        self.actions: list[np.ndarray] = []
+
+    def reset(self, *, seed=None, options=None):
+        self.actions = []
+        self.episodes.append((seed, self.actions))
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action):
+        self.actions.append(np.array(action, copy=True))
+        return self.env.step(action)
+
+
+@dataclass
+class Recording:
+    """One evaluation's trajectories: per episode ``(seed, actions)`` in episode order, and the
+    blocks of actions the policy returned, call by call."""
+
+    episodes: list[tuple[int, np.ndarray]]
+    policy_outputs: list[np.ndarray]
+
+    @property
+    def env_steps(self) -> int:
+        return sum(len(actions) for _, actions in self.episodes)
+
+    def replay_policy(self) -> Policy:
+        """A policy returning the recorded blocks in order (one replayed evaluation per call)."""
+        outputs = iter(self.policy_outputs)
+        return lambda observations: next(outputs)
+
+
+def record_evaluation(
+    env_id: str, policy: Policy, episodes: int, num_envs: int, max_episode_steps: int,
+    mean: np.ndarray, std: np.ndarray,
+) -> Recording:
+    """Run one evaluation on action-logging sub-envs and keep everything needed to replay it."""
+    logged: list[tuple[int, list[np.ndarray]]] = []
+    outputs: list[np.ndarray] = []
+
+    def recording_policy(observations: np.ndarray) -> np.ndarray:
+        outputs.append(np.array(policy(observations), copy=True))
+        return outputs[-1]
+
+    with Evaluator(env_id, num_envs, max_episode_steps) as evaluator:
+        evaluator.envs = [_ActionLog(make_env(env_id, max_episode_steps), logged) for _ in range(num_envs)]
+        evaluator.evaluate(recording_policy, episodes, EVAL_SEED, mean, std)
+    by_seed = sorted((seed, np.stack(actions)) for seed, actions in logged if actions)
+    return Recording(by_seed, outputs)
+
+
+def replay_steps_per_second(envs: list[gym.Env], recording: Recording) -> float:
+    """Env steps/s of ``envs`` replaying ``recording``'s episodes round-robin, as the Evaluator
+    runs them: each sub-env takes the next episode (reset with its seed) when its last one ends."""
+    queue = iter(recording.episodes)
+    steppers = [env.step for env in envs]
+    start = time.perf_counter()
+    running = []  # [slot, actions, next index]
+    for slot, (seed, actions) in zip(range(len(envs)), queue):
+        envs[slot].reset(seed=seed)
+        running.append([slot, actions, 0])
+    while running:
+        for entry in running:
+            slot, actions, t = entry
+            steppers[slot](actions[t])
+            entry[2] = t + 1
+            if t + 1 == len(actions):
+                seed, entry[1] = next(queue, (None, None))
+                entry[2] = 0
+                if seed is not None:
+                    envs[slot].reset(seed=seed)
+        running = [entry for entry in running if entry[1] is not None]
+    return recording.env_steps / (time.perf_counter() - start)
+
+
+def sync_replay_steps_per_second(envs: gym.vector.SyncVectorEnv, recording: Recording) -> float:
+    """Env steps/s of gymnasium's own vector env stepping the recorded actions in lockstep."""
+    seeds = [seed for seed, _ in recording.episodes[: envs.num_envs]]
+    longest = max(len(actions) for _, actions in recording.episodes[: envs.num_envs])
+    batch = np.zeros((longest, envs.num_envs, *envs.single_action_space.shape), envs.single_action_space.dtype)
+    for j, (_, actions) in enumerate(recording.episodes[: envs.num_envs]):
+        batch[: len(actions), j] = actions
+    start = time.perf_counter()
+    envs.reset(seed=seeds)
+    for actions in batch:
+        envs.step(actions)
+    return sum(len(a) for _, a in recording.episodes[: envs.num_envs]) / (time.perf_counter() - start)
+
+
 def evaluation_rates(
     env_id: str, rounds: int, episodes: int = 10, max_episode_steps: int = 1000, quiet=contextlib.nullcontext
 ) -> dict[str, list[float]]:
+    """Median-ready env steps/s per loop (module docstring), ``rounds`` interleaved rounds."""
     num_envs = min(episodes, DEFAULT_MAX_ENVS)
     with quiet():
         evaluator = Evaluator(env_id, num_envs, max_episode_steps)
@@ -82,44 +184,27 @@ def evaluation_rates(
         act_dim = evaluator.envs[0].action_space.shape[0]
         policy = td3_actor(obs_dim, act_dim)
         mean, std = np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32)
-        # Builds the sub-envs, and fixes the work: every round evaluates the same
-        # seeded episodes, so the raw loops step as many envs as it did.
-        steps = evaluator.evaluate(policy, episodes, EVAL_SEED, mean, std).env_steps
+        recording = record_evaluation(env_id, policy, episodes, num_envs, max_episode_steps, mean, std)
+        evaluator.evaluate(policy, episodes, EVAL_SEED, mean, std)  # builds the sub-envs
         raw_envs = [make_env(env_id, max_episode_steps) for _ in range(num_envs)]
-        single = [make_env(env_id, max_episode_steps)]
         sync = gym.vector.SyncVectorEnv([lambda: make_env(env_id, max_episode_steps)] * num_envs,
                                         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    zeros = np.zeros((POLICY_BLOCK, act_dim), np.float32)
-    rates: dict[str, list[float]] = {"raw vector": [], "raw single": [], "sync vector": [],
-                                     "Evaluator": [], "Eval null": []}
+    rates: dict[str, list[float]] = {"raw replay": [], "sync replay": [], "Evaluator": [], "Eval replay": []}
     jobs = {
-        "Evaluator": lambda r: evaluator.evaluate(policy, episodes, EVAL_SEED, mean, std).steps_per_second,
-        "Eval null": lambda r: evaluator.evaluate(lambda obs: zeros, episodes, EVAL_SEED, mean, std).steps_per_second,
-        "raw vector": lambda r: raw_vector_steps_per_second(raw_envs, steps, r),
-        "raw single": lambda r: raw_vector_steps_per_second(single, steps, r),
-        "sync vector": lambda r: sync_vector_steps_per_second(sync, steps, r),
+        "Evaluator": lambda: evaluator.evaluate(policy, episodes, EVAL_SEED, mean, std).steps_per_second,
+        "Eval replay": lambda: evaluator.evaluate(
+            recording.replay_policy(), episodes, EVAL_SEED, mean, std).steps_per_second,
+        "raw replay": lambda: replay_steps_per_second(raw_envs, recording),
+        "sync replay": lambda: sync_replay_steps_per_second(sync, recording),
     }
     for r in range(rounds):
         for name in (list(jobs) if r % 2 == 0 else list(reversed(jobs))):
-            rates[name].append(jobs[name](r))
+            rates[name].append(jobs[name]())
     evaluator.close()
     sync.close()
-    for env in raw_envs + single:
+    for env in raw_envs:
         env.close()
     return rates
-
-
-def sync_vector_steps_per_second(envs: gym.vector.SyncVectorEnv, steps: int, seed: int) -> float:
-    """Env steps/s of gymnasium's own vector env (same-step autoreset), actions drawn up front."""
-    n = envs.num_envs
-    rng = np.random.default_rng(seed)
-    space = envs.single_action_space
-    actions = rng.uniform(space.low, space.high, size=(-(-steps // n), n, *space.shape)).astype(space.dtype)
-    envs.reset(seed=seed)
-    start = time.perf_counter()
-    for batch in actions:
-        envs.step(batch)
-    return len(actions) * n / (time.perf_counter() - start)
 
 
 def generation_rates(env_id: str, rounds: int, num_envs: int, transitions: int = 32_000) -> dict[str, list[float]]:
@@ -173,13 +258,13 @@ def env_speed_table(
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     if evaluation:
         rates = evaluation_rates(env_id, rounds, quiet=quiet)
-        print(f"\nEvaluation ({env_id}, 10 episodes on 10 sub-envs, TD3+BC-sized actor)")
+        print(f"\nEvaluation ({env_id}, 10 episodes on 10 sub-envs, TD3+BC-sized actor, same trajectories)")
         for name, values in rates.items():
             print(_line(name, values))
-        evaluator = statistics.median(rates["Evaluator"])
-        print(f"  Evaluator / raw vector: {100 * evaluator / statistics.median(rates['raw vector']):.0f}%"
-              f"  (/ sync vector: {100 * evaluator / statistics.median(rates['sync vector']):.0f}%;"
-              f" null policy / raw vector: {100 * statistics.median(rates['Eval null']) / statistics.median(rates['raw vector']):.0f}%)")
+        median = {name: statistics.median(values) for name, values in rates.items()}
+        print(f"  Evaluator / raw replay: {100 * median['Evaluator'] / median['raw replay']:.0f}%"
+              f"  (/ sync replay: {100 * median['Evaluator'] / median['sync replay']:.0f}%;"
+              f" Eval replay / raw replay: {100 * median['Eval replay'] / median['raw replay']:.0f}%)")
     if generation:
         gen_env = env_id.replace("-v4", "-v5")
         from rkl_bench.forge.make import PROFILES

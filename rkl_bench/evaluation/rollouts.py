@@ -42,8 +42,15 @@ from rkl_bench.errors import RklBenchError
 Policy = Callable[[np.ndarray], np.ndarray]
 """Normalised observations ``(B, obs_dim)`` float32 -> actions ``(B, act_dim)``."""
 
-POLICY_BLOCK = 16
-"""Rows per policy call (see the module docstring: fixed for bit-exact scores)."""
+POLICY_BLOCK = 10
+"""Rows per policy call (see the module docstring: fixed for bit-exact scores).
+
+10 is the paper's (and D4RL's) number of evaluation episodes, so the default
+evaluation makes one policy call per vector step with no padding rows. It
+was 16 until 2026-11-25: a 16-row call of a 256x256 actor costs ~25% more,
+and scores from before then differ from today's in the last digits (the same
+policy, rounded differently), not in distribution. The forge keeps its own
+block (:data:`rkl_bench.forge.generate.POLICY_BLOCK`)."""
 
 DEFAULT_MAX_ENVS = POLICY_BLOCK
 """Default ``num_envs`` is ``min(episodes, DEFAULT_MAX_ENVS)``: one policy call per step."""

@@ -34,8 +34,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rkl_bench.evaluation.rollouts import POLICY_BLOCK
 from rkl_bench.forge.policies import SnapshotPolicy
+
+POLICY_BLOCK = 16
+"""Rows per policy call. Part of the data format: another block size rounds the
+policy's outputs differently and so makes other (equally valid) datasets."""
 
 MAX_EPISODE_STEPS = 1000
 

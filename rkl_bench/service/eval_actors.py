@@ -33,6 +33,7 @@ import torch
 from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
+from rkl_bench.algos.inference import actor_actions
 from rkl_bench.errors import RklBenchError
 from rkl_bench.evaluation import EvalResult, Evaluator
 
@@ -55,10 +56,9 @@ class PolicySnapshot:
         frozen = copy.deepcopy(actor).to("cpu").requires_grad_(False).eval()
         return cls(frozen, np.asarray(state_mean, np.float32), np.asarray(state_std, np.float32))
 
-    @torch.no_grad()
     def __call__(self, observations: np.ndarray) -> np.ndarray:
         """The same computation as the learners' ``act`` (``act_with``), so scores match the single-run loop's."""
-        return self.actor(torch.as_tensor(observations)).to("cpu", torch.float32).numpy()
+        return actor_actions(self.actor, np.asarray(observations, np.float32))
 
 
 @ray.remote

@@ -138,3 +138,18 @@ def test_speed_benchmark_replays_exactly_the_evaluated_trajectories():
     replayed = evaluate_policy(recording.replay_policy(), ENV, 7, EVAL_SEED, mean, std, num_envs=3,
                                max_episode_steps=SHORT)
     np.testing.assert_array_equal(replayed.returns, expected.returns)
+
+
+def test_speed_benchmark_replays_exactly_the_generated_rows():
+    from rkl_bench.evaluation.bench import dataset_recording
+    from rkl_bench.forge.generate import rollout
+
+    arrays = rollout(ENV, None, 300, seed=3, num_envs=3, progress=False)
+    recording = dataset_recording(arrays, 3)
+    assert recording.env_steps == 300 and len(recording.episodes) > 3
+    env = make_env(ENV).unwrapped
+    rewards = []
+    for seed, actions in recording.episodes:
+        env.reset(seed=seed)
+        rewards += [env.step(action)[1] for action in actions]
+    np.testing.assert_array_equal(np.asarray(rewards, arrays.rewards.dtype), arrays.rewards)

@@ -26,13 +26,14 @@ actions would measure other physics, not loop overhead:
 * ``Eval replay``: the same Evaluator fed the recorded blocks of actions
   instead of calling the policy: the loop's own cost, on the same physics.
 
-Dataset generation, env steps/s: :func:`rkl_bench.forge.generate.rollout` of
-a SAC-sized tanh-Gaussian policy on the forge's v5 env (``rollout``) and of
-the random policy (``rollout rand``: the loop without policy calls), next to
-the same number of unwrapped envs stepped round-robin with uniform random
-actions drawn up front (``raw vector``; the sampled policy's trajectories
-differ, so this ratio mixes loop cost with physics). 32k rows (two waves of
-16 episodes), env construction included.
+Dataset generation, rows/s: :func:`rkl_bench.forge.generate.rollout` of an
+untrained SAC-sized tanh-Gaussian policy on the forge's v5 env (``rollout``;
+32k rows, two waves of 16 episodes, the same seed every round) next to
+``raw replay``: as many unwrapped envs built and stepped round-robin through
+the same rows (each episode reset with its seed, its sampled actions
+replayed). Both include building the envs (~7 ms each). ``rollout rand``
+(the random policy: the loop without policy calls) simulates other
+trajectories, so its ratio mixes loop cost with physics.
 """
 
 from __future__ import annotations
@@ -49,24 +50,6 @@ import numpy as np
 import torch
 
 from rkl_bench.evaluation.rollouts import DEFAULT_MAX_ENVS, Evaluator, Policy, make_env
-
-
-def raw_vector_steps_per_second(envs: list[gym.Env], steps: int, seed: int) -> float:
-    """Env steps/s of ``envs`` stepped round-robin with uniform actions drawn up front (resets included)."""
-    rng = np.random.default_rng(seed)
-    space = envs[0].action_space
-    actions = rng.uniform(space.low, space.high, size=(steps, *space.shape)).astype(space.dtype)
-    for i, env in enumerate(envs):
-        env.reset(seed=seed + i)
-    steppers = [env.step for env in envs]
-    n = len(envs)
-    start = time.perf_counter()
-    for i in range(steps):
-        slot = i % n
-        _, _, terminated, truncated, _ = steppers[slot](actions[i])
-        if terminated or truncated:
-            envs[slot].reset()
-    return steps / (time.perf_counter() - start)
 
 
 def td3_actor(obs_dim: int, act_dim: int) -> Policy:
@@ -207,9 +190,26 @@ def evaluation_rates(
     return rates
 
 
+GEN_SEED = 0
+"""Seed of the benchmark's dataset rollouts (the same rows every round, so one replay serves all)."""
+
+
+def dataset_recording(arrays, seed: int) -> Recording:
+    """The episodes of a forge rollout as a :class:`Recording`: episode ``k`` (layout order is
+    index order) with its reset seed ``episode_seed(seed, k)`` and its sampled actions."""
+    from rkl_bench.forge.generate import episode_seed
+
+    ends = np.flatnonzero(arrays.terminals | arrays.timeouts) + 1
+    starts = np.concatenate([[0], ends[:-1]])
+    return Recording(
+        [(episode_seed(seed, k), arrays.actions[a:b]) for k, (a, b) in enumerate(zip(starts, ends))], []
+    )
+
+
 def generation_rates(env_id: str, rounds: int, num_envs: int, transitions: int = 32_000) -> dict[str, list[float]]:
-    """Forge ``rollout`` vs a raw stepping loop on as many envs, interleaved per round."""
+    """Forge ``rollout`` vs raw stepping of the same rows on as many envs, interleaved per round."""
     from rkl_bench.algos.nets import GaussianHead
+    from rkl_bench.forge.generate import rollout
     from rkl_bench.forge.policies import SnapshotPolicy
 
     probe = gym.make(env_id)
@@ -217,19 +217,28 @@ def generation_rates(env_id: str, rounds: int, num_envs: int, transitions: int =
     probe.close()
     torch.manual_seed(0)
     policy = SnapshotPolicy(GaussianHead(obs_dim, act_dim, (256, 256)).eval(), step=0, digest="bench")
-    raw_envs = [gym.make(env_id).unwrapped for _ in range(num_envs)]
-    rates: dict[str, list[float]] = {"raw vector": [], "rollout": [], "rollout rand": []}
+    arrays = rollout(env_id, policy, transitions, seed=GEN_SEED, num_envs=num_envs, progress=False)
+    recording = dataset_recording(arrays, GEN_SEED)
+
+    def raw_replay() -> float:
+        start = time.perf_counter()
+        envs = [gym.make(env_id).unwrapped for _ in range(num_envs)]  # rollout() builds its envs too
+        replay_steps_per_second(envs, recording)
+        seconds = time.perf_counter() - start
+        for env in envs:
+            env.close()
+        return transitions / seconds
+
+    rates: dict[str, list[float]] = {"raw replay": [], "rollout": [], "rollout rand": []}
     jobs = {
-        "raw vector": lambda r: raw_vector_steps_per_second(raw_envs, transitions, r),
-        "rollout": lambda r: _rollout_rate(env_id, policy, transitions, r, num_envs),
-        "rollout rand": lambda r: _rollout_rate(env_id, None, transitions, r, num_envs),
+        "raw replay": raw_replay,
+        "rollout": lambda: _rollout_rate(env_id, policy, transitions, GEN_SEED, num_envs),
+        "rollout rand": lambda: _rollout_rate(env_id, None, transitions, GEN_SEED, num_envs),
     }
     for r in range(rounds):
         names = list(jobs) if r % 2 == 0 else list(reversed(jobs))
         for name in names:
-            rates[name].append(jobs[name](r))
-    for env in raw_envs:
-        env.close()
+            rates[name].append(jobs[name]())
     return rates
 
 
@@ -274,9 +283,9 @@ def env_speed_table(
         print(f"\nDataset generation ({gen_env}, {num_envs} envs as the full forge profile, SAC-sized policy, sampled actions)")
         for name, values in rates.items():
             print(_line(name, values))
-        raw = statistics.median(rates["raw vector"])
-        print(f"  rollout / raw vector: {100 * statistics.median(rates['rollout']) / raw:.0f}%"
-              f"  (random policy: {100 * statistics.median(rates['rollout rand']) / raw:.0f}%)")
+        raw = statistics.median(rates["raw replay"])
+        print(f"  rollout / raw replay: {100 * statistics.median(rates['rollout']) / raw:.0f}%"
+              f"  (random policy, other trajectories: {100 * statistics.median(rates['rollout rand']) / raw:.0f}%)")
 
 
 def main() -> None:

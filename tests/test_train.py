@@ -246,6 +246,19 @@ def test_cli_bad_input(tmp_path, toy, capsys):
     assert not out.exists()
 
 
+def test_cli_threads_flag_sets_torch_threads(tmp_path, toy, capsys):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert cli(tmp_path / "run", toy, "--threads", "1") == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit) as exc:
+        cli(tmp_path / "other", toy, "--threads", "0")
+    assert exc.value.code == 2 and "--threads" in error_lines(capsys)[0]
+
+
 def test_cli_interrupt_keeps_checkpoint(tmp_path, toy, monkeypatch, capsys):
     out = tmp_path / "run"
     interrupt_after(monkeypatch, 15)

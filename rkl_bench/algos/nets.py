@@ -128,7 +128,9 @@ class DeterministicActor(nn.Module):
     def head_into(self, z: Tensor, out: Tensor) -> None:
         """``forward``'s head of the MLP output ``z``, written into ``out`` (same kernels, for
         :mod:`rkl_bench.algos.inference`)."""
-        torch.tanh(z, out=out).mul_(self.max_action)
+        torch.tanh(z, out=out)
+        if self.max_action != 1.0:  # x * 1.0 == x exactly: skipping it changes no bit
+            out.mul_(self.max_action)
 
     def apply_params(self, params: Sequence[Tensor], obs: Tensor, dnn: bool = True) -> Tensor:
         """The same function from an explicit parameter list (see :func:`actor_apply`)."""

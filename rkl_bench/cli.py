@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyper-parameter (repeatable)")
     train.add_argument("--threads", type=_positive_int, default=None,
                        help="torch threads (default: one per core). 2 on an idle 2-core machine gives "
-                            "~1.5x the updates/s of 1; use 1 when other jobs share the cores (docs/speed.md)")
+                            "1.1-1.5x the updates/s of 1; use 1 when other jobs share the cores (docs/speed.md)")
     train.set_defaults(func=_cmd_train)
 
     # run

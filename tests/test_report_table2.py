@@ -3,6 +3,8 @@ partial seeds, the LaTeX file, and the paper's own averages as a check of the ru
 
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import math
 import re
@@ -13,7 +15,7 @@ import pytest
 from test_report_synthetic import make_experiment
 
 from rkl_bench.report import build_report
-from rkl_bench.report.algos import ALGO_ORDER
+from rkl_bench.report.algos import ALGO_ORDER, algo_label
 from rkl_bench.report.datasets import GROUPS, SOURCE_D4RL, table_key
 from rkl_bench.report.paper import load_paper_table
 from rkl_bench.report.render import to_markdown
@@ -143,6 +145,22 @@ def test_rules_reproduce_the_papers_averages_and_gains():
     assert rows["Average on mixed datasets"] == ["28.6", "12.9", "31.2", "49.4", "**62.0 (+25.5%)**"]
     assert [paper.averages[(a, "D4RL")] for a in ALGO_ORDER] == [43.3, 11.4, 55.2, 62.9, 66.2]
     assert paper.gains == {"D4RL": 5.2, "mixed": 25.5}
+
+
+def test_short_runs_are_listed_or_summarised_in_one_line():
+    paper = load_paper_table()
+    cells = {}
+    for (algo, group, env), cell in paper.cells.items():
+        key = table_key(group, env, SOURCE_D4RL)
+        cells[(algo, key)] = CellStats(algo, key, (0,), (cell.mean,), (), 1, (1,), (10,), 10, ("d4rl-v2",))
+    first = next(iter(cells))
+    one_short = {**cells, first: dataclasses.replace(cells[first], final_evals=3)}
+    text = to_markdown(build_table2(one_short, list(ALGO_ORDER), FinalRule(), expected_seeds=1))
+    assert f"Fewer than 10 evaluations: {algo_label(first[0])} on {first[1].name}." in text
+    all_short = {k: dataclasses.replace(c, final_evals=5 if i % 2 else 4) for i, (k, c) in enumerate(cells.items())}
+    text = to_markdown(build_table2(all_short, list(ALGO_ORDER), FinalRule(), expected_seeds=1))
+    assert "Every run has fewer than 10 evaluations (4-5 here)" in text
+    assert "Fewer than" not in text
 
 
 # -------------------------------------------------------------------- LaTeX

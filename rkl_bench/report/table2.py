@@ -187,9 +187,19 @@ def _footnotes(cells: Cells, algos: Sequence[str], present: set[DatasetKey], rul
     if running:
         listed = "; ".join(f"{algo_label(a)} on {k.name} (seeds {', '.join(map(str, s))})" for k, a, s in running)
         notes.append(f"Runs short of their step budget, left out: {listed}.")
-    short = sorted((c.dataset.name, algo_label(c.algo)) for c in cells.values() if rule.short(c))
-    if short:
-        what = "evaluations" if rule.mode == "last-evals" else "episodes in the final evaluation"
+    short_cells = [c for c in cells.values() if rule.short(c)]
+    what = "evaluations" if rule.mode == "last-evals" else "episodes in the final evaluation"
+    if short_cells and len(short_cells) == sum(1 for c in cells.values() if c.final_evals > 0):
+        # A short experiment: one line, not one entry per cell.
+        if rule.mode == "last-evals":
+            counts = sorted({c.final_evals for c in short_cells})
+            have = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+            notes.append(f"Every run has fewer than {rule.k} evaluations ({have} here): "
+                         "each seed's score is the mean of all its evaluations.")
+        else:
+            notes.append(f"Every run has fewer than {rule.k} episodes in its final evaluation.")
+    elif short_cells:
+        short = sorted((c.dataset.name, algo_label(c.algo)) for c in short_cells)
         notes.append(f"Fewer than {rule.k} {what}: " + "; ".join(f"{a} on {d}" for d, a in short) + ".")
     if any(k.in_table2 and not k.is_paper_data for k in present):
         notes.append(FORGE_NOTE)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from rkl_bench.algos.bc_signals import TanhGaussianActor
+from rkl_bench.algos import inference
 from rkl_bench.algos.inference import MAX_BUFFERED_ROWS, actor_actions
 from rkl_bench.algos.nets import DeterministicActor
 
@@ -42,6 +43,8 @@ def test_actions_are_bit_identical_to_the_forward(kind, rows):
     assert out.shape == (rows, ACT_DIM) and out.dtype == np.float32
     np.testing.assert_array_equal(out, forward(actor, obs))
     np.testing.assert_array_equal(actor_actions(actor, obs), out)  # second call: reused buffers
+    buffered = rows in inference._PLANS[actor].buffers if actor in inference._PLANS else False
+    assert buffered == (rows <= MAX_BUFFERED_ROWS)  # small batches take the buffered path, large ones do not
 
 
 @pytest.mark.parametrize("kind", ["deterministic", "tanh_gaussian"])

@@ -133,12 +133,18 @@ def test_final_score_modes(tmp_path):
 
 
 # --------------------------------------------------- the paper's own numbers
-def test_rules_reproduce_the_papers_averages_and_gains():
-    paper = load_paper_table()
+def paper_cells(paper) -> dict:
+    """The paper's Table II as one-seed cells, each resting on 10 evaluations."""
     cells = {}
     for (algo, group, env), cell in paper.cells.items():
         key = table_key(group, env, SOURCE_D4RL)
         cells[(algo, key)] = CellStats(algo, key, (0,), (cell.mean,), (), 1, (1,), (10,), 10, ("d4rl-v2",))
+    return cells
+
+
+def test_rules_reproduce_the_papers_averages_and_gains():
+    paper = load_paper_table()
+    cells = paper_cells(paper)
     assert len(cells) == len(GROUPS) * 3 * len(ALGO_ORDER)
     rows = markdown_rows(to_markdown(build_table2(cells, list(ALGO_ORDER), FinalRule(), expected_seeds=1)))
     assert rows["Average on D4RL datasets"] == ["43.3", "11.4", "55.2", "62.9", "**66.2 (+5.2%)**"]
@@ -148,11 +154,7 @@ def test_rules_reproduce_the_papers_averages_and_gains():
 
 
 def test_short_runs_are_listed_or_summarised_in_one_line():
-    paper = load_paper_table()
-    cells = {}
-    for (algo, group, env), cell in paper.cells.items():
-        key = table_key(group, env, SOURCE_D4RL)
-        cells[(algo, key)] = CellStats(algo, key, (0,), (cell.mean,), (), 1, (1,), (10,), 10, ("d4rl-v2",))
+    cells = paper_cells(load_paper_table())
     first = next(iter(cells))
     one_short = {**cells, first: dataclasses.replace(cells[first], final_evals=3)}
     text = to_markdown(build_table2(one_short, list(ALGO_ORDER), FinalRule(), expected_seeds=1))

@@ -44,12 +44,16 @@ import statistics
 import time
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from rkl_bench.evaluation.rollouts import DEFAULT_MAX_ENVS, Evaluator, Policy, make_env
+
+if TYPE_CHECKING:  # forge modules are imported where used (see generation_rates); here only for the annotation
+    from rkl_bench.forge.generate import RolloutArrays
 
 
 def td3_actor(obs_dim: int, act_dim: int) -> Policy:
@@ -118,13 +122,12 @@ def record_evaluation(
     return Recording(by_seed, outputs)
 
 
-def replay_steps_per_second(envs: list[gym.Env], recording: Recording) -> float:
-    """Env steps/s of ``envs`` replaying ``recording``'s episodes round-robin, as the Evaluator
-    runs them: each sub-env takes the next episode (reset with its seed) when its last one ends."""
+def replay_episodes(envs: list[gym.Env], recording: Recording) -> None:
+    """Step ``envs`` through ``recording``'s episodes round-robin, as the Evaluator runs them:
+    each sub-env takes the next episode (reset with its seed) when its last one ends."""
     queue = iter(recording.episodes)
     steppers = [env.step for env in envs]
-    start = time.perf_counter()
-    running = []  # [slot, actions, next index]
+    running = []  # [slot, actions, next index]; actions None once the slot has no episode left
     for slot, (seed, actions) in zip(range(len(envs)), queue):
         envs[slot].reset(seed=seed)
         running.append([slot, actions, 0])
@@ -139,21 +142,28 @@ def replay_steps_per_second(envs: list[gym.Env], recording: Recording) -> float:
                 if seed is not None:
                     envs[slot].reset(seed=seed)
         running = [entry for entry in running if entry[1] is not None]
+
+
+def replay_steps_per_second(envs: list[gym.Env], recording: Recording) -> float:
+    """Env steps/s of :func:`replay_episodes` (resets included)."""
+    start = time.perf_counter()
+    replay_episodes(envs, recording)
     return recording.env_steps / (time.perf_counter() - start)
 
 
 def sync_replay_steps_per_second(envs: gym.vector.SyncVectorEnv, recording: Recording) -> float:
-    """Env steps/s of gymnasium's own vector env stepping the recorded actions in lockstep."""
-    seeds = [seed for seed, _ in recording.episodes[: envs.num_envs]]
-    longest = max(len(actions) for _, actions in recording.episodes[: envs.num_envs])
+    """Env steps/s of gymnasium's own vector env stepping the recorded actions in lockstep
+    (the first ``num_envs`` episodes, one per sub-env)."""
+    episodes = recording.episodes[: envs.num_envs]
+    longest = max(len(actions) for _, actions in episodes)
     batch = np.zeros((longest, envs.num_envs, *envs.single_action_space.shape), envs.single_action_space.dtype)
-    for j, (_, actions) in enumerate(recording.episodes[: envs.num_envs]):
+    for j, (_, actions) in enumerate(episodes):
         batch[: len(actions), j] = actions
     start = time.perf_counter()
-    envs.reset(seed=seeds)
+    envs.reset(seed=[seed for seed, _ in episodes])
     for actions in batch:
         envs.step(actions)
-    return sum(len(a) for _, a in recording.episodes[: envs.num_envs]) / (time.perf_counter() - start)
+    return sum(len(actions) for _, actions in episodes) / (time.perf_counter() - start)
 
 
 def evaluation_rates(
@@ -194,7 +204,7 @@ GEN_SEED = 0
 """Seed of the benchmark's dataset rollouts (the same rows every round, so one replay serves all)."""
 
 
-def dataset_recording(arrays, seed: int) -> Recording:
+def dataset_recording(arrays: RolloutArrays, seed: int) -> Recording:
     """The episodes of a forge rollout as a :class:`Recording`: episode ``k`` (layout order is
     index order) with its reset seed ``episode_seed(seed, k)`` and its sampled actions."""
     from rkl_bench.forge.generate import episode_seed
@@ -223,7 +233,7 @@ def generation_rates(env_id: str, rounds: int, num_envs: int, transitions: int =
     def raw_replay() -> float:
         start = time.perf_counter()
         envs = [gym.make(env_id).unwrapped for _ in range(num_envs)]  # rollout() builds its envs too
-        replay_steps_per_second(envs, recording)
+        replay_episodes(envs, recording)
         seconds = time.perf_counter() - start
         for env in envs:
             env.close()

@@ -18,8 +18,8 @@ adds no per-step allocations beyond what gymnasium's ``env.step`` makes; the
 learners' ``act`` runs the actor on preallocated buffers too
 (:mod:`rkl_bench.algos.inference`). Measured against stepping the same
 trajectories with nothing else in the loop (``benchmarks/speed.py``): the
-loop costs ~1%, the policy call (a 256x256 actor, compute-bound at ~70
-GFLOP/s on one core) the rest, 85-86% of raw on HalfCheetah, 91% on Hopper
+loop costs ~2%, the policy call (a 256x256 actor, compute-bound at ~70
+GFLOP/s on one core) the rest, 85-87% of raw on HalfCheetah, 91% on Hopper
 and Walker2d.
 
 Why not :class:`gymnasium.vector.SyncVectorEnv`: it steps every sub-env in

@@ -16,7 +16,8 @@ every session from the study's ``search_summary.json``
   for log-scale parameters), coloured by trial number, so where TPE went
   shows.
 * ``search_intermediate``: the running score after each finished
-  (dataset, seed) pair, one line per trial: what early stopping compared.
+  (dataset, seed) pair, or at each rung of a staged search, one line per
+  trial: what early stopping compared.
 """
 
 from __future__ import annotations
@@ -62,10 +63,12 @@ def write_search_figures(
     out_dir: Path,
     title: str = "objective",
     importance_trials: int | None = None,
+    clock: str = "pairs",
 ) -> list[SearchFigure]:
     """Draw every figure the trials allow into ``out_dir/figures``; returns what was written.
 
-    ``log_scale`` names the searched parameters (in order) and whether each
+    ``clock`` is what a trial's intermediate values count: ``pairs`` finished,
+    or ``steps`` per pair (a staged search). ``log_scale`` names the searched parameters (in order) and whether each
     is searched on a log scale. No scored trial: no figure.
     """
     scored = [t for t in trials if _finite(t.value) and t.state in (COMPLETE, PRUNED)]
@@ -77,7 +80,7 @@ def write_search_figures(
         files.append(_importances(importances, out_dir, importance_trials))
     files.append(_slices(scored, log_scale, out_dir, title))
     if any(t.intermediate for t in scored):
-        files.append(_intermediate(scored, out_dir, title))
+        files.append(_intermediate(scored, out_dir, title, clock))
     return files
 
 
@@ -99,7 +102,7 @@ def draw_search_summary(experiment_dir: Path) -> list[Path]:
     title = f"{summary['study_name']}: {summary['aggregate']} final normalised score"
     files = write_search_figures(
         trials, summary["importances"], log_scale, experiment_dir, title=title,
-        importance_trials=summary["importances_from"] or None,
+        importance_trials=summary["importances_from"] or None, clock=summary.get("clock", "pairs"),
     )
     return [experiment_dir / f.png for f in files]
 
@@ -193,7 +196,7 @@ def _slices(trials: Sequence[SearchTrial], log_scale: Mapping[str, bool], out_di
     return _save(fig, out_dir, "search_slices", "Objective against each hyper-parameter")
 
 
-def _intermediate(trials: Sequence[SearchTrial], out_dir: Path, title: str) -> SearchFigure:
+def _intermediate(trials: Sequence[SearchTrial], out_dir: Path, title: str, clock: str = "pairs") -> SearchFigure:
     fig = Figure(figsize=(6.0, 3.6), layout="constrained")
     ax = fig.subplots()
     for t in trials:
@@ -204,7 +207,7 @@ def _intermediate(trials: Sequence[SearchTrial], out_dir: Path, title: str) -> S
         ax.plot(steps, [t.intermediate[k] for k in steps], marker=".", lw=1, **style)
     ax.plot([], [], color="C0", label="complete")
     ax.plot([], [], color="0.6", ls="--", label="stopped early")
-    ax.set_xlabel("(dataset, seed) pairs finished")
+    ax.set_xlabel("gradient steps on every dataset" if clock == "steps" else "(dataset, seed) pairs finished")
     ax.set_ylabel(f"running {title}", fontsize=8)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_title("running score per trial (what early stopping compares)", fontsize=10)

@@ -285,9 +285,55 @@ def _quiet_optuna() -> None:
 
 def objective_text(config: SearchConfig) -> str:
     exp, obj = config.experiment, config.search.objective
-    return (
+    text = (
         f"{obj.aggregate} over {len(exp.datasets)} dataset(s) x {len(exp.seeds)} seed(s) of the final normalised score "
         f"(mean of the last {obj.final_evals} evaluation(s) of {exp.evaluation.episodes} episodes) after {exp.steps} steps"
+    )
+    if config.staged and len(config.stages) > 1:
+        text += f"; every dataset trained to {', '.join(f'{s:,}' for s in config.stages[:-1])} steps before early stopping compares"
+    return text
+
+
+REFERENCE_RATES = (380.0, 175.0)
+"""Fast-path TD3+BC-sized steps/s per core measured on the fastest and slowest of the
+project's machines (docs/speed.md), for the estimate printed before a search starts."""
+
+
+def budget_estimate(config: SearchConfig, cores: int | None = None) -> str:
+    """Gradient steps a search will take, with and without early stopping, and the wall
+    time they mean at :data:`REFERENCE_RATES` on ``cores`` cores (one trial per core);
+    printed before the search starts, so nobody starts a two-day search by accident."""
+    exp, search = config.experiment, config.search
+    trials, pairs = search.num_samples, config.num_pairs
+    worst = trials * pairs * exp.steps
+    stopping = search.early_stopping
+    if stopping.kind == "asha" and config.staged:
+        # A fraction 1 / rf^k of the trials goes on past the k-th rung (ASHA's expectation).
+        rungs, rf, spent = config.stages, stopping.reduction_factor, 0.0
+        for k, rung in enumerate(rungs):
+            spent += (rung - (rungs[k - 1] if k else 0)) / rf**k
+        expected = trials * pairs * spent
+    elif stopping.kind == "asha":
+        rf, grace, spent, k, done = stopping.reduction_factor, config.grace_period, 0.0, 0, 0
+        rung = grace
+        while done < pairs:
+            upto = min(pairs, rung)
+            spent += (upto - done) / rf**k
+            done, rung, k = upto, rung * rf, k + 1
+        expected = trials * spent * exp.steps
+    else:
+        expected = worst
+    cores = max(1, min(cores or os.cpu_count() or 1, search.max_concurrent))
+    fast, slow = REFERENCE_RATES
+
+    def hours(steps: float, rate: float) -> str:
+        return f"{steps / (rate * cores) / 3600:.1f} h"
+
+    return (
+        f"budget: {trials} trials x {pairs} (dataset, seed) pair(s) x {exp.steps:,} steps = {worst / 1e6:.1f}M gradient steps "
+        f"at most; about {expected / 1e6:.1f}M with early stopping. On {cores} core(s) at {fast:.0f}-{slow:.0f} steps/s "
+        f"per core: {hours(expected, fast)} to {hours(expected, slow)} (at most {hours(worst, fast)} to {hours(worst, slow)}), "
+        "plus evaluation and behaviour fits."
     )
 
 
@@ -313,8 +359,16 @@ def build_search_tuner(
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
 
-    from rkl_bench.service.search_trial import OBJECTIVE, PAIRS_DONE, TRIAL_KEY, SearchJob, run_search_trial, search_pairs
-    from rkl_bench.service.study_search import StudySearch
+    from rkl_bench.service.search_trial import (
+        OBJECTIVE,
+        PAIRS_DONE,
+        STAGE_STEPS,
+        TRIAL_KEY,
+        SearchJob,
+        run_search_trial,
+        search_pairs,
+    )
+    from rkl_bench.service.study_search import ConditionalSpace, StudySearch
     from rkl_bench.service.trainable import TrialSettings
     from rkl_bench.service.tuner import trial_resources
 
@@ -323,10 +377,14 @@ def build_search_tuner(
         seed=None if search.sampler.seed is None else search.sampler.seed + seed_offset,
         n_startup_trials=search.sampler.n_startup_trials,
         multivariate=search.sampler.multivariate,
+        # A conditional space: multivariate TPE models the parameters that appear together as a group.
+        group=search.sampler.multivariate and search.conditional,
         constant_liar=search.sampler.constant_liar,
     )
+    clock = STAGE_STEPS if config.staged else PAIRS_DONE
     searcher = StudySearch(
-        space={p.name: p.distribution() for p in search.space},
+        space=ConditionalSpace(search.space) if search.conditional else {p.name: p.distribution() for p in search.space},
+        clock=clock,
         metric=OBJECTIVE,
         mode="max",
         sampler=sampler,
@@ -336,10 +394,10 @@ def build_search_tuner(
     pairs = search_pairs(specs, exp.seeds)
     if search.early_stopping.kind == "asha":
         scheduler: Any = ASHAScheduler(
-            time_attr=PAIRS_DONE,
+            time_attr=clock,
             metric=OBJECTIVE,
             mode="max",
-            max_t=len(pairs),
+            max_t=exp.steps if config.staged else len(pairs),
             grace_period=config.grace_period,
             reduction_factor=search.early_stopping.reduction_factor,
         )
@@ -353,6 +411,7 @@ def build_search_tuner(
         settings=TrialSettings.of(exp).as_dict(),
         final_evals=search.objective.final_evals,
         aggregate=search.objective.aggregate,
+        stages=list(config.stages) if config.staged else [],
     )
     trainable = tune.with_resources(tune.with_parameters(run_search_trial, datasets=refs), trial_resources(exp))
     return tune.Tuner(
@@ -412,13 +471,15 @@ def summarise(
         best = BestTrial(top.number, float(top.value), dict(top.params))
     importances = _importances(study, complete)
     best_path = write_best_config(config, best, url, experiment_dir / BEST_CONFIG_FILE) if best else None
-    rows = [_trial_row(t) for t in trials]
-    _write_text(experiment_dir / TRIALS_FILE, _csv(rows, config.search.names))
+    rows = [_trial_row(t, config.experiment.steps if config.staged else None) for t in trials]
+    _write_text(experiment_dir / TRIALS_FILE, _csv(rows, config.search.names, pair_labels(config), config.staged))
     summary_data = {
         "study_name": config.study_name,
         "storage": url,
         "objective": objective_text(config),
         "aggregate": config.search.objective.aggregate,
+        "clock": "steps" if config.staged else "pairs",
+        "pair_labels": pair_labels(config),
         "num_samples": config.search.num_samples,
         "best": None if best is None else vars(best),
         "importances": importances,
@@ -444,13 +505,19 @@ def summarise(
     )
 
 
-def _trial_row(trial: Any) -> dict[str, Any]:
+def _trial_row(trial: Any, staged_steps: int | None = None) -> dict[str, Any]:
+    """A trial as plain data; ``staged_steps`` is a staged search's steps per pair (None otherwise)."""
     intermediate = {int(k): float(v) for k, v in sorted(trial.intermediate_values.items())}
+    clock = max(intermediate, default=0)
+    staged = staged_steps is not None
     return {
         "number": trial.number,
         "state": trial.state.name,
         "value": None if trial.value is None else float(trial.value),
-        "pairs_done": max(intermediate, default=0),
+        # A staged trial's clock is steps per pair; every pair is done once it reaches ``steps``.
+        "pairs_done": (len(trial.user_attrs.get("pair_scores") or []) if clock >= staged_steps else 0) if staged else clock,
+        **({"steps_reached": clock} if staged else {}),
+        "pair_scores": trial.user_attrs.get("pair_scores"),
         "params": dict(trial.params),
         "intermediate": intermediate,
         "tune_trial_id": trial.user_attrs.get(TUNE_TRIAL_ATTR),
@@ -460,13 +527,32 @@ def _trial_row(trial: Any) -> dict[str, Any]:
     }
 
 
-def _csv(rows: list[dict[str, Any]], names: Sequence[str]) -> str:
+def pair_labels(config: SearchConfig) -> list[str]:
+    """Column names of the per-pair scores in ``trials.csv``: ``score:<dataset>`` (plus ``@<seed>`` with several seeds)."""
+    from rkl_bench.service.search_trial import search_pairs
+
+    specs = config.experiment.datasets
+    seeds = config.experiment.seeds
+    pairs = search_pairs(list(specs), seeds)
+    return [f"score:{spec}" + (f"@{seed}" if len(seeds) > 1 else "") for spec, seed in pairs]
+
+
+def _csv(rows: list[dict[str, Any]], names: Sequence[str], labels: Sequence[str] = (), staged: bool = False) -> str:
+    """One row per trial: its state, objective, progress, parameters (empty where a
+    conditional one was not sampled) and, where recorded, each pair's score at the
+    trial's last clock tick (the scores behind ``value``)."""
     out = io.StringIO()
-    columns = ["number", "state", "value", "pairs_done", *names, "tune_trial_id", "initial_point", "rerun_of", "seconds"]
+    progress = ["pairs_done", "steps_reached"] if staged else ["pairs_done"]
+    columns = ["number", "state", "value", *progress, *names, *labels, "tune_trial_id", "initial_point", "rerun_of", "seconds"]
     writer = csv.DictWriter(out, columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**{k: row[k] for k in columns if k in row}, **{n: row["params"].get(n) for n in names}})
+        scores = row.get("pair_scores") or []
+        writer.writerow({
+            **{k: row[k] for k in columns if k in row},
+            **{n: row["params"].get(n) for n in names},
+            **{label: score for label, score in zip(labels, scores)},
+        })
     return out.getvalue()
 
 

@@ -14,6 +14,8 @@ are errors). Schema of ``search`` (defaults in brackets)::
         zeta2: {low: 0.0, high: 10.0, step: 0.5}      # float on a grid
         behaviour_steps: {type: int, low: 1000, high: 20000, log: true}
         q_weight: {choices: [1.0, 2.5, 5.0]}          # categorical
+        regulariser: {choices: [squared, kernel]}
+        kernel_sigma: {low: 0.1, high: 2.0, log: true, when: {regulariser: kernel}}   # conditional
       num_samples: 40                 # trials in the study (a resume runs the rest)
       max_concurrent: 2               # [1] trials running at once (ConcurrencyLimiter)
       initial_points:                 # [[]] evaluated first, e.g. the paper's values
@@ -23,7 +25,10 @@ are errors). Schema of ``search`` (defaults in brackets)::
         aggregate: mean               # [mean] over (dataset, seed) pairs: mean | median
       early_stopping:
         kind: asha                    # [asha] asha | none
-        grace_period: 3               # [number of datasets] pairs before a trial can be stopped
+        time: pairs                   # [pairs] what ASHA's clock counts: finished (dataset, seed)
+                                      #   pairs, or gradient steps per pair (steps: every pair is
+                                      #   trained to each rung before the trial is compared)
+        grace_period: 3               # [number of datasets | steps / 4] pairs (or steps) before a trial can be stopped
         reduction_factor: 2           # [2]
       sampler:                        # Optuna's TPE
         seed: 0                       # [0]; null for a random seed
@@ -38,6 +43,12 @@ the hyper-parameters kept fixed. A searched name must be a hyper-parameter
 of that algorithm and must not be fixed too. Every bound and choice is
 checked against the learner's own validation (so ``rkl_alpha: {low: -1}``
 fails here, not in a trial).
+
+A parameter with ``when: {other: value | [values]}`` is conditional: it is
+sampled only in trials where ``other``, a categorical parameter listed
+before it, took one of those values; elsewhere the learner's default (or
+the fixed value) stands. The study then samples define-by-run and TPE
+groups the parameters that appear together (``TPESampler(group=True)``).
 """
 
 from __future__ import annotations
@@ -65,6 +76,8 @@ Aggregate = Literal["mean", "median"]
 AGGREGATES: tuple[str, ...] = typing.get_args(Aggregate)
 EarlyStoppingKind = Literal["asha", "none"]
 EARLY_STOPPING_KINDS: tuple[str, ...] = typing.get_args(EarlyStoppingKind)
+Clock = Literal["pairs", "steps"]
+CLOCKS: tuple[str, ...] = typing.get_args(Clock)
 JOURNAL_PREFIX = "journal:"
 RESERVED_NAMES = ("search_trial", "optuna_trial")
 """Keys of a search trial's Tune config besides the searched hyper-parameters."""
@@ -82,6 +95,13 @@ class ParamSpace:
     log: bool = False
     step: float | int | None = None
     choices: tuple[Any, ...] = ()
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    """Conditions ``(other parameter, values it must take)``, all of which must hold for
+    this parameter to be sampled; empty for a parameter every trial samples."""
+
+    def active(self, values: Mapping[str, Any]) -> bool:
+        """Whether this parameter is sampled, given the values sampled before it."""
+        return all(name in values and values[name] in allowed for name, allowed in self.when)
 
     def distribution(self) -> Any:
         """The Optuna distribution (what the study records and TPE samples)."""
@@ -108,10 +128,13 @@ class ParamSpace:
 
     def as_dict(self) -> dict[str, Any]:
         if self.kind == "categorical":
-            return {"choices": list(self.choices)}
-        data: dict[str, Any] = {"type": self.kind, "low": self.low, "high": self.high, "log": self.log}
-        if self.step is not None:
-            data["step"] = self.step
+            data: dict[str, Any] = {"choices": list(self.choices)}
+        else:
+            data = {"type": self.kind, "low": self.low, "high": self.high, "log": self.log}
+            if self.step is not None:
+                data["step"] = self.step
+        if self.when:
+            data["when"] = {name: list(values) for name, values in self.when}
         return data
 
 
@@ -126,12 +149,20 @@ class Objective:
 
 @dataclass(frozen=True)
 class EarlyStopping:
-    """ASHA over finished pairs: a trial's running score after ``k`` pairs is
-    compared with other trials' after the same ``k`` pairs (same pairs, same order)."""
+    """ASHA: a trial's running score is compared with other trials' at the same clock.
+
+    ``time: pairs`` (the default) counts finished (dataset, seed) pairs, run one
+    after the other: after ``k`` pairs, every trial has run the same ``k`` pairs.
+    ``time: steps`` counts gradient steps per pair: the trial trains every pair
+    to the first rung (``grace_period`` steps), then every pair to the next
+    (``grace_period * reduction_factor``), and so on to ``steps``, so ASHA
+    compares trials on all their datasets at 25k, 50k, ... steps."""
 
     kind: EarlyStoppingKind = "asha"
+    time: Clock = "pairs"
     grace_period: int | None = None
-    """Pairs a trial always runs; default: one seed over every dataset."""
+    """Pairs (or steps) a trial always runs; default: one seed over every dataset
+    (or a quarter of ``steps``)."""
     reduction_factor: float = 2.0
 
 
@@ -161,6 +192,11 @@ class SearchSettings:
     def names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.space)
 
+    @property
+    def conditional(self) -> bool:
+        """Whether some parameter is sampled only under a condition (define-by-run sampling)."""
+        return any(p.when for p in self.space)
+
     def param(self, name: str) -> ParamSpace:
         return next(p for p in self.space if p.name == name)
 
@@ -173,6 +209,7 @@ class SearchSettings:
             "objective": {"final_evals": self.objective.final_evals, "aggregate": self.objective.aggregate},
             "early_stopping": {
                 "kind": self.early_stopping.kind,
+                **({"time": "steps"} if self.early_stopping.time == "steps" else {}),
                 "grace_period": self.early_stopping.grace_period,
                 "reduction_factor": self.early_stopping.reduction_factor,
             },
@@ -215,8 +252,31 @@ class SearchConfig:
         return len(self.experiment.datasets) * len(self.experiment.seeds)
 
     @property
+    def staged(self) -> bool:
+        """Whether trials train every pair rung by rung (``early_stopping.time: steps``)."""
+        return self.search.early_stopping.time == "steps"
+
+    @property
     def grace_period(self) -> int:
-        return self.search.early_stopping.grace_period or len(self.experiment.datasets)
+        if self.search.early_stopping.grace_period:
+            return self.search.early_stopping.grace_period
+        return self.experiment.steps // 4 if self.staged else len(self.experiment.datasets)
+
+    @property
+    def stages(self) -> tuple[int, ...]:
+        """Steps per pair at which a staged trial has trained every pair: ASHA's
+        rungs (``grace_period * reduction_factor^k`` below ``steps``), then ``steps``.
+        ``(steps,)`` for a trial that runs its pairs one after the other."""
+        steps = self.experiment.steps
+        if not self.staged:
+            return (steps,)
+        rungs: list[int] = []
+        if self.search.early_stopping.kind == "asha":
+            rung = float(self.grace_period)
+            while round(rung) < steps:
+                rungs.append(int(round(rung)))
+                rung *= self.search.early_stopping.reduction_factor
+        return (*rungs, steps)
 
     @property
     def evaluations_per_pair(self) -> int:
@@ -282,6 +342,15 @@ def check_search_config(config: SearchConfig) -> None:
             raise RklBenchError(f"{where}: {param.name} is a whole number; add type: int")
         for value in param.extremes():
             make_config(algo, {**fixed, param.name: value})
+        seen = search.names[: search.names.index(param.name)]
+        for other, allowed in param.when:
+            if other not in seen or search.param(other).kind != "categorical":
+                raise RklBenchError(
+                    f"{where}.when: {other!r} must be a categorical parameter listed before {param.name!r} in search.space"
+                )
+            unknown = [v for v in allowed if not search.param(other).contains(v)]
+            if unknown:
+                raise RklBenchError(f"{where}.when.{other}: {unknown[0]!r} is not one of its choices {list(search.param(other).choices)}")
     for i, point in enumerate(search.initial_points):
         for name, value in point.items():
             if name not in search.names:
@@ -291,13 +360,20 @@ def check_search_config(config: SearchConfig) -> None:
                 )
             if not search.param(name).contains(value):
                 raise RklBenchError(f"search.initial_points[{i}].{name} = {value!r} is outside its search space")
+            if not search.param(name).active(point):
+                raise RklBenchError(
+                    f"search.initial_points[{i}].{name}: the point does not meet its condition "
+                    f"{search.param(name).as_dict()['when']}; drop it from the point"
+                )
     evaluations = config.evaluations_per_pair
     if search.objective.final_evals > evaluations:
         raise RklBenchError(
             f"search.objective.final_evals ({search.objective.final_evals}) is more than the evaluations "
             f"a pair makes ({evaluations} = steps / evaluation.interval); lower it"
         )
-    if search.early_stopping.kind == "asha":
+    if config.staged:
+        _check_stages(config)
+    elif search.early_stopping.kind == "asha":
         pairs = config.num_pairs
         if pairs < 2:
             raise RklBenchError(
@@ -312,6 +388,23 @@ def check_search_config(config: SearchConfig) -> None:
             )
     if search.storage is not None:
         storage_url(search.storage, Path("."))  # the form is checked; the place is made at run time
+
+
+def _check_stages(config: SearchConfig) -> None:
+    """A staged search: rungs on evaluation steps, and a rung below ``steps``."""
+    stopping, steps = config.search.early_stopping, config.experiment.steps
+    interval = config.experiment.evaluation.interval
+    if stopping.kind == "asha" and not 1 <= config.grace_period < steps:
+        raise RklBenchError(
+            f"search.early_stopping.grace_period must be between 1 and {steps - 1} steps (time: steps; "
+            f"steps is {steps}), got {config.grace_period}"
+        )
+    for rung in config.stages:
+        if rung % interval and rung != steps:
+            raise RklBenchError(
+                f"search.early_stopping: rung {rung} (grace_period x reduction_factor^k) is not a multiple of "
+                f"evaluation.interval ({interval}); a rung's score needs an evaluation at that step"
+            )
 
 
 def storage_url(storage: str | None, experiment_dir: Path) -> str:
@@ -377,7 +470,7 @@ def _param(name: str, raw: Any) -> ParamSpace:
     if not isinstance(raw, Mapping):
         raise RklBenchError(f"{where} must be a mapping such as {{low: 0.1, high: 2.0}} or {{choices: [1, 2]}}, got {raw!r}")
     if "choices" in raw:
-        _check_keys(raw, ("choices",), where)
+        _check_keys(raw, ("choices", "when"), where)
         choices = raw["choices"]
         if not isinstance(choices, list) or not choices:
             raise RklBenchError(f"{where}.choices must be a non-empty list, got {choices!r}")
@@ -386,8 +479,8 @@ def _param(name: str, raw: Any) -> ParamSpace:
                 raise RklBenchError(f"{where}.choices: {choice!r} is not a number, string or true/false")
         if len({(type(c), c) for c in choices}) != len(choices):
             raise RklBenchError(f"{where}.choices lists a value twice")
-        return ParamSpace(name, "categorical", choices=tuple(choices))
-    _check_keys(raw, ("type", "low", "high", "log", "step"), where)
+        return ParamSpace(name, "categorical", choices=tuple(choices), when=_when(raw.get("when"), where))
+    _check_keys(raw, ("type", "low", "high", "log", "step", "when"), where)
     for key in ("low", "high"):
         if key not in raw:
             raise RklBenchError(f"missing key {key!r} in {where} (or give choices: [...])")
@@ -406,7 +499,22 @@ def _param(name: str, raw: Any) -> ParamSpace:
             raise RklBenchError(f"{where}: step and log cannot be combined")
         if not step > 0:
             raise RklBenchError(f"{where}.step must be > 0, got {step}")
-    return ParamSpace(name, kind, low=low, high=high, log=log, step=step)
+    return ParamSpace(name, kind, low=low, high=high, log=log, step=step, when=_when(raw.get("when"), where))
+
+
+def _when(raw: Any, where: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """``when: {other: value | [values]}`` -> ``((other, (values...)), ...)``."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping) or not raw:
+        raise RklBenchError(f"{where}.when must be a mapping such as {{regulariser: [squared, kernel]}}, got {raw!r}")
+    conditions = []
+    for name, values in raw.items():
+        values = values if isinstance(values, list) else [values]
+        if not values:
+            raise RklBenchError(f"{where}.when.{name} must name at least one value")
+        conditions.append((str(name), tuple(values)))
+    return tuple(conditions)
 
 
 def _initial_points(raw: Any, names: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
@@ -433,10 +541,11 @@ def _objective(raw: Any) -> Objective:
 
 
 def _early_stopping(raw: Any) -> EarlyStopping:
-    raw = _mapping(raw, "search.early_stopping", ("kind", "grace_period", "reduction_factor"))
+    raw = _mapping(raw, "search.early_stopping", ("kind", "time", "grace_period", "reduction_factor"))
     grace = raw.get("grace_period")
     stopping = EarlyStopping(
         kind=_choice(raw.get("kind", "asha"), EARLY_STOPPING_KINDS, "search.early_stopping.kind"),  # type: ignore[arg-type]
+        time=_choice(raw.get("time", "pairs"), CLOCKS, "search.early_stopping.time"),  # type: ignore[arg-type]
         grace_period=None if grace is None else _scalar(grace, int, "search.early_stopping.grace_period"),
         reduction_factor=_scalar(raw.get("reduction_factor", 2.0), float, "search.early_stopping.reduction_factor"),
     )

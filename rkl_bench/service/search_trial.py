@@ -22,13 +22,35 @@ Every evaluation is one Tune result: the grid's result row (``algo``,
 Every row carries a checkpoint: the trainer's state plus ``search_progress.json``
 (the pair, the finished pairs' final scores, the current pair's scores so far),
 so a restarted trial goes on mid-pair exactly as a grid trial does.
+
+**Staged trials** (``early_stopping.time: steps``): ASHA compares trials after
+the same number of gradient steps on *every* dataset. The trial trains each
+pair to the first rung (e.g. 25k steps), then each pair on to the next rung
+(50k), and so on to ``steps``. A pair's training between rungs is
+``run_pair`` resumed from the pair's checkpoint at the previous rung, and the
+trainer resumes bit-exactly, so every pair's rows are those of one
+uninterrupted grid trial of ``steps`` (``rkl-bench run`` reproduces them).
+The rows then also carry
+
+* ``stage_steps`` / ``stage_steps_total``: the last rung every pair has
+  reached (0 before the first), of ``steps``; ASHA's clock;
+* ``objective``: the aggregate, over the pairs, of each pair's score at that
+  rung (the mean of its last ``final_evals`` evaluations up to the rung);
+* ``pair_scores``: those per-pair scores, in pair order.
+
+Their checkpoints hold every pair's latest trainer state (the row's own pair
+as ``checkpoint.pt``, the others as ``pair_<i>.pt``), so a restarted staged
+trial goes on where it stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import shutil
 import statistics
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +68,9 @@ TRIAL_KEY = "search_trial"
 PROGRESS_FILE = "search_progress.json"
 OBJECTIVE = "objective"
 PAIRS_DONE = "pairs_done"
+STAGE_STEPS = "stage_steps"
+"""ASHA's clock in a staged search: the last rung every pair has been trained to."""
+PAIR_SCORES = "pair_scores"
 
 
 @dataclass(frozen=True)
@@ -60,6 +85,9 @@ class SearchJob:
     settings: dict[str, Any]
     final_evals: int
     aggregate: str
+    stages: list[int] = field(default_factory=list)
+    """Rungs, in steps per pair, of a staged trial (the last is ``settings['steps']``);
+    empty for a trial that runs its pairs one after the other."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,8 +130,12 @@ def run_search_trial(config: dict[str, Any], datasets: DatasetRefs) -> None:
     job = SearchJob(**config[TRIAL_KEY])
     settings = TrialSettings(**job.settings)
     torch.set_num_threads(settings.threads)
-    hyperparams = {**job.fixed, **{name: config[name] for name in job.params}}
+    # A conditional parameter absent from a trial's sample keeps the learner's default.
+    hyperparams = {**job.fixed, **{name: config[name] for name in job.params if name in config}}
     number = config.get("optuna_trial")
+    if job.stages:
+        _run_staged(job, settings, hyperparams, number, datasets, entered)
+        return
     progress, state = _restore()
     start = progress.pair + 1 if progress.pair_finished else progress.pair
     if progress.pair_finished:
@@ -153,5 +185,118 @@ class _PairReporter:
             "optuna_trial": self.number,
             "pairs_total": len(self.job.pairs),
             "pair_final": final,
+        }
+        tune.report(row, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+
+
+# ------------------------------------------------------------------ staged
+@dataclass
+class StagedProgress:
+    """Where a staged trial is. ``stage`` and ``pair`` name the next training to run
+    (the rung index, the pair index); ``checkpoint_pair`` is the pair whose state
+    the checkpoint's ``checkpoint.pt`` holds."""
+
+    stage: int = 0
+    pair: int = 0
+    checkpoint_pair: int = 0
+    scores: list[list[float]] = field(default_factory=list)
+    """Per pair, every evaluation score so far."""
+    stage_scores: list[list[float]] = field(default_factory=list)
+    """Per finished rung, each pair's score at that rung."""
+
+
+def _pair_file(index: int) -> str:
+    return f"pair_{index}.pt"
+
+
+def _run_staged(
+    job: SearchJob,
+    settings: TrialSettings,
+    hyperparams: dict[str, Any],
+    number: int | None,
+    datasets: DatasetRefs,
+    entered: float,
+) -> None:
+    """Every pair to each rung in turn (module docstring, "Staged trials")."""
+    states = Path(tempfile.mkdtemp(prefix="rkl_bench_pairs_"))
+    try:
+        progress = _restore_staged(job, states)
+        while progress.stage < len(job.stages):
+            stage, index = progress.stage, progress.pair
+            spec, seed = job.pairs[index]
+            file = states / _pair_file(index)
+            state = read_checkpoint(file) if file.exists() else None
+            reporter = _StagedReporter(job, progress, number, states)
+            run_pair(job.algo, spec, int(seed), hyperparams, dataclasses.replace(settings, steps=job.stages[stage]),
+                     fetch_dataset(datasets[spec]), state, entered, report=reporter)
+            if (progress.stage, progress.pair) == (stage, index):
+                # Nothing reported: the pair's checkpoint was already at this rung.
+                reporter.advance()
+            entered = time.perf_counter()
+    finally:
+        shutil.rmtree(states, ignore_errors=True)
+
+
+def _restore_staged(job: SearchJob, states: Path) -> StagedProgress:
+    """The progress of the last reported row, and every pair's state copied into ``states``."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return StagedProgress(scores=[[] for _ in job.pairs])
+    with checkpoint.as_directory() as folder:
+        folder = Path(folder)
+        progress = StagedProgress(**json.loads((folder / PROGRESS_FILE).read_text(encoding="utf-8")))
+        for index in range(len(job.pairs)):
+            source = folder / (CHECKPOINT_FILE if index == progress.checkpoint_pair else _pair_file(index))
+            if source.exists():
+                shutil.copyfile(source, states / _pair_file(index))
+    return progress
+
+
+class _StagedReporter:
+    """Adds the search fields to a staged trial's rows, keeps every pair's latest
+    state, and moves the progress on when a pair reaches its rung."""
+
+    def __init__(self, job: SearchJob, progress: StagedProgress, number: int | None, states: Path) -> None:
+        self.job, self.progress, self.number, self.states = job, progress, number, states
+
+    def advance(self) -> None:
+        """The current pair has reached the current rung: on to the next pair (or rung)."""
+        progress, job = self.progress, self.job
+        progress.pair += 1
+        if progress.pair == len(job.pairs):
+            progress.stage_scores.append([pair_final(s, job.final_evals) for s in progress.scores])
+            progress.stage, progress.pair = progress.stage + 1, 0
+
+    def __call__(self, fields: dict[str, Any], checkpoint_dir: Path) -> None:
+        progress, job = self.progress, self.job
+        index, stage = progress.pair, progress.stage
+        progress.scores[index].append(float(fields["normalized_score"]))
+        shutil.copyfile(checkpoint_dir / CHECKPOINT_FILE, self.states / _pair_file(index))
+        at_rung = fields["step"] >= job.stages[stage]
+        final = pair_final(progress.scores[index], job.final_evals) if at_rung and stage == len(job.stages) - 1 else None
+        if at_rung:
+            self.advance()
+        progress.checkpoint_pair = index
+        for other in range(len(job.pairs)):
+            if other != index and (self.states / _pair_file(other)).exists():
+                shutil.copyfile(self.states / _pair_file(other), checkpoint_dir / _pair_file(other))
+        (checkpoint_dir / PROGRESS_FILE).write_text(json.dumps(asdict(progress)), encoding="utf-8")
+        finished_rungs = len(progress.stage_scores)
+        scores = progress.stage_scores[-1] if finished_rungs else []
+        total = job.stages[-1]
+        row = {
+            OBJECTIVE: aggregate_scores(scores, job.aggregate),
+            STAGE_STEPS: job.stages[finished_rungs - 1] if finished_rungs else 0,
+            "normalized_score": fields["normalized_score"],
+            "step": fields["step"],
+            **fields,
+            "total_steps": total,
+            "stage_target": job.stages[stage],
+            "stage_steps_total": total,
+            PAIRS_DONE: len(job.pairs) if finished_rungs == len(job.stages) else 0,
+            "pairs_total": len(job.pairs),
+            "pair_final": final,
+            PAIR_SCORES: scores,
+            "optuna_trial": self.number,
         }
         tune.report(row, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))

@@ -1,8 +1,11 @@
 """Tune's ``OptunaSearch``, with the study's record kept in the search's terms.
 
-* one intermediate value per finished (dataset, seed) pair (step = pairs
-  done), not one per result row, so the study's intermediate values are the
-  running scores early stopping compares;
+* one intermediate value per tick of the search's clock (step = pairs done,
+  or, in a staged search, the rung in steps every pair has reached), not one
+  per result row, so the study's intermediate values are the running scores
+  early stopping compares; the per-pair scores behind the latest one are the
+  trial's user attribute ``pair_scores`` (``pair_scores_at``: its clock);
+* a conditional search space samples define-by-run (:class:`ConditionalSpace`);
 * a trial stopped before its last pair (ASHA) is PRUNED, with its running
   score as value (Optuna takes the last intermediate value); a finished one
   is COMPLETE with its objective; an objective that is not a number makes the
@@ -21,17 +24,46 @@ from typing import Any
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from rkl_bench.service.search_trial import OBJECTIVE, PAIRS_DONE
+from rkl_bench.service.search_config import ParamSpace
+from rkl_bench.service.search_trial import OBJECTIVE, PAIR_SCORES, PAIRS_DONE
 
 TUNE_TRIAL_ATTR = "tune_trial_id"
 logger = logging.getLogger(__name__)
 
 
-class StudySearch(OptunaSearch):
-    """See the module docstring; constructed like ``OptunaSearch``."""
+class ConditionalSpace:
+    """Define-by-run sampling of a space whose parameters may hold conditions
+    (``when:``): each is suggested, in the space's order, only when the values
+    sampled before it meet its condition. A plain class, so Tune can pickle the
+    searcher with it."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, space: tuple[ParamSpace, ...]) -> None:
+        self.space = space
+
+    def __call__(self, trial: Any) -> None:
+        values: dict[str, Any] = {}
+        for param in self.space:
+            if param.active(values):
+                values[param.name] = suggest(trial, param)
+
+
+def suggest(trial: Any, param: ParamSpace) -> Any:
+    """One parameter through Optuna's public ``suggest_*`` (same distribution as :meth:`ParamSpace.distribution`)."""
+    if param.kind == "categorical":
+        return trial.suggest_categorical(param.name, list(param.choices))
+    if param.kind == "int":
+        return trial.suggest_int(param.name, int(param.low), int(param.high), log=param.log, step=int(param.step or 1))
+    return trial.suggest_float(param.name, float(param.low), float(param.high), log=param.log, step=param.step)
+
+
+class StudySearch(OptunaSearch):
+    """See the module docstring; constructed like ``OptunaSearch``, plus ``clock``:
+    the result field that counts the trial's progress (``pairs_done``, or
+    ``stage_steps`` in a staged search)."""
+
+    def __init__(self, *args: Any, clock: str = PAIRS_DONE, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._clock = clock
         self._pairs_reported: dict[str, int] = {}
 
     def suggest(self, trial_id: str) -> dict | None:
@@ -47,11 +79,15 @@ class StudySearch(OptunaSearch):
             self._report_pairs(trial_id, result)
 
     def _report_pairs(self, trial_id: str, result: dict) -> None:
-        done, value = result.get(PAIRS_DONE), result.get(OBJECTIVE)
+        done, value = result.get(self._clock), result.get(OBJECTIVE)
         if not done or value is None or not math.isfinite(value):
             return
         if self._pairs_reported.get(trial_id, 0) < done:
-            self._ot_trials[trial_id].report(float(value), step=int(done))
+            ot_trial = self._ot_trials[trial_id]
+            ot_trial.report(float(value), step=int(done))
+            if result.get(PAIR_SCORES) is not None:
+                ot_trial.set_user_attr(PAIR_SCORES, [float(x) for x in result[PAIR_SCORES]])
+                ot_trial.set_user_attr("pair_scores_at", int(done))
             self._pairs_reported[trial_id] = int(done)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -74,6 +110,8 @@ class StudySearch(OptunaSearch):
             if result:
                 self._report_pairs(trial_id, result)
                 ot_trial.set_user_attr("stopped_after_pairs", int(result.get(PAIRS_DONE) or 0))
+                if self._clock != PAIRS_DONE:
+                    ot_trial.set_user_attr(f"stopped_at_{self._clock}", int(result.get(self._clock) or 0))
             state = TrialState.PRUNED
         try:
             self._ot_study.tell(ot_trial, value, state=state)

@@ -65,6 +65,19 @@ def _cmd_datasets_make(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_datasets_export(args: argparse.Namespace) -> int:
+    if not args.minari:
+        raise RklBenchError("datasets export needs a target format: pass --minari (the only one so far)")
+    from rkl_bench.forge.minari_export import export_minari
+
+    done = export_minari(args.name, dataset_id=args.dataset_id, out=args.out, force=args.force)
+    print(f"{'replaced' if done.replaced else 'wrote'} Minari dataset {done.dataset_id} "
+          f"({done.episodes:,} episodes, {done.steps:,} steps): {done.path}")
+    where = "" if args.out is None else f" with MINARI_DATASETS_PATH={done.root}"
+    print(f"load it{where} with minari.load_dataset({done.dataset_id!r}), or here as minari:{done.dataset_id}")
+    return 0
+
+
 # -------------------------------------------------------------------- forge
 def _cmd_forge_train(args: argparse.Namespace) -> int:
     from rkl_bench.forge.train_policy import train_behaviour_policy
@@ -253,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=_non_negative_int, default=0)
     make.add_argument("--force", action="store_true", help="remake even if the cached file exists")
     make.set_defaults(func=_cmd_datasets_make)
+    export = dverbs.add_parser("export", help="write a forge dataset (mixtures included) as a local Minari dataset")
+    export.add_argument("name", help="forge dataset name, e.g. forge-v5/hopper-random-expert (made with `datasets make`)")
+    export.add_argument("--minari", action="store_true", help="export to a local Minari dataset (required: the only format)")
+    export.add_argument("--dataset-id", default=None,
+                        help="Minari id (default rkl-forge[-<profile>]/<env>/<kind>-v0, never Farama's namespaces)")
+    export.add_argument("--out", default=None, help="Minari datasets folder to write under (default $MINARI_DATASETS_PATH or ~/.minari/datasets)")
+    export.add_argument("--force", action="store_true", help="replace an existing dataset of that id")
+    export.set_defaults(func=_cmd_datasets_export)
 
     # forge
     forge = verbs.add_parser("forge", help="train the forge's behaviour policies")

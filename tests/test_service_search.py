@@ -533,3 +533,198 @@ def test_search_trial_restarts_from_its_checkpoint_as_if_uninterrupted(local_ray
         kept = eval_actors._KEPT_POOL
         if kept is not None:
             kept.close()
+
+
+# ------------------------------------------------- staged, conditional searches
+def staged_data(**changes) -> dict:
+    """The smoke search, staged (ASHA on steps: both pairs to 30 steps, then to 60) over a conditional space."""
+    data = smoke_data(name="staged", **{
+        "search.space": {
+            "regulariser": {"choices": ["squared", "kernel", "mse"]},
+            "rkl_alpha": {"low": 0.0, "high": 1.0, "when": {"regulariser": ["squared", "kernel"]}},
+            "kernel_sigma": {"low": 0.1, "high": 2.0, "log": True, "when": {"regulariser": "kernel"}},
+            "zeta2": {"low": -5.0, "high": 10.0},
+        },
+        "search.initial_points": [{"regulariser": "squared", "rkl_alpha": 1.0, "zeta2": 5.0}],
+        "search.early_stopping": {"kind": "asha", "time": "steps", "grace_period": 30, "reduction_factor": 2},
+        "search.num_samples": 5,
+        "search.sampler": {"seed": 0, "n_startup_trials": 3},
+    })
+    for key, value in changes.items():
+        data[key] = value
+    return data
+
+
+def test_shipped_mixture_study_and_its_references():
+    study = load_search_config(CONFIGS / "optuna_rkl_mixtures.yaml")
+    specs = resolve_datasets(study.experiment)
+    # The tuning set is the random + medium-replay mixtures; the held-out test mixtures stay out.
+    assert sorted(specs) == [f"forge-v5/{env}-random-medium-replay" for env in ("halfcheetah", "hopper", "walker2d")]
+    assert study.fixed == {"q_weight": 2.5} and study.experiment.steps == 100_000
+    assert study.staged and study.stages == (25_000, 50_000, 100_000)
+    assert study.search.num_samples >= 24 and study.search.max_concurrent == 2 and study.search.objective.final_evals > 1
+    assert set(study.search.names) == {"regulariser", "rkl_alpha", "kernel_sigma", "zeta1", "zeta2", "beta_normalization"}
+    assert study.search.param("kernel_sigma").when == (("regulariser", ("kernel",)),)
+    refs = load_config(CONFIGS / "optuna_rkl_mixtures_refs.yaml")
+    assert refs.algorithms == {"td3_rkl": {}, "td3_bc": {}}
+    same = ("datasets", "seeds", "steps", "evaluation", "dataset_source", "forge")
+    assert all(getattr(refs, key) == getattr(study.experiment, key) for key in same)
+
+
+def test_budget_estimate_counts_asha_rungs():
+    from rkl_bench.service.search import budget_estimate
+
+    text = budget_estimate(load_search_config(CONFIGS / "optuna_rkl_mixtures.yaml"), cores=2)
+    # 24 trials x 3 datasets x (25k + 25k / 2 + 50k / 4) steps with ASHA, 100k without.
+    assert "24 trials x 3 (dataset, seed) pair(s) x 100,000 steps = 7.2M gradient steps at most" in text
+    assert "about 3.6M with early stopping" in text and "On 2 core(s)" in text
+    assert "1.3 h to 2.9 h" in text, text
+
+
+@pytest.mark.parametrize(
+    "space_changes, stopping, fragment",
+    [
+        ({"kernel_sigma": {"low": 0.1, "high": 2.0, "when": {"zeta2": 1.0}}}, None,
+         "search.space.kernel_sigma.when: 'zeta2' must be a categorical parameter listed before 'kernel_sigma'"),
+        ({"kernel_sigma": {"low": 0.1, "high": 2.0, "when": {"regulariser": "gaussian"}}}, None,
+         "search.space.kernel_sigma.when.regulariser: 'gaussian' is not one of its choices"),
+        ({}, {"kind": "asha", "time": "steps", "grace_period": 25, "reduction_factor": 2},
+         "rung 25 (grace_period x reduction_factor^k) is not a multiple of evaluation.interval (30)"),
+        ({}, {"kind": "asha", "time": "steps", "grace_period": 60}, "grace_period must be between 1 and 59 steps"),
+        ({}, {"kind": "asha", "time": "hours"}, "search.early_stopping.time"),
+    ],
+)
+def test_bad_staged_and_conditional_specs(tmp_path, space_changes, stopping, fragment):
+    data = staged_data()
+    data["search"]["space"].update(space_changes)
+    if stopping is not None:
+        data["search"]["early_stopping"] = stopping
+    message = error_of(write_yaml(tmp_path, data))
+    assert fragment in message, message
+
+
+def test_an_initial_point_must_meet_its_conditions(tmp_path):
+    data = staged_data()
+    data["search"]["initial_points"] = [{"regulariser": "mse", "rkl_alpha": 0.5}]
+    assert "initial_points[0].rkl_alpha: the point does not meet its condition" in error_of(write_yaml(tmp_path, data))
+
+
+def test_staged_conditional_search_end_to_end(local_ray, tmp_path, capsys):
+    """ASHA compares trials after the same steps on every pair; conditional parameters are
+    sampled only where they apply; each pair's rows equal a grid trial's to the last digit."""
+    import csv
+
+    from rkl_bench.service.run import run_experiment
+
+    write_smoke_datasets()
+    config = write_yaml(tmp_path, staged_data())
+    storage = tmp_path / "runs"
+    assert cli.main(["tune", str(config), "--storage", str(storage)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("budget: 5 trials x 2 (dataset, seed) pair(s) x 60 steps")
+    experiment = storage / "staged"
+    summary = json.loads((experiment / "search_summary.json").read_text())
+    trials = {t["number"]: t for t in summary["trials"]}
+    assert len(trials) == 5 and summary["clock"] == "steps"
+    states = {t["state"] for t in trials.values()}
+    assert states == {"COMPLETE", "PRUNED"}, trials
+
+    for trial in trials.values():
+        params = trial["params"]
+        # Conditional parameters: present exactly where their condition holds.
+        assert ("rkl_alpha" in params) == (params["regulariser"] in ("squared", "kernel")), params
+        assert ("kernel_sigma" in params) == (params["regulariser"] == "kernel"), params
+        # PRUNED trials stopped at the first rung (30 steps on both pairs), COMPLETE ones ran to 60.
+        assert trial["steps_reached"] == (60 if trial["state"] == "COMPLETE" else 30), trial
+        assert sorted(int(k) for k in trial["intermediate"]) == ([30, 60] if trial["state"] == "COMPLETE" else [30])
+
+    rows = tune_rows(experiment)
+    for number, trial in trials.items():
+        mine = rows[number]
+        # Rung by rung: both pairs to 30 steps, then (if not stopped) both to 60.
+        order = [(r["seed"], r["step"]) for r in mine]
+        assert order == [(0, 30), (1, 30), (0, 60), (1, 60)][: len(order)] and len(order) in (2, 4), order
+        by_pair = [[r["normalized_score"] for r in mine if r["seed"] == s] for s in (0, 1)]
+        expected = np.mean([np.mean(scores[-2:]) for scores in by_pair])
+        assert trial["value"] == pytest.approx(expected, rel=1e-9), (trial, by_pair)
+        assert trial["pair_scores"] == pytest.approx([np.mean(scores[-2:]) for scores in by_pair])
+
+    # trials.csv: per-pair scores, steps reached, empty cells for parameters a trial did not sample.
+    with open(experiment / "trials.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == 5
+    labels = [c for c in table[0] if c.startswith("score:")]
+    assert labels == [f"score:hopper-random-expert@{s}" for s in (0, 1)], list(table[0])
+    for line in table:
+        trial = trials[int(line["number"])]
+        assert int(line["steps_reached"]) == trial["steps_reached"]
+        assert (line["kernel_sigma"] == "") == ("kernel_sigma" not in trial["params"])
+        assert [float(line[label]) for label in labels] == pytest.approx(trial["pair_scores"])
+
+    # The best trial's config is a grid whose rows equal the staged trial's, pair by pair.
+    best = summary["best"]
+    run = run_experiment(experiment / "best_config.yaml", storage=tmp_path / "grid", verbose=0)
+    assert (run.trials, run.finished, run.errored) == (2, 2, 0)
+    keys = ("step", "normalized_score", "return_mean", "critic_loss", "q_mean")
+    for folder in (tmp_path / "grid" / "staged-best").iterdir():
+        if (folder / "result.json").exists():
+            grid_rows = [json.loads(line) for line in (folder / "result.json").read_text().splitlines()]
+            seed = grid_rows[0]["seed"]
+            staged_rows = [r for r in rows[best["number"]] if r["seed"] == seed]
+            assert [tuple(r[k] for k in keys) for r in grid_rows] == [tuple(r[k] for k in keys) for r in staged_rows]
+
+
+def test_staged_search_trial_restarts_from_its_checkpoint_as_if_uninterrupted(local_ray, tmp_path, monkeypatch):
+    """A staged trial's checkpoint holds every pair's state: a worker dying mid-rung, or
+    just after a rung, goes on and its rows are those of an uninterrupted trial."""
+    from types import SimpleNamespace
+
+    from ray import tune
+
+    import rkl_bench.service.eval_actors as eval_actors
+    import rkl_bench.service.search_trial as search_trial
+    import rkl_bench.service.trainable as trainable
+    from rkl_bench.service.datasets_store import put_datasets
+    from rkl_bench.service.search_trial import TRIAL_KEY, SearchJob, run_search_trial
+    from rkl_bench.service.trainable import TrialSettings
+
+    write_smoke_datasets()
+    config = load_search_config(write_yaml(tmp_path, staged_data()))
+    specs = resolve_datasets(config.experiment)
+    job = SearchJob(config.algo, config.fixed, list(config.search.names), search_pairs(specs, config.experiment.seeds),
+                    TrialSettings.of(config.experiment).as_dict(), final_evals=2, aggregate="mean",
+                    stages=list(config.stages))
+    assert job.stages == [30, 60]
+    trial_config = {TRIAL_KEY: job.as_dict(), "regulariser": "mse", "zeta2": 3.0, "optuna_trial": 3}
+    refs = put_datasets(specs)
+    monkeypatch.setattr(trainable, "trial_artifact_dir", lambda: tmp_path / "artifacts")
+    (tmp_path / "artifacts").mkdir()
+    monkeypatch.setattr(eval_actors, "_KEPT_POOL", None)
+
+    def run(session: _FakeSession) -> None:
+        fake = SimpleNamespace(get_checkpoint=session.get_checkpoint, report=session.report, Checkpoint=tune.Checkpoint)
+        monkeypatch.setattr(search_trial, "tune", fake)
+        run_search_trial(trial_config, refs)
+
+    keys = ("seed", "step", "normalized_score", "critic_loss", "stage_steps", "objective", "pairs_done", "pair_final")
+
+    def plain(rows: list[dict]) -> list[tuple]:
+        return [tuple(None if isinstance(r[k], float) and math.isnan(r[k]) else r[k] for k in keys) for r in rows]
+
+    try:
+        whole = _FakeSession(tmp_path / "whole")
+        run(whole)
+        assert [(r["seed"], r["step"], r["stage_steps"]) for r in whole.rows] == [(0, 30, 0), (1, 30, 30), (0, 60, 30), (1, 60, 60)]
+        assert whole.rows[-1]["pairs_done"] == 2 and whole.rows[-1]["objective"] == pytest.approx(
+            np.mean([np.mean([whole.rows[i]["normalized_score"] for i in pair]) for pair in ((0, 2), (1, 3))]))
+        for crash_at in (1, 2, 3):  # mid first rung; just after it; mid second rung
+            first = _FakeSession(tmp_path / f"first{crash_at}", crash_at=crash_at)
+            with pytest.raises(_Crash):
+                run(first)
+            second = _FakeSession(tmp_path / f"second{crash_at}", start=first.last)
+            run(second)
+            assert plain(first.rows + second.rows) == plain(whole.rows), crash_at
+    finally:
+        kept = eval_actors._KEPT_POOL
+        if kept is not None:
+            kept.close()

@@ -226,8 +226,14 @@ def _cmd_toy(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------- report
 def _cmd_report(args: argparse.Namespace) -> int:
     from rkl_bench.report import build_report
+    from rkl_bench.report.search_report import SUMMARY, build_search_report
 
     experiment = Path(args.experiment)
+    if (experiment / SUMMARY).is_file():  # an `rkl-bench tune` experiment: the search's own report
+        print(build_search_report(experiment, args.out or Path("reports") / experiment.resolve().name, args.references))
+        return 0
+    if args.references:
+        raise RklBenchError(f"--references is for the report of a search, and {experiment} holds no {SUMMARY}")
     paths = build_report(
         experiment,
         args.out or Path("reports") / experiment.resolve().name,
@@ -342,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = verbs.add_parser("report", help="Table II, figures and an HTML page from an experiment's results")
     report.add_argument("experiment", help="experiment directory: Tune trial dirs (result.json) and/or runs (metrics.jsonl)")
     report.add_argument("--out", default=None, help="report directory (default reports/<experiment name>); an older report there is replaced")
+    report.add_argument("--references", nargs="+", default=[], metavar="EXPERIMENT_DIR",
+                        help="for a search (`rkl-bench tune`) directory: grids scored by the search's objective beside its best trial")
     report.add_argument("--final", choices=["last-evals", "final-episodes"], default="last-evals",
                         help="final score per seed: mean of the last K evaluations (default), or the final evaluation alone")
     report.add_argument("--k", type=_positive_int, default=10, help="K: evaluations averaged, or episodes expected with --final final-episodes (default 10, the paper's)")

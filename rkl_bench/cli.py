@@ -223,6 +223,16 @@ def _cmd_toy(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ results
+def _cmd_results_export(args: argparse.Namespace) -> int:
+    from rkl_bench.training.archive import export_results
+
+    done = export_results(args.experiment, args.out)
+    print(f"{done.out}: {done.added} trial(s) added, {done.kept} already there, {done.unfinished} unfinished left out "
+          f"({done.bytes / 1e6:.2f} MB, no checkpoints)")
+    return 0
+
+
 # ------------------------------------------------------------------- report
 def _cmd_report(args: argparse.Namespace) -> int:
     from rkl_bench.report import build_report
@@ -345,6 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
     toy.set_defaults(func=_cmd_toy)
 
     # report
+    results = verbs.add_parser("results", help="compact results archives: finished trials' result rows, no checkpoints")
+    rverbs = results.add_subparsers(dest="results_verb", required=True, metavar="VERB")
+    rexport = rverbs.add_parser("export", help="archive an experiment's finished trials (merges into an archive at --out)")
+    rexport.add_argument("experiment", help="experiment directory of `rkl-bench run`")
+    rexport.add_argument("--out", required=True, help="archive directory, e.g. results/table2_mixtures (commit it)")
+    rexport.set_defaults(func=_cmd_results_export)
+
     report = verbs.add_parser("report", help="Table II, figures and an HTML page from an experiment's results")
     report.add_argument("experiment", help="experiment directory: Tune trial dirs (result.json) and/or runs (metrics.jsonl)")
     report.add_argument("--out", default=None, help="report directory (default reports/<experiment name>); an older report there is replaced")

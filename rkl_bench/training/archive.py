@@ -1,0 +1,305 @@
+"""Results archives: an experiment's finished trials as plain result rows, no checkpoints.
+
+An experiment directory holds Tune's state, checkpoints and one
+``result.json`` per trial: hundreds of MB, tied to the machine and the Ray
+version that wrote it. An archive holds what a report and a resume need, in
+a few MB of text that can be committed, merged and shared::
+
+    results/<name>/
+      archive.json    # format, the experiment record (config + dataset specs), one entry per trial
+      rows.jsonl      # every result row of every archived trial, one JSON object a line
+
+* A trial is archived once **finished** (its last row reached its
+  ``total_steps``); running or failed trials are left for the experiment to
+  finish. Each entry names the trial by ``(algo, dataset, seed)``, holds the
+  trial's config (learner, hyper-parameters, settings; what a resume checks)
+  and, for learners with per-state weights, ``lambdas``: per dataset
+  component a histogram of lambda(s) (:data:`LAMBDA_BINS` equal bins on
+  [0, 1]) and its mean, instead of one float per dataset row.
+* Rows keep the result-row contract (docs/architecture.md) and drop Tune's
+  bookkeeping (``training_iteration``, ``date``, ``pid``, ``config``...).
+* **Merging.** Exporting into an existing archive adds the trials it lacks.
+  The experiment records must be equal, and a trial found in both must have
+  equal rows (the same seed and config give the same numbers): anything else
+  is an error naming the trial, since keeping either copy would be a guess.
+  Two partial archives of one experiment (two clusters, two machines) merge
+  into the archive a single complete run makes.
+* Written atomically (a temporary directory renamed into place): a stopped
+  export leaves the previous archive whole.
+
+Nothing in an archive is executed: it is JSON (and ``lambdas.npz`` is read
+with ``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from rkl_bench.errors import RklBenchError
+
+ARCHIVE_FILE = "archive.json"
+ROWS_FILE = "rows.jsonl"
+ARCHIVE_FORMAT = 1
+RESULT_FILE = "result.json"
+RECORD_FILE = "rkl_bench_experiment.json"
+"""The experiment record ``rkl-bench run`` writes in its experiment directory (config + dataset specs)."""
+LAMBDAS_FILE = "lambdas.npz"
+LAMBDA_BINS = 50
+TUNE_KEYS = frozenset({
+    "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration", "trial_id", "date",
+    "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "config", "time_since_restore",
+    "iterations_since_restore", "timesteps_total", "episodes_total", "timesteps_since_restore", "experiment_tag",
+    "warmup_time",
+})
+"""Tune's own keys in ``result.json`` lines: not result-row fields, not archived."""
+
+TrialKey = tuple[str, str, int]
+
+
+@dataclass
+class ArchivedTrial:
+    """One finished trial: its identity, config, rows and lambda(s) summary."""
+
+    algo: str
+    dataset: str
+    seed: int
+    config: dict[str, Any]
+    rows: list[dict[str, Any]]
+    lambdas: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def key(self) -> TrialKey:
+        return (self.algo, self.dataset, self.seed)
+
+    def entry(self) -> dict[str, Any]:
+        """Its ``archive.json`` entry (the rows go to ``rows.jsonl``)."""
+        return {"algo": self.algo, "dataset": self.dataset, "seed": self.seed, "rows": len(self.rows),
+                "final_step": self.rows[-1]["step"], "config": self.config, "lambdas": self.lambdas}
+
+
+@dataclass
+class Archive:
+    """An archive in memory: the experiment record and its finished trials by key."""
+
+    record: dict[str, Any] | None
+    trials: dict[TrialKey, ArchivedTrial]
+
+    @property
+    def name(self) -> str | None:
+        return None if self.record is None else (self.record.get("config") or {}).get("name")
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    out: Path
+    added: int
+    kept: int
+    unfinished: int
+    """Trials of the experiment left out because they have not finished."""
+    bytes: int
+
+
+# ------------------------------------------------------------------ reading
+def is_archive(path: str | Path) -> bool:
+    return (Path(path) / ARCHIVE_FILE).is_file()
+
+
+def load_archive(path: str | Path) -> Archive:
+    """Read an archive; every problem is one :class:`RklBenchError` naming the file."""
+    root = Path(path).expanduser()
+    meta_file, rows_file = root / ARCHIVE_FILE, root / ROWS_FILE
+    meta = _read_json(meta_file)
+    if not isinstance(meta, dict) or meta.get("format") != ARCHIVE_FORMAT or not isinstance(meta.get("trials"), list):
+        raise RklBenchError(f"{meta_file} is not an rkl_bench results archive (format {ARCHIVE_FORMAT})")
+    rows_by_key: dict[TrialKey, list[dict[str, Any]]] = {}
+    try:
+        lines = rows_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RklBenchError(f"cannot read {rows_file} ({exc})") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            key = (str(row["algo"]), str(row["dataset"]), int(row["seed"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise RklBenchError(f"{rows_file}:{number}: not a result row; the archive is damaged (export it again)") from None
+        rows_by_key.setdefault(key, []).append(row)
+    trials: dict[TrialKey, ArchivedTrial] = {}
+    for entry in meta["trials"]:
+        try:
+            key = (str(entry["algo"]), str(entry["dataset"]), int(entry["seed"]))
+            rows = rows_by_key.pop(key, [])
+            if len(rows) != int(entry["rows"]):
+                raise RklBenchError(f"{root}: {_name(key)} lists {entry['rows']} rows, {ROWS_FILE} holds {len(rows)}; "
+                                    "the archive is damaged (export it again)")
+            trials[key] = ArchivedTrial(*key, dict(entry.get("config") or {}), rows, dict(entry.get("lambdas") or {}))
+        except (KeyError, TypeError, ValueError):
+            raise RklBenchError(f"{meta_file}: a trial entry lacks algo, dataset, seed or rows") from None
+    if rows_by_key:
+        raise RklBenchError(f"{rows_file}: rows of {_name(next(iter(rows_by_key)))} have no trial entry in {ARCHIVE_FILE}")
+    return Archive(meta.get("record"), trials)
+
+
+def experiment_trials(experiment_dir: str | Path) -> tuple[list[ArchivedTrial], int]:
+    """The finished trials of an experiment directory, and how many are not finished."""
+    root = Path(experiment_dir).expanduser()
+    finished, unfinished = [], 0
+    for result in sorted(root.rglob(RESULT_FILE)):
+        trial = _trial_from_dir(result.parent)
+        if trial is None:
+            unfinished += 1
+        else:
+            finished.append(trial)
+    return finished, unfinished
+
+
+def _trial_from_dir(directory: Path) -> ArchivedTrial | None:
+    """A finished trial's rows (a torn last line means a writer died: not finished)."""
+    rows: list[dict[str, Any]] = []
+    config: dict[str, Any] = {}
+    lines = (directory / RESULT_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                return None
+            raise RklBenchError(f"{directory / RESULT_FILE}:{number}: unreadable result line before the last; "
+                                "the trial's rows are damaged") from None
+        if not isinstance(raw, dict) or raw.get("normalized_score") is None:
+            continue
+        config = raw.get("config") or config
+        rows.append({k: v for k, v in raw.items() if k not in TUNE_KEYS})
+    if not rows or rows[-1].get("total_steps") is None or rows[-1]["step"] < rows[-1]["total_steps"]:
+        return None
+    first = rows[0]
+    return ArchivedTrial(str(first["algo"]), str(first["dataset"]), int(first["seed"]), config, rows,
+                         _lambda_histograms(directory / LAMBDAS_FILE))
+
+
+def _lambda_histograms(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.is_file():
+        return {}
+    edges = np.linspace(0.0, 1.0, LAMBDA_BINS + 1)
+    out = {}
+    with np.load(path, allow_pickle=False) as data:
+        for component in sorted(data.files):
+            values = np.asarray(data[component], dtype=np.float64)
+            counts, _ = np.histogram(np.clip(values, 0.0, 1.0), bins=edges)
+            out[component] = {"bins": LAMBDA_BINS, "range": [0.0, 1.0], "counts": counts.tolist(),
+                              "mean": float(values.mean()) if values.size else math.nan, "rows": int(values.size)}
+    return out
+
+
+# ------------------------------------------------------------------ writing
+def export_results(experiment_dir: str | Path, out: str | Path) -> ExportSummary:
+    """Archive the finished trials of ``experiment_dir`` into ``out`` (merging with an archive there)."""
+    source = Path(experiment_dir).expanduser()
+    if not source.is_dir():
+        raise RklBenchError(f"experiment directory {source} does not exist (or is not a directory)")
+    record_file = source / RECORD_FILE
+    record = _read_json(record_file) if record_file.is_file() else None
+    finished, unfinished = experiment_trials(source)
+    if not finished and not is_archive(out):
+        raise RklBenchError(f"{source}: no finished trial to archive ({unfinished} unfinished); nothing written")
+    target = Path(out).expanduser()
+    archive = load_archive(target) if is_archive(target) else Archive(record, {})
+    if target.exists() and not is_archive(target) and any(target.iterdir()):
+        raise RklBenchError(f"{target} exists and is not a results archive; choose another --out")
+    merged, added = merge_archives([archive, Archive(record, {t.key: t for t in finished})], where=str(target))
+    size = write_archive(merged, target)
+    return ExportSummary(target, added, len(merged.trials) - added, unfinished, size)
+
+
+def merge_archives(archives: Sequence[Archive], where: str = "the archives") -> tuple[Archive, int]:
+    """One archive holding every trial of ``archives`` (the first's trials first); returns it and
+    how many trials the later ones added. Unequal records, or one trial with unequal rows, is an error."""
+    record = next((a.record for a in archives if a.record is not None), None)
+    trials: dict[TrialKey, ArchivedTrial] = {}
+    added = 0
+    for index, archive in enumerate(archives):
+        if archive.record is not None and record is not None and archive.record != record:
+            raise RklBenchError(f"{where}: the experiments differ ({_record_difference(record, archive.record)}); "
+                                "archives merge only for one experiment config")
+        for key, trial in archive.trials.items():
+            if key in trials:
+                if _comparable(trials[key].rows) != _comparable(trial.rows):
+                    raise RklBenchError(f"{where}: {_name(key)} is in both with different rows; keep one copy "
+                                        "(the same seed and config must give the same numbers)")
+                continue
+            trials[key] = trial
+            added += index > 0
+    return Archive(record, dict(sorted(trials.items()))), added
+
+
+def write_archive(archive: Archive, out: Path) -> int:
+    """Write ``archive`` to ``out`` atomically; returns its size in bytes."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(out.parent, os.W_OK):
+        raise RklBenchError(f"cannot write the archive: {out.parent} is not writable")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        meta = {"format": ARCHIVE_FORMAT, "record": archive.record,
+                "trials": [t.entry() for t in archive.trials.values()]}
+        (tmp / ARCHIVE_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True, allow_nan=True) + "\n", encoding="utf-8")
+        with open(tmp / ROWS_FILE, "w", encoding="utf-8") as handle:
+            for trial in archive.trials.values():
+                for row in sorted(trial.rows, key=lambda r: r["step"]):
+                    handle.write(json.dumps(row, sort_keys=True, allow_nan=True) + "\n")
+        size = sum(f.stat().st_size for f in tmp.iterdir())
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return size
+
+
+# ----------------------------------------------------------------- helpers
+def trial_keys(archive: Archive) -> set[TrialKey]:
+    return set(archive.trials)
+
+
+def _comparable(rows: Iterable[Mapping[str, Any]]) -> list[tuple]:
+    """Rows without the fields that differ between two honest runs of one trial (clocks, nodes)."""
+    volatile = {"wall_time", "steps_per_second", "setup_seconds", "eval_seconds", "node_id", "eval_actor_restarts"}
+    return [tuple(sorted((k, repr(v)) for k, v in row.items() if k not in volatile)) for row in sorted(rows, key=lambda r: r["step"])]
+
+
+def _record_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
+    ca, cb = a.get("config") or {}, b.get("config") or {}
+    keys = sorted(k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k))
+    if a.get("dataset_specs") != b.get("dataset_specs"):
+        keys.append("dataset specs")
+    return ", ".join(keys) or "records"
+
+
+def _name(key: TrialKey) -> str:
+    return f"{key[0]} on {key[1]} seed {key[2]}"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RklBenchError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RklBenchError(f"cannot read {path} ({exc})") from None

@@ -1,0 +1,99 @@
+"""Results archives (``rkl-bench results export``): finished trials' rows, merged, no checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rkl_bench import cli
+from rkl_bench.errors import RklBenchError
+from rkl_bench.training.archive import ARCHIVE_FILE, ROWS_FILE, export_results, load_archive, merge_archives
+
+RECORD = {"config": {"name": "grid", "steps": 20}, "dataset_specs": ["forge-v5/hopper-random-expert"]}
+
+
+def rows(algo: str, seed: int, steps=(10, 20), total: int = 20, offset: float = 0.0) -> list[dict]:
+    return [{"algo": algo, "dataset": "forge-v5/hopper-random-expert", "seed": seed, "step": s, "total_steps": total,
+             "normalized_score": 10.0 * seed + s + offset, "critic_loss": 1.0 / s, "wall_time": 3.0 * s,
+             "training_iteration": i + 1, "pid": 1234, "config": {"algo": algo, "seed": seed, "hyperparams": {"q_weight": 2.5}}}
+            for i, s in enumerate(steps)]
+
+
+def write_experiment(root: Path, trials: dict[str, list[dict]], record: dict = RECORD, lambdas: bool = False) -> Path:
+    root.mkdir(parents=True)
+    (root / "rkl_bench_experiment.json").write_text(json.dumps(record))
+    (root / "tuner.pkl").write_bytes(b"not archived")
+    for name, lines in trials.items():
+        trial = root / name
+        (trial / "checkpoint_000001").mkdir(parents=True)
+        (trial / "checkpoint_000001" / "checkpoint.pt").write_bytes(b"x" * 1000)
+        (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in lines))
+        if lambdas:
+            np.savez(trial / "lambdas.npz", random=np.full(100, 0.05, np.float32), expert=np.full(300, 0.95, np.float32))
+    return root
+
+
+def test_export_keeps_finished_trials_rows_without_tune_keys_or_checkpoints(tmp_path, capsys):
+    exp = write_experiment(tmp_path / "grid", {
+        "a": rows("td3_bc", 0), "b": rows("td3_rkl", 0), "c": rows("td3_bc", 1, steps=(10,)),  # c is still running
+    }, lambdas=True)
+    assert cli.main(["results", "export", str(exp), "--out", str(tmp_path / "results" / "grid")]) == 0
+    assert "2 trial(s) added, 0 already there, 1 unfinished left out" in capsys.readouterr().out
+    out = tmp_path / "results" / "grid"
+    assert sorted(p.name for p in out.iterdir()) == [ARCHIVE_FILE, ROWS_FILE]
+    archive = load_archive(out)
+    assert archive.record == RECORD and set(archive.trials) == {
+        ("td3_bc", "forge-v5/hopper-random-expert", 0), ("td3_rkl", "forge-v5/hopper-random-expert", 0)}
+    trial = archive.trials[("td3_bc", "forge-v5/hopper-random-expert", 0)]
+    assert [r["step"] for r in trial.rows] == [10, 20] and trial.rows[1]["normalized_score"] == 20.0
+    assert not {"training_iteration", "pid", "config"} & set(trial.rows[0])
+    assert trial.config["hyperparams"] == {"q_weight": 2.5}
+    # lambda(s) as a histogram per component, not one float per row.
+    hist = trial.lambdas["expert"]
+    assert hist["rows"] == 300 and sum(hist["counts"]) == 300 and hist["counts"][47] == 300 and hist["mean"] == pytest.approx(0.95)
+    assert trial.lambdas["random"]["counts"][2] == 100
+
+
+def test_two_partial_archives_merge_into_the_complete_one(tmp_path):
+    whole = write_experiment(tmp_path / "whole", {"a": rows("td3_bc", 0), "b": rows("td3_bc", 1), "c": rows("bc", 0)})
+    part1 = write_experiment(tmp_path / "part1", {"a": rows("td3_bc", 0), "b": rows("td3_bc", 1, steps=(10,))})
+    part2 = write_experiment(tmp_path / "part2", {"b": rows("td3_bc", 1), "c": rows("bc", 0)})
+    export_results(whole, tmp_path / "complete")
+    export_results(part1, tmp_path / "merged")
+    summary = export_results(part2, tmp_path / "merged")  # into the same archive: adds what it lacks
+    assert (summary.added, summary.kept, summary.unfinished) == (2, 1, 0)
+    a, b = load_archive(tmp_path / "complete"), load_archive(tmp_path / "merged")
+    assert a.trials.keys() == b.trials.keys() and all(a.trials[k].rows == b.trials[k].rows for k in a.trials)
+    assert (tmp_path / "complete" / ROWS_FILE).read_text() == (tmp_path / "merged" / ROWS_FILE).read_text()
+    merged, added = merge_archives([load_archive(tmp_path / "complete"), b])
+    assert added == 0 and merged.trials.keys() == a.trials.keys()
+
+
+def test_conflicting_rows_and_other_experiments_are_refused_and_nothing_changes(tmp_path):
+    export_results(write_experiment(tmp_path / "one", {"a": rows("td3_bc", 0)}), tmp_path / "arch")
+    before = (tmp_path / "arch" / ROWS_FILE).read_text()
+    other = write_experiment(tmp_path / "two", {"a": rows("td3_bc", 0, offset=0.5)})
+    with pytest.raises(RklBenchError, match="td3_bc on forge-v5/hopper-random-expert seed 0 is in both with different rows"):
+        export_results(other, tmp_path / "arch")
+    changed = write_experiment(tmp_path / "three", {"a": rows("td3_bc", 1)}, record={**RECORD, "config": {"name": "grid", "steps": 40}})
+    with pytest.raises(RklBenchError, match="the experiments differ \\(steps\\)"):
+        export_results(changed, tmp_path / "arch")
+    assert (tmp_path / "arch" / ROWS_FILE).read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arch", "one", "three", "two"]  # no temporary left
+
+
+def test_torn_last_line_is_an_unfinished_trial_and_a_damaged_archive_is_named(tmp_path):
+    exp = write_experiment(tmp_path / "grid", {"a": rows("td3_bc", 0), "b": rows("td3_bc", 1)})
+    with open(exp / "b" / "result.json", "a") as handle:
+        handle.write('{"algo": "td3_bc", "dataset": "forge-v5/hop')
+    summary = export_results(exp, tmp_path / "arch")
+    assert (summary.added, summary.unfinished) == (1, 1)
+    (tmp_path / "arch" / ROWS_FILE).write_text((tmp_path / "arch" / ROWS_FILE).read_text() + "{torn\n")
+    with pytest.raises(RklBenchError, match=f"{ROWS_FILE}:3: not a result row"):
+        load_archive(tmp_path / "arch")
+    with pytest.raises(RklBenchError, match="no finished trial to archive"):
+        export_results(write_experiment(tmp_path / "empty", {"a": rows("bc", 0, steps=(10,))}), tmp_path / "none")
+    assert not (tmp_path / "none").exists()

@@ -20,15 +20,9 @@ import torch
 from torch.distributions import Independent, Normal, TanhTransform, TransformedDistribution
 
 from rkl_bench.algos import default_hyperparams, learner_names, make_learner
-from rkl_bench.algos.behaviour import GaussianBehaviour
-from rkl_bench.algos.bc_signals import (
-    BCReverseKL,
-    BCReverseKLConfig,
-    TanhBehaviourFit,
-    TanhGaussian,
-    fit_tanh_behaviour,
-    tanh_gaussian_log_prob,
-)
+from rkl_bench.algos.behaviour import GaussianBehaviour, TanhBehaviourFit, fit_tanh_behaviour
+from rkl_bench.algos.bc_signals import BCReverseKL, BCReverseKLConfig
+from rkl_bench.algos.tanh_gaussian import TanhGaussian, tanh_gaussian_log_prob
 from rkl_bench.algos.regularisers import forward_kl, reverse_kl
 from rkl_bench.data.dataset import OfflineDataset, TensorSampler
 from rkl_bench.errors import RklBenchError
@@ -239,13 +233,14 @@ def test_resume_is_bit_exact(toy, name, monkeypatch):
     torch.save(a.state_dict(), buf)
     metrics_a = [a.update(batch) for batch in batches[20:]]
 
-    import rkl_bench.algos.bc_signals as bc_signals
+    import rkl_bench.algos.brac as brac
+    import rkl_bench.algos.td3_rkl as td3_rkl
 
     def no_refit(*args, **kwargs):
         raise AssertionError("resume must not refit the behaviour model")
 
-    monkeypatch.setattr(bc_signals, "fit_tanh_behaviour", no_refit)
-    monkeypatch.setattr(bc_signals, "fit_behaviour", no_refit)
+    monkeypatch.setattr(brac, "fit_tanh_behaviour", no_refit)  # bc_reverse_kl fits BRAC's behaviour policy
+    monkeypatch.setattr(td3_rkl, "fit_behaviour", no_refit)  # bc_weighted_rkl fits TD3+RKL's
     buf.seek(0)
     fresh = make_learner(name, dataset, SMALL[name], seed=99, state=torch.load(buf, weights_only=True))
     metrics_b = [fresh.update(batch) for batch in batches[20:]]

@@ -244,7 +244,7 @@ def test_actor_loss_is_eq7_weighted_by_eq18(dataset, fitted_state, form):
     q1 = learner.critic(batch.observations, pi)[0]
     gen = torch.Generator().manual_seed(0)
     gen.set_state(learner.negatives_generator.get_state())
-    loss, metrics = learner.actor_loss(batch, pi, q1)
+    loss, metrics = learner.actor_loss(batch, pi, q1, learner.signal_inputs(batch))  # draws a1, a2 from the stream
 
     rows = torch.randint(0, len(dataset), (2 * len(pi),), generator=gen)
     a1, a2 = learner.dataset_actions[rows[: len(pi)]], learner.dataset_actions[rows[len(pi) :]]

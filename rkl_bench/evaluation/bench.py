@@ -60,7 +60,8 @@ def td3_actor(obs_dim: int, act_dim: int) -> Policy:
     """An untrained TD3+BC learner's ``act``: the per-call cost of a real policy."""
     from rkl_bench.algos.td3_bc import TD3BC, TD3BCConfig
 
-    return TD3BC(obs_dim, act_dim, TD3BCConfig(update_path="plain"), seed=0).act
+    rows = np.zeros((1, obs_dim), np.float32), np.zeros((1, act_dim), np.float32)  # the learner reads their shapes
+    return TD3BC(*rows, TD3BCConfig(update_path="plain"), seed=0).act
 
 
 EVAL_SEED = 0

@@ -7,7 +7,7 @@ import torch
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
-from rkl_bench.algos.base import config_from_dict
+from rkl_bench.algos.config import config_from_dict
 from rkl_bench.algos.behaviour import (
     BehaviourConfig,
     GaussianBehaviour,

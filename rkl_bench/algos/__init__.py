@@ -5,7 +5,8 @@ for the state-normalisation convention and ``algos/base.py`` (or
 ``docs/architecture.md``) for what a learner declares.
 """
 
-from rkl_bench.algos.base import ConfigError, Learner, Step, config_from_dict
+from rkl_bench.algos.base import Learner, Step
+from rkl_bench.algos.config import ConfigError, config_from_dict
 from rkl_bench.algos.registry import (
     LEARNERS,
     default_hyperparams,

@@ -42,30 +42,26 @@ the dataset's rows, the hyper-parameter check of a checkpoint, acting with
 the actor, and a behaviour model fitted before training (TD3+RKL, BRAC, two
 Fig. 5 signals). ``docs/architecture.md`` walks through adding a learner.
 
-Hyper-parameters are frozen dataclasses built by :func:`config_from_dict`
-(unknown keys are errors); their checks use the helpers at the end of this
-module, which raise :class:`ConfigError`.
+Hyper-parameters are frozen dataclasses (:mod:`rkl_bench.algos.config`).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, ClassVar, Mapping, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rkl_bench.algos.config import flat_config
 from rkl_bench.algos.fast import FastPathFailed, FastUpdate, detached
 from rkl_bench.algos.inference import actor_actions
 from rkl_bench.algos.nets import Nets, adam, critic_apply, make_generator, soft_update
 from rkl_bench.errors import RklBenchError
-
-C = TypeVar("C")
 
 Loss = Callable[[Nets, Any, dict], "tuple[Tensor, dict[str, Tensor]]"]
 
@@ -264,7 +260,6 @@ class Learner(Updater):
 
     algo: ClassVar[str] = ""
     config_cls: ClassVar[type]
-    summary: ClassVar[str] = ""
     fits_behaviour: ClassVar[bool] = False
 
     def __init__(
@@ -395,104 +390,3 @@ def check_checkpoint(learner: Learner, state: Mapping[str, Any]) -> None:
             f"{learner.algo} checkpoint was saved with other hyper-parameters ({detail}); "
             "resume with the checkpoint's hyper-parameters"
         )
-
-
-# ------------------------------------------------------------------ configs
-class ConfigError(RklBenchError, ValueError):
-    """A hyper-parameter with a bad value, in one line that names it."""
-
-
-def config_from_dict(cls: type[C], values: Mapping[str, Any] | None, owner: str) -> C:
-    """Build the dataclass ``cls`` from ``values``; unknown keys are an error.
-
-    ``owner`` names where the values came from (e.g. ``"td3_rkl hyper-parameters"``)
-    so the message tells the user what to fix.
-    """
-    values = dict(values or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise RklBenchError(
-            f"unknown key(s) {', '.join(map(repr, unknown))} in {owner}; "
-            f"valid keys are: {', '.join(sorted(fields))}"
-        )
-    converted: dict[str, Any] = {}
-    for key, value in values.items():
-        default = getattr(cls, key, None)
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{owner}: {key!r} must be true or false, got {value!r}")
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{owner}: {key!r} must be a number, got {value!r}")
-            value = type(default)(value) if isinstance(default, float) else value
-        converted[key] = value
-    return cls(**converted)  # type: ignore[call-arg]
-
-
-def flat_config(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
-    """A config's values as one flat mapping (what checkpoints compare)."""
-    return dict(values)
-
-
-def positive(config: Any, *names: str) -> None:
-    """Each named field is a number > 0."""
-    for name in names:
-        value = getattr(config, name)
-        if not value > 0:
-            raise ConfigError(f"{name!r} must be > 0, got {value!r}")
-
-
-def non_negative(config: Any, *names: str) -> None:
-    """Each named field is a number >= 0."""
-    for name in names:
-        value = getattr(config, name)
-        if not value >= 0:
-            raise ConfigError(f"{name!r} must be >= 0, got {value!r}")
-
-
-def positive_int(config: Any, *names: str) -> None:
-    """Each named field is a whole number >= 1."""
-    for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name!r} must be a whole number >= 1, got {value!r}")
-
-
-def non_negative_int(config: Any, *names: str) -> None:
-    """Each named field is a whole number >= 0."""
-    for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{name!r} must be a whole number >= 0, got {value!r}")
-
-
-def finite(config: Any, *names: str) -> None:
-    """Each named field is a finite number."""
-    for name in names:
-        value = getattr(config, name)
-        if not math.isfinite(value):
-            raise ConfigError(f"{name!r} must be a finite number, got {value!r}")
-
-
-def within(config: Any, name: str, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
-    """The named field lies in the interval (``low_open``/``high_open``: that end excluded)."""
-    value = getattr(config, name)
-    above = value > low if low_open else value >= low
-    below = value < high if high_open else value <= high
-    if not (above and below):
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ConfigError(f"{name!r} must be in {interval}, got {value!r}")
-
-
-def one_of(config: Any, name: str, allowed: Sequence[str]) -> None:
-    """The named field is one of ``allowed``."""
-    value = getattr(config, name)
-    if value not in allowed:
-        raise ConfigError(f"{name!r} must be one of {', '.join(allowed)}; got {value!r}")
-
-
-def ordered(config: Any, low: str, high: str) -> None:
-    """Two finite fields with ``low < high`` (a log-std range)."""
-    lo, hi = getattr(config, low), getattr(config, high)
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ConfigError(f"{low!r} must be < {high!r} (both finite), got {lo!r} and {hi!r}")

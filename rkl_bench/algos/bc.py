@@ -28,41 +28,33 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rkl_bench.algos.base import Learner, Step, non_negative_int, one_of, positive, positive_int
-from rkl_bench.algos.fast import UPDATE_PATHS
+from rkl_bench.algos.base import Learner, Step
+from rkl_bench.algos.config import Execution, LearnerConfig, Network, positive
 from rkl_bench.algos.nets import DeterministicActor, Nets, hidden_sizes, seeded_init
 from rkl_bench.data.dataset import Batch
 
 
 @dataclass(frozen=True)
-class BCConfig:
-    """BC's hyper-parameters (TD3+BC's actor settings)."""
+class ClonedActor(Network):
+    """A deterministic actor trained on a BC signal alone: TD3+BC's actor settings (``bc``, ``bc_weighted_rkl``)."""
 
     lr: float = 3e-4
-    hidden_dim: int = 256
-    hidden_layers: int = 2
-    batch_size: int = 256
-    """Minibatch size; read by the training loop's sampler, not by the learner."""
     max_action: float = 1.0
-    fused_adam: bool = True
-    update_path: str = "fast"
-    """``"fast"``: the compiled update step; ``"plain"``: eager module and ``torch.optim``."""
-    fast_after: int = 10_000
-    """Updates run on the plain path before the compiled one takes over (docs/speed.md)."""
 
-    def __post_init__(self) -> None:
-        one_of(self, "update_path", UPDATE_PATHS)
-        non_negative_int(self, "fast_after")
+    def check(self) -> None:
         positive(self, "lr", "max_action")
-        positive_int(self, "hidden_dim", "hidden_layers", "batch_size")
+
+
+@dataclass(frozen=True)
+class BCConfig(ClonedActor, Execution, LearnerConfig):
+    """BC's hyper-parameters."""
 
 
 class BC(Learner):
-    """Deterministic behaviour cloning by mean squared error."""
+    """Behaviour cloning: a deterministic actor fitted by mean squared error (Table II's BC)."""
 
     algo = "bc"
     config_cls = BCConfig
-    summary = "behaviour cloning, deterministic MSE"
     optimizer_keys = {"actor": "optimizer"}
 
     def build(self, observations: torch.Tensor, actions: torch.Tensor) -> None:

@@ -48,66 +48,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkl_bench.algos.base import Learner, Step, ordered, positive, positive_int, within
-from rkl_bench.algos.bc import BC
-from rkl_bench.algos.brac import BRACBehaviour, check_behaviour_fit
+from rkl_bench.algos.base import Learner, Step
+from rkl_bench.algos.bc import BC, ClonedActor
+from rkl_bench.algos.brac import BRACBehaviour, BRACBehaviourFields
+from rkl_bench.algos.config import LearnerConfig, Network, TanhPolicy, positive
 from rkl_bench.algos.nets import Nets, TanhGaussianActor, hidden_sizes, seeded_init
 from rkl_bench.algos.regularisers import forward_kl
-from rkl_bench.algos.tanh_gaussian import CLIP_EPS, TanhGaussian
-from rkl_bench.algos.behaviour import TanhBehaviourFit
-from rkl_bench.algos.td3_rkl import TD3RKLConfig, WeightedRKLSignal, check_signal
+from rkl_bench.algos.tanh_gaussian import TanhGaussian
+from rkl_bench.algos.td3_rkl import WeightedRKLFields, WeightedRKLSignal
 from rkl_bench.data.dataset import Batch
-
-_RKL = TD3RKLConfig()
-_BEHAVIOUR_FIT = TanhBehaviourFit()
-
 
 class BCMSE(BC):
     """Eq. 6 alone: the ``bc`` learner under its Fig. 5 name (same config, same numbers)."""
 
     algo = "bc_mse"
-    summary = "Fig. 5: TD3+BC's BC signal alone (Eq. 6, MSE)"
 
 
 @dataclass(frozen=True)
-class BCWeightedRKLConfig:
+class BCWeightedRKLConfig(WeightedRKLFields, ClonedActor, LearnerConfig):
     """TD3+RKL's BC signal alone; actor settings are TD3+BC's, signal settings TD3+RKL's defaults."""
-
-    lr: float = 3e-4
-    hidden_dim: int = 256
-    hidden_layers: int = 2
-    batch_size: int = 256
-    max_action: float = 1.0
-    fused_adam: bool = True
-    regulariser: str = _RKL.regulariser
-    """``"squared"`` (Eq. 7), ``"kernel"`` (Eq. 17) or ``"mse"`` (Eq. 6), as in ``td3_rkl``."""
-    rkl_alpha: float = _RKL.rkl_alpha
-    kernel_sigma: float = _RKL.kernel_sigma
-    zeta1: float = _RKL.zeta1
-    zeta2: float = _RKL.zeta2
-    behaviour_steps: int = _RKL.behaviour_steps
-    behaviour_batch_size: int = _RKL.behaviour_batch_size
-    behaviour_lr: float = _RKL.behaviour_lr
-    behaviour_hidden_dim: int = _RKL.behaviour_hidden_dim
-    behaviour_hidden_layers: int = _RKL.behaviour_hidden_layers
-    behaviour_squash: str = _RKL.behaviour_squash
-    beta_reduce: str = _RKL.beta_reduce
-    beta_normalization: str = _RKL.beta_normalization
-
-    behaviour_config = TD3RKLConfig.behaviour_config  # reads the behaviour_* fields above
-
-    def __post_init__(self) -> None:
-        positive(self, "lr", "max_action")
-        positive_int(self, "hidden_dim", "hidden_layers", "batch_size")
-        check_signal(self)
 
 
 class BCWeightedRKL(WeightedRKLSignal, BC):
-    """``L = mean_B lambda(s) * reg(mu(s), a, a1, a2)``: TD3+RKL's actor loss without its Q term."""
+    """Fig. 5, TD3+RKL's signal: ``L = mean_B lambda(s) * reg(mu(s), a, a1, a2)`` (Eq. 7 x Eq. 18, no Q term)."""
 
     algo = "bc_weighted_rkl"
     config_cls = BCWeightedRKLConfig
-    summary = "Fig. 5: TD3+RKL's BC signal alone (Eq. 7 x Eq. 18)"
 
     def build(self, observations: Tensor, actions: Tensor) -> None:
         super().build(observations, actions)
@@ -123,52 +89,25 @@ class BCWeightedRKL(WeightedRKLSignal, BC):
 
 # ----------------------------------------------------- stochastic BC signals
 @dataclass(frozen=True)
-class BCForwardKLConfig:
+class BCForwardKLConfig(TanhPolicy, Network, LearnerConfig):
     """CDC's BC signal alone (Eq. 4 without Q); actor settings as the other Fig. 5 learners."""
 
     lr: float = 3e-4
-    hidden_dim: int = 256
-    hidden_layers: int = 2
-    batch_size: int = 256
-    log_std_min: float = -5.0
-    log_std_max: float = 2.0
-    """Log-std range of the tanh-Gaussian (``nets.GaussianHead``'s, also used by ``cdc``)."""
-    action_clip_eps: float = CLIP_EPS
-    """Dataset actions are clipped to ``[-1 + eps, 1 - eps]`` before their log-density is taken."""
-    fused_adam: bool = True
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         positive(self, "lr")
-        positive_int(self, "hidden_dim", "hidden_layers", "batch_size")
-        ordered(self, "log_std_min", "log_std_max")
-        within(self, "action_clip_eps", 0, 0.5, low_open=True, high_open=True)
 
 
 @dataclass(frozen=True)
-class BCReverseKLConfig(BCForwardKLConfig):
+class BCReverseKLConfig(BRACBehaviourFields, BCForwardKLConfig):
     """BRAC's BC signal alone (Eq. 5 without Q), with BRAC's KL estimator and behaviour fit."""
-
-    kl_samples: int = 4
-    """Draws ``x ~ pi_phi`` per state in the KL estimate (BRAC's ``n_div_samples``)."""
-    behaviour_steps: int = _BEHAVIOUR_FIT.steps
-    behaviour_batch_size: int = _BEHAVIOUR_FIT.batch_size
-    behaviour_lr: float = _BEHAVIOUR_FIT.lr
-    behaviour_hidden_dim: int = _BEHAVIOUR_FIT.hidden[0]
-    behaviour_hidden_layers: int = len(_BEHAVIOUR_FIT.hidden)
-    behaviour_entropy_bonus: bool = _BEHAVIOUR_FIT.entropy_bonus
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        positive_int(self, "kl_samples")
-        check_behaviour_fit(self)
 
 
 class BCForwardKL(Learner):
-    """``L = mean_B -log pi_phi(clip(a)|s)``: maximum likelihood, CDC's policy constraint alone."""
+    """Fig. 5, CDC's signal: ``L = mean_B -log pi_phi(clip(a)|s)``, the forward KL of Eq. 4 (maximum likelihood)."""
 
     algo = "bc_forward_kl"
     config_cls = BCForwardKLConfig
-    summary = "Fig. 5: CDC's BC signal alone (forward KL, Eq. 4)"
     optimizer_keys = {"actor": "optimizer"}
 
     def build(self, observations: Tensor, actions: Tensor) -> None:
@@ -192,11 +131,10 @@ class BCForwardKL(Learner):
 
 
 class BCReverseKL(BRACBehaviour, BCForwardKL):
-    """``L = mean_B KL(pi_phi || pi_b)`` with BRAC's sampled estimator; ``pi_b`` fitted first."""
+    """Fig. 5, BRAC's signal: ``L = mean_B KL(pi_phi || pi_b)`` (Eq. 5), BRAC's estimator; ``pi_b`` fitted first."""
 
     algo = "bc_reverse_kl"
     config_cls = BCReverseKLConfig
-    summary = "Fig. 5: BRAC's BC signal alone (reverse KL, Eq. 5)"
 
     def inputs(self, batch: Batch, steps: tuple[str, ...]) -> dict[str, Tensor]:
         """The KL estimate's ``kl_samples`` standard-normal draws per state."""

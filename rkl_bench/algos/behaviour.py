@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from rkl_bench.algos.base import ConfigError, one_of, positive, positive_int, within
+from rkl_bench.algos.config import ConfigError, one_of, positive, positive_int, within
 from rkl_bench.algos.nets import GaussianHead, adam, make_generator, seeded_init
 from rkl_bench.algos.tanh_gaussian import CLIP_EPS, normal_log_prob, tanh_gaussian_log_prob, tanh_gaussian_sample
 from rkl_bench.errors import RklBenchError

@@ -75,13 +75,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkl_bench.algos.base import (
-    Learner,
-    Step,
+from rkl_bench.algos.base import Learner, Step
+from rkl_bench.algos.config import (
+    ActorCritic,
+    Execution,
+    LearnerConfig,
+    TanhPolicy,
     non_negative,
     non_negative_int,
-    one_of,
-    ordered,
     positive,
     positive_int,
     within,
@@ -92,74 +93,59 @@ from rkl_bench.algos.behaviour import (
     fit_tanh_behaviour,
     unfitted_tanh_behaviour,
 )
-from rkl_bench.algos.fast import UPDATE_PATHS
 from rkl_bench.algos.nets import EnsembleCritic, Nets, TanhGaussianActor, derive_seed, ensemble_value, hidden_sizes, seeded_init
 from rkl_bench.algos.regularisers import reverse_kl
-from rkl_bench.algos.tanh_gaussian import CLIP_EPS, TanhGaussian
+from rkl_bench.algos.tanh_gaussian import TanhGaussian
 from rkl_bench.data.dataset import Batch
 
 _FIT = TanhBehaviourFit()
 
 
 @dataclass(frozen=True)
-class BRACConfig:
-    """BRAC's hyper-parameters; defaults from the authors' code and scripts (docs/baselines.md)."""
+class BRACBehaviourFields:
+    """How BRAC's behaviour policy is fitted (``brac``, ``bc_reverse_kl``; defaults: BRAC's ``run_bc.sh``)."""
 
-    kl_weight: float = 0.1
-    """lambda of Table I Eq. 5 (BRAC's alpha): weight of the KL penalty. Fixed, as in BRAC's scripts."""
-    value_penalty: bool = False
-    """Also subtract ``kl_weight * KL(s')`` in the critic target (BRAC-v). Default: BRAC-p (Table II's BRAC)."""
-    kl_samples: int = 4
-    """Draws ``x ~ pi`` per state in the KL estimate (BRAC's ``n_div_samples``)."""
-    warm_start: int = 20_000
-    """Actor steps on the KL alone before the Q term is switched on."""
-    nu: float = 1.0
-    """Critic mix ``nu * min + (1 - nu) * max`` (BRAC's ``ensemble_q_lambda``; 1 = min)."""
-    num_critics: int = 2
-    discount: float = 0.99
-    tau: float = 0.005
-    actor_lr: float = 3e-4
-    critic_lr: float = 1e-3
-    actor_hidden_dim: int = 200
-    critic_hidden_dim: int = 300
-    hidden_layers: int = 2
-    batch_size: int = 256
-    """Minibatch size; read by the training loop's sampler, not by the learner."""
-    log_std_min: float = -5.0
-    log_std_max: float = 0.0
-    """Range of the actor's log-std (BRAC's ``ActorNetwork``: [-5, 0])."""
-    action_clip_eps: float = CLIP_EPS
     behaviour_steps: int = _FIT.steps
     behaviour_batch_size: int = _FIT.batch_size
     behaviour_lr: float = _FIT.lr
     behaviour_hidden_dim: int = _FIT.hidden[0]
     behaviour_hidden_layers: int = len(_FIT.hidden)
     behaviour_entropy_bonus: bool = _FIT.entropy_bonus
-    fused_adam: bool = True
-    update_path: str = "fast"
-    """``"fast"``: the compiled whole-step update (rkl_bench/algos/fast.py); ``"plain"``: eager."""
-    fast_after: int = 10_000
-    """Updates on the plain path before the compiled one takes over (docs/speed.md)."""
+    """BRAC's entropy bonus with its tuned weight; false: plain maximum likelihood."""
+    kl_samples: int = 4
+    """Draws ``x ~ pi`` per state in the KL estimate (BRAC's ``n_div_samples``)."""
 
-    def __post_init__(self) -> None:
-        one_of(self, "update_path", UPDATE_PATHS)
-        non_negative_int(self, "fast_after", "warm_start")
-        positive(self, "actor_lr", "critic_lr")
-        positive_int(self, "kl_samples", "num_critics", "actor_hidden_dim", "critic_hidden_dim", "hidden_layers",
-                     "batch_size")
-        within(self, "tau", 0, 1, low_open=True)
-        within(self, "discount", 0, 1, low_open=True)
+    def check(self) -> None:
+        positive(self, "behaviour_lr")
+        positive_int(self, "behaviour_steps", "behaviour_batch_size", "behaviour_hidden_dim",
+                     "behaviour_hidden_layers", "kl_samples")
+
+
+@dataclass(frozen=True)
+class BRACConfig(BRACBehaviourFields, TanhPolicy, ActorCritic, Execution, LearnerConfig):
+    """BRAC's hyper-parameters; defaults from the authors' code and scripts (docs/baselines.md)."""
+
+    kl_weight: float = 0.1
+    """lambda of Table I Eq. 5 (BRAC's alpha): weight of the KL penalty. Fixed, as in BRAC's scripts."""
+    value_penalty: bool = False
+    """Also subtract ``kl_weight * KL(s')`` in the critic target (BRAC-v). Default: BRAC-p (Table II's BRAC)."""
+    warm_start: int = 20_000
+    """Actor steps on the KL alone before the Q term is switched on."""
+    nu: float = 1.0
+    """Critic mix ``nu * min + (1 - nu) * max`` (BRAC's ``ensemble_q_lambda``; 1 = min)."""
+    num_critics: int = 2
+    critic_lr: float = 1e-3
+    actor_hidden_dim: int = 200
+    critic_hidden_dim: int = 300
+    hidden_layers: int = 2
+    log_std_max: float = 0.0
+    """Top of the actor's log-std range (BRAC's ``ActorNetwork``: [-5, 0])."""
+
+    def check(self) -> None:
+        non_negative_int(self, "warm_start")
+        positive_int(self, "num_critics", "actor_hidden_dim", "critic_hidden_dim", "hidden_layers")
         within(self, "nu", 0, 1)
         non_negative(self, "kl_weight")
-        ordered(self, "log_std_min", "log_std_max")
-        check_behaviour_fit(self)
-
-
-def check_behaviour_fit(config: Any) -> None:
-    """The ``behaviour_*`` fields of a config that fits BRAC's behaviour policy (``brac``, ``bc_reverse_kl``)."""
-    positive(config, "behaviour_lr")
-    positive_int(config, "behaviour_steps", "behaviour_batch_size", "behaviour_hidden_dim", "behaviour_hidden_layers")
-    within(config, "action_clip_eps", 0, 0.5, low_open=True, high_open=True)
 
 
 class BRACBehaviour:
@@ -191,12 +177,10 @@ class BRACBehaviour:
 
 
 class BRAC(BRACBehaviour, Learner):
-    """The BRAC learner (see the module docstring)."""
+    """BRAC (Wu et al. 2019, Eq. 5): a KL(pi || pi_b) penalty on a tanh-Gaussian actor (module docstring)."""
 
     algo = "brac"
     config_cls = BRACConfig
-    summary = "BRAC (Wu et al. 2019), Eq. 5: KL(pi || pi_b) penalty, tanh-Gaussian actor"
-    config: BRACConfig
 
     def build(self, observations: Tensor, actions: Tensor) -> None:
         cfg = self.config

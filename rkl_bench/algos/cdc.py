@@ -57,26 +57,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rkl_bench.algos.base import (
-    Learner,
-    Step,
+from rkl_bench.algos.base import Learner, Step
+from rkl_bench.algos.config import (
+    ActorCritic,
+    Execution,
+    LearnerConfig,
+    Network,
+    TanhPolicy,
     non_negative,
-    non_negative_int,
-    one_of,
-    ordered,
-    positive,
     positive_int,
     within,
 )
-from rkl_bench.algos.fast import UPDATE_PATHS
 from rkl_bench.algos.nets import EnsembleCritic, Nets, TanhGaussianActor, ensemble_value, hidden_sizes, seeded_init
 from rkl_bench.algos.regularisers import forward_kl
-from rkl_bench.algos.tanh_gaussian import CLIP_EPS, TanhGaussian
+from rkl_bench.algos.tanh_gaussian import TanhGaussian
 from rkl_bench.data.dataset import Batch
 
 
 @dataclass(frozen=True)
-class CDCConfig:
+class CDCConfig(TanhPolicy, ActorCritic, Network, Execution, LearnerConfig):
     """CDC's hyper-parameters (paper values where it gives them; docs/baselines.md for the rest)."""
 
     kl_weight: float = 1.0
@@ -89,44 +88,18 @@ class CDCConfig:
     """M, critics in the ensemble (the paper's 4)."""
     num_samples: int = 10
     """N, policy actions per state for the target's max and for Delta (not given in the main text)."""
-    discount: float = 0.99
-    tau: float = 0.005
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    hidden_dim: int = 256
-    hidden_layers: int = 2
-    batch_size: int = 256
-    """Minibatch size; read by the training loop's sampler, not by the learner."""
-    log_std_min: float = -5.0
-    log_std_max: float = 2.0
-    action_clip_eps: float = CLIP_EPS
-    """Dataset actions are clipped to ``[-1 + eps, 1 - eps]`` before ``log pi(a|s)``."""
-    fused_adam: bool = True
-    update_path: str = "fast"
-    """``"fast"``: the compiled whole-step update (rkl_bench/algos/fast.py); ``"plain"``: eager."""
-    fast_after: int = 10_000
-    """Updates on the plain path before the compiled one takes over (docs/speed.md)."""
 
-    def __post_init__(self) -> None:
-        one_of(self, "update_path", UPDATE_PATHS)
-        non_negative_int(self, "fast_after")
-        positive(self, "actor_lr", "critic_lr")
-        positive_int(self, "num_critics", "num_samples", "hidden_dim", "hidden_layers", "batch_size")
-        within(self, "tau", 0, 1, low_open=True)
-        within(self, "discount", 0, 1, low_open=True)
+    def check(self) -> None:
+        positive_int(self, "num_critics", "num_samples")
         within(self, "nu", 0, 1)
         non_negative(self, "kl_weight", "eta")
-        ordered(self, "log_std_min", "log_std_max")
-        within(self, "action_clip_eps", 0, 0.5, low_open=True, high_open=True)
 
 
 class CDC(Learner):
-    """The CDC learner (see the module docstring)."""
+    """CDC (Fakoor et al. 2021, Eq. 4): a log pi(a|s) term and the Delta critic penalty (module docstring)."""
 
     algo = "cdc"
     config_cls = CDCConfig
-    summary = "CDC (Fakoor et al. 2021), Eq. 4: log pi(a|s) term and the Delta critic penalty"
-    config: CDCConfig
 
     def build(self, observations: Tensor, actions: Tensor) -> None:
         cfg = self.config

@@ -51,9 +51,6 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import Tensor
 
-UPDATE_PATHS = ("fast", "plain")
-"""Values of a learner config's ``update_path``."""
-
 RECOMPILE_LIMIT = 64
 """Graphs dynamo keeps per step function (``torch._dynamo.config.recompile_limit`` is raised to this)."""
 

@@ -27,7 +27,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from rkl_bench.algos.base import Learner, config_from_dict
+from rkl_bench.algos.base import Learner
+from rkl_bench.algos.config import config_from_dict
 from rkl_bench.algos.bc import BC
 from rkl_bench.algos.bc_signals import BCMSE, BCForwardKL, BCReverseKL, BCWeightedRKL
 from rkl_bench.algos.brac import BRAC
@@ -43,7 +44,7 @@ LEARNERS: dict[str, type[Learner]] = {
                 # Fig. 5: the four BC signals alone (no RL signal), for expert datasets.
                 BCWeightedRKL, BCMSE, BCForwardKL, BCReverseKL)
 }
-"""Every learner by name; each class carries its ``config_cls`` and a one-line ``summary``."""
+"""Every learner by name; each class carries its ``config_cls`` (and says what it is in its docstring)."""
 
 
 VARIANT_LABEL = re.compile(r"[a-z0-9][a-z0-9_.]*")

@@ -45,60 +45,38 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rkl_bench.algos.base import Learner, Step, non_negative, non_negative_int, one_of, positive, positive_int, within
-from rkl_bench.algos.fast import UPDATE_PATHS, detached
+from rkl_bench.algos.base import Learner, Step
+from rkl_bench.algos.config import ActorCritic, Execution, LearnerConfig, Network, non_negative, positive, positive_int
+from rkl_bench.algos.fast import detached
 from rkl_bench.algos.nets import DeterministicActor, EnsembleCritic, Nets, critic_member_apply, hidden_sizes, seeded_init
 from rkl_bench.data.dataset import Batch
 
 
 @dataclass(frozen=True)
-class TD3BCConfig:
+class TD3BCConfig(ActorCritic, Network, Execution, LearnerConfig):
     """TD3+BC's hyper-parameters; defaults are the paper's (Sec. 5 / Appendix) and official code's."""
 
     q_weight: float = 2.5
     """TD3+BC's alpha: weight of the normalised Q term (paper: 2.5 on all D4RL tasks)."""
-    discount: float = 0.99
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
     policy_noise: float = 0.2
     """Std of the target policy smoothing noise (times ``max_action``)."""
     noise_clip: float = 0.5
     """Clip of that noise (times ``max_action``)."""
     policy_freq: int = 2
     """Actor and target updates every ``policy_freq`` critic steps."""
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    hidden_dim: int = 256
-    hidden_layers: int = 2
-    batch_size: int = 256
-    """Minibatch size; read by the training loop's sampler, not by the learner."""
     max_action: float = 1.0
-    fused_adam: bool = True
-    """Use the fused Adam kernel (same maths, ~1e-6 rounding differences; much faster on CPU)."""
-    update_path: str = "fast"
-    """``"fast"``: the compiled whole-step update; ``"plain"``: eager modules and ``torch.optim``
-    (same numbers up to float rounding; docs/speed.md)."""
-    fast_after: int = 10_000
-    """With ``update_path="fast"``, the first ``fast_after`` updates run on the plain path
-    (compiling pays back only after a few thousand steps; docs/speed.md)."""
 
-    def __post_init__(self) -> None:
-        one_of(self, "update_path", UPDATE_PATHS)
-        non_negative_int(self, "fast_after")
-        positive(self, "actor_lr", "critic_lr", "max_action")
-        positive_int(self, "policy_freq", "hidden_dim", "hidden_layers", "batch_size")
-        within(self, "tau", 0, 1, low_open=True)
-        within(self, "discount", 0, 1, low_open=True)
+    def check(self) -> None:
+        positive(self, "max_action")
+        positive_int(self, "policy_freq")
         non_negative(self, "policy_noise", "noise_clip", "q_weight")
 
 
 class TD3BC(Learner):
-    """The TD3+BC learner (see the module docstring for the update)."""
+    """TD3+BC (Fujimoto & Gu 2021, Eq. 6; see the module docstring for the update)."""
 
     algo = "td3_bc"
     config_cls = TD3BCConfig
-    summary = "TD3+BC (Fujimoto & Gu 2021), Eq. 6"
-    config: TD3BCConfig
 
     def build(self, observations: torch.Tensor, actions: torch.Tensor) -> None:
         cfg = self.config

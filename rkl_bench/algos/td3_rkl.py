@@ -56,7 +56,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rkl_bench.algos.base import finite, non_negative, one_of, positive, positive_int
+from rkl_bench.algos.config import finite, non_negative, one_of, positive, positive_int
 from rkl_bench.algos.behaviour import (
     BETA_NORMALIZATIONS,
     BETA_REDUCES,
@@ -77,8 +77,9 @@ _BEHAVIOUR = BehaviourConfig()
 
 
 @dataclass(frozen=True)
-class TD3RKLConfig(TD3BCConfig):
-    """TD3+BC's hyper-parameters plus the paper's (Sec. V: zeta1 = 10, zeta2 = 5, alpha = 1.0)."""
+class WeightedRKLFields:
+    """The weighted-RKL signal's settings (``td3_rkl``, ``bc_weighted_rkl``; Sec. V: zeta1 = 10, zeta2 = 5,
+    alpha = 1.0), and how its behaviour model is fitted (``BehaviourConfig``'s defaults)."""
 
     zeta1: float = 10.0
     """Slope of Eq. 18 in ``beta`` (paper: 10)."""
@@ -100,9 +101,16 @@ class TD3RKLConfig(TD3BCConfig):
     beta_reduce: str = _BEHAVIOUR.beta_reduce
     beta_normalization: str = _BEHAVIOUR.beta_normalization
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_signal(self)
+    def check(self) -> None:
+        positive(self, "kernel_sigma", "behaviour_lr")
+        positive_int(self, "behaviour_steps", "behaviour_batch_size", "behaviour_hidden_dim",
+                     "behaviour_hidden_layers")
+        one_of(self, "regulariser", FORMS)
+        one_of(self, "behaviour_squash", SQUASHES)
+        one_of(self, "beta_reduce", BETA_REDUCES)
+        one_of(self, "beta_normalization", BETA_NORMALIZATIONS)
+        non_negative(self, "rkl_alpha")
+        finite(self, "zeta1", "zeta2")
 
     def behaviour_config(self) -> BehaviourConfig:
         return BehaviourConfig(
@@ -116,16 +124,9 @@ class TD3RKLConfig(TD3BCConfig):
         )
 
 
-def check_signal(config: Any) -> None:
-    """The checks of the weighted-RKL signal's settings (``td3_rkl`` and ``bc_weighted_rkl``)."""
-    positive(config, "kernel_sigma", "behaviour_lr")
-    positive_int(config, "behaviour_steps", "behaviour_batch_size", "behaviour_hidden_dim", "behaviour_hidden_layers")
-    one_of(config, "regulariser", FORMS)
-    one_of(config, "behaviour_squash", SQUASHES)
-    one_of(config, "beta_reduce", BETA_REDUCES)
-    one_of(config, "beta_normalization", BETA_NORMALIZATIONS)
-    non_negative(config, "rkl_alpha")
-    finite(config, "zeta1", "zeta2")
+@dataclass(frozen=True)
+class TD3RKLConfig(WeightedRKLFields, TD3BCConfig):
+    """TD3+BC's hyper-parameters plus the weighted-RKL signal's."""
 
 
 class WeightedRKLSignal:
@@ -223,8 +224,6 @@ class TD3RKL(WeightedRKLSignal, TD3BC):
 
     algo = "td3_rkl"
     config_cls = TD3RKLConfig
-    summary = "TD3+RKL (the paper): Eq. 7 BC term weighted by Eq. 18"
-    config: TD3RKLConfig
 
     def build(self, observations: torch.Tensor, actions: torch.Tensor) -> None:
         super().build(observations, actions)

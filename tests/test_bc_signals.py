@@ -19,9 +19,9 @@ import pytest
 import torch
 from torch.distributions import Independent, Normal, TanhTransform, TransformedDistribution
 
-from rkl_bench.algos import default_hyperparams, learner_names, make_learner
+from rkl_bench.algos import default_hyperparams, learner_names, make_config, make_learner
 from rkl_bench.algos.behaviour import GaussianBehaviour, TanhBehaviourFit, fit_tanh_behaviour
-from rkl_bench.algos.bc_signals import BCReverseKL, BCReverseKLConfig
+from rkl_bench.algos.bc_signals import BCReverseKL
 from rkl_bench.algos.tanh_gaussian import TanhGaussian, tanh_gaussian_log_prob
 from rkl_bench.algos.regularisers import forward_kl, reverse_kl
 from rkl_bench.data.dataset import OfflineDataset, TensorSampler
@@ -157,7 +157,7 @@ def test_behaviour_fit_recovers_the_noise_and_the_entropy_bonus_widens_it(toy):
     actions = torch.tanh(u + 0.03 * torch.randn(u.shape, generator=torch.Generator().manual_seed(0)))
     fits = {}
     for bonus in (False, True):
-        model, stats = fit_tanh_behaviour(obs, actions, TanhBehaviourFit(steps=1200, hidden=(64, 64), entropy_bonus=bonus),
+        model, stats = fit_tanh_behaviour(obs, actions, TanhBehaviourFit(steps=1200, hidden_dim=64, entropy_bonus=bonus),
                                           seed=0)
         fits[bonus] = stats
         with torch.no_grad():
@@ -288,7 +288,7 @@ def test_act_is_deterministic_bounded_and_leaves_the_global_rng_alone(toy, name)
 def test_unfitted_learner_refuses_to_train_and_other_checkpoints_are_refused(toy):
     dataset = toy[0]
     mean, std = dataset.state_stats()
-    config = BCReverseKLConfig(**SMALL["bc_reverse_kl"])
+    config = make_config("bc_reverse_kl", SMALL["bc_reverse_kl"])
     learner = BCReverseKL((dataset.observations - mean) / std, dataset.actions, config, fit=False)
     with pytest.raises(RklBenchError, match="checkpoint"):
         learner.update(sampler(dataset).sample())

@@ -16,8 +16,8 @@ import torch
 from torch.distributions import Independent, Normal
 from test_learner_td3_rkl import synthetic_dataset
 
-from rkl_bench.algos import default_hyperparams, make_learner
-from rkl_bench.algos.brac import BRAC, BRACConfig
+from rkl_bench.algos import default_hyperparams, make_config, make_learner
+from rkl_bench.algos.brac import BRAC
 from rkl_bench.data.dataset import OfflineDataset, TensorSampler
 from rkl_bench.errors import RklBenchError
 
@@ -258,7 +258,7 @@ def test_global_rng_untouched_and_act_is_the_mode(dataset):
 
 def test_unfitted_learner_refuses_to_train_and_other_configs_are_refused(dataset, fitted_state):
     mean, std = dataset.state_stats()
-    learner = BRAC((dataset.observations - mean) / std, dataset.actions, BRACConfig(**SMALL), fit=False)
+    learner = BRAC((dataset.observations - mean) / std, dataset.actions, make_config("brac", SMALL), fit=False)
     with pytest.raises(RklBenchError, match="checkpoint"):
         learner.update(sampler(dataset).sample())
     with pytest.raises(RklBenchError, match="kl_weight"):

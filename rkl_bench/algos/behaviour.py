@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from rkl_bench.algos.config import ConfigError, one_of, positive, positive_int, within
+from rkl_bench.algos.config import Checked, one_of, positive, positive_int, within
 from rkl_bench.algos.nets import GaussianHead, adam, make_generator, seeded_init
 from rkl_bench.algos.tanh_gaussian import CLIP_EPS, normal_log_prob, tanh_gaussian_log_prob, tanh_gaussian_sample
 from rkl_bench.errors import RklBenchError
@@ -56,7 +56,7 @@ RANGE_QUANTILES = (0.05, 0.95)
 
 
 @dataclass(frozen=True)
-class BehaviourConfig:
+class BehaviourConfig(Checked):
     """How the behaviour model is fitted and how its log-variance becomes ``beta(s)``.
 
     ``steps = 50_000`` minibatches of 256 is ~12 passes over a 1M-row D4RL
@@ -70,19 +70,25 @@ class BehaviourConfig:
     steps: int = 50_000
     batch_size: int = 256
     lr: float = 1e-3
-    hidden: tuple[int, ...] = (256, 256)
+    hidden_dim: int = 256
+    hidden_layers: int = 2
     squash: str = "none"
+    """``"none"``: a Gaussian on the actions; ``"tanh"``: on the pre-tanh actions."""
     beta_reduce: str = "mean"
+    """How the per-dimension log-variances become one ``beta``."""
     beta_normalization: str = "zscore"
     tanh_eps: float = 1e-4
     """Actions are clipped to ``[-1 + eps, 1 - eps]`` before ``atanh`` (``squash="tanh"`` only)."""
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         check_options(self)
-        positive_int(self, "steps", "batch_size")
+        positive_int(self, "steps", "batch_size", "hidden_dim", "hidden_layers")
         positive(self, "lr")
         within(self, "tanh_eps", 0, 0.5, low_open=True, high_open=True)
-        object.__setattr__(self, "hidden", layer_widths(self.hidden))  # YAML gives lists
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return (self.hidden_dim,) * self.hidden_layers
 
 
 def check_options(config: Any) -> None:
@@ -90,17 +96,6 @@ def check_options(config: Any) -> None:
     one_of(config, "squash", SQUASHES)
     one_of(config, "beta_reduce", BETA_REDUCES)
     one_of(config, "beta_normalization", BETA_NORMALIZATIONS)
-
-
-def layer_widths(hidden: Any) -> tuple[int, ...]:
-    """A list of positive layer widths as a tuple."""
-    try:
-        widths = tuple(int(h) for h in hidden)
-    except (TypeError, ValueError):
-        raise ConfigError(f"'hidden' must be a list of layer widths, got {hidden!r}") from None
-    if not widths or min(widths) < 1:
-        raise ConfigError(f"'hidden' must be positive layer widths, got {hidden!r}")
-    return widths
 
 
 class GaussianBehaviour(nn.Module):
@@ -304,21 +299,30 @@ def _chunked(fn: Any, obs: Tensor, chunk: int = 65536) -> Tensor:
 
 # ------------------------------------------------------ BRAC's behaviour policy
 @dataclass(frozen=True)
-class TanhBehaviourFit:
+class TanhBehaviourFit(Checked):
     """How BRAC's behaviour policy is fitted (defaults: BRAC's ``run_bc.sh`` / ``bc_agent.py``)."""
 
     steps: int = 300_000
     batch_size: int = 256
     lr: float = 5e-4
-    hidden: tuple[int, ...] = (200, 200)
+    hidden_dim: int = 200
+    hidden_layers: int = 2
     entropy_bonus: bool = True
-    """BRAC's BC agent adds ``alpha_e * log pi_b(x)``, ``x ~ pi_b``, with ``alpha_e`` tuned to entropy ``-act_dim``."""
-    clip_eps: float = CLIP_EPS
-    fused_adam: bool = True
+    """BRAC's BC agent adds ``alpha_e * log pi_b(x)``, ``x ~ pi_b``, with ``alpha_e`` tuned to entropy
+    ``-act_dim``; false: plain maximum likelihood."""
+
+    def check(self) -> None:
+        positive_int(self, "steps", "batch_size", "hidden_dim", "hidden_layers")
+        positive(self, "lr")
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return (self.hidden_dim,) * self.hidden_layers
 
 
 def fit_tanh_behaviour(
-    observations: Tensor, actions: Tensor, fit: TanhBehaviourFit, seed: int, progress: bool = False
+    observations: Tensor, actions: Tensor, fit: TanhBehaviourFit, seed: int, progress: bool = False,
+    clip_eps: float = CLIP_EPS, fused_adam: bool = True,
 ) -> tuple[GaussianBehaviour, dict[str, float]]:
     """Fit BRAC's behaviour policy ``pi_b`` on NORMALISED states; return it (eval mode) and fit statistics.
 
@@ -330,8 +334,9 @@ def fit_tanh_behaviour(
     ``alpha_e = relu(v)``, ``v`` starts at 1 and follows Adam on ``L_alpha``
     with BRAC's ``relu_v2`` gradient (zero only when ``v <= 0`` and the
     gradient would lower it further). ``entropy_bonus=False`` is plain
-    maximum likelihood. Seeds: init, batches and sampling noise are separate
-    streams of ``seed``; the global RNG is untouched.
+    maximum likelihood. Dataset actions are clipped by ``clip_eps`` (also the
+    model's ``tanh_eps``). Seeds: init, batches and sampling noise are
+    separate streams of ``seed``; the global RNG is untouched.
     """
     obs, act = observations.float(), actions.float()
     n, obs_dim = obs.shape
@@ -339,9 +344,9 @@ def fit_tanh_behaviour(
     device = obs.device
     with seeded_init(seed, "behaviour_init"):
         model = GaussianBehaviour(obs_dim, act_dim, fit.hidden, squash="tanh", beta_normalization="none",
-                                  tanh_eps=fit.clip_eps)
+                                  tanh_eps=clip_eps)
     model.to(device)
-    optimiser = adam(model.parameters(), fit.lr, fit.fused_adam, device)
+    optimiser = adam(model.parameters(), fit.lr, fused_adam, device)
     alpha_var = torch.ones((), device=device, requires_grad=True)
     alpha_optimiser = torch.optim.Adam([alpha_var], lr=fit.lr)
     target_entropy = -float(act_dim)
@@ -352,7 +357,7 @@ def fit_tanh_behaviour(
     for step in bar:
         idx = torch.randint(n, (fit.batch_size,), generator=batches, device=device)
         mean, log_std = model(obs.index_select(0, idx))
-        nll = -tanh_gaussian_log_prob(act.index_select(0, idx), mean, log_std, fit.clip_eps).mean()
+        nll = -tanh_gaussian_log_prob(act.index_select(0, idx), mean, log_std, clip_eps).mean()
         loss = nll
         if fit.entropy_bonus:
             noise = torch.randn(mean.shape, generator=noise_gen, device=device)
@@ -375,7 +380,7 @@ def fit_tanh_behaviour(
         nlls, log_stds = [], []
         for o, a in zip(obs.split(65536), act.split(65536)):
             mean, log_std = model(o)
-            nlls.append(-tanh_gaussian_log_prob(a, mean, log_std, fit.clip_eps))
+            nlls.append(-tanh_gaussian_log_prob(a, mean, log_std, clip_eps))
             log_stds.append(log_std.mean(dim=-1))
         nll_all, log_std_all = torch.cat(nlls), torch.cat(log_stds)
     stats = {
@@ -390,11 +395,11 @@ def fit_tanh_behaviour(
 
 
 def unfitted_tanh_behaviour(
-    obs_dim: int, act_dim: int, fit: TanhBehaviourFit, device: torch.device
+    obs_dim: int, act_dim: int, fit: TanhBehaviourFit, device: torch.device, clip_eps: float = CLIP_EPS
 ) -> GaussianBehaviour:
     """The behaviour network, unfitted, to load a checkpoint into (``fit=False`` learners)."""
     model = GaussianBehaviour(obs_dim, act_dim, fit.hidden, squash="tanh", beta_normalization="none",
-                              tanh_eps=fit.clip_eps)
+                              tanh_eps=clip_eps)
     return model.to(device).eval().requires_grad_(False)
 
 

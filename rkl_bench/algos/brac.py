@@ -67,9 +67,9 @@ take them, so both paths use the same noise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -98,27 +98,21 @@ from rkl_bench.algos.regularisers import reverse_kl
 from rkl_bench.algos.tanh_gaussian import TanhGaussian
 from rkl_bench.data.dataset import Batch
 
-_FIT = TanhBehaviourFit()
-
-
 @dataclass(frozen=True)
 class BRACBehaviourFields:
-    """How BRAC's behaviour policy is fitted (``brac``, ``bc_reverse_kl``; defaults: BRAC's ``run_bc.sh``)."""
+    """BRAC's behaviour policy and the KL to it (``brac``, ``bc_reverse_kl``)."""
 
-    behaviour_steps: int = _FIT.steps
-    behaviour_batch_size: int = _FIT.batch_size
-    behaviour_lr: float = _FIT.lr
-    behaviour_hidden_dim: int = _FIT.hidden[0]
-    behaviour_hidden_layers: int = len(_FIT.hidden)
-    behaviour_entropy_bonus: bool = _FIT.entropy_bonus
-    """BRAC's entropy bonus with its tuned weight; false: plain maximum likelihood."""
+    behaviour: TanhBehaviourFit = field(default_factory=TanhBehaviourFit)
+    """How ``pi_b`` is fitted: ``behaviour.steps``, ``behaviour.entropy_bonus``, ... (BRAC's ``run_bc.sh``)."""
     kl_samples: int = 4
     """Draws ``x ~ pi`` per state in the KL estimate (BRAC's ``n_div_samples``)."""
 
+    aliases: ClassVar[dict[str, str]] = {f"behaviour_{name}": f"behaviour.{name}" for name in (
+        "steps", "batch_size", "lr", "hidden_dim", "hidden_layers", "entropy_bonus")}
+    """The flat names these had before the nested section (configs and checkpoints use them)."""
+
     def check(self) -> None:
-        positive(self, "behaviour_lr")
-        positive_int(self, "behaviour_steps", "behaviour_batch_size", "behaviour_hidden_dim",
-                     "behaviour_hidden_layers", "kl_samples")
+        positive_int(self, "kl_samples")
 
 
 @dataclass(frozen=True)
@@ -155,20 +149,15 @@ class BRACBehaviour:
     config: Any
     behaviour: GaussianBehaviour
 
-    def behaviour_fit(self) -> TanhBehaviourFit:
-        cfg = self.config
-        return TanhBehaviourFit(steps=cfg.behaviour_steps, batch_size=cfg.behaviour_batch_size, lr=cfg.behaviour_lr,
-                                hidden=hidden_sizes(cfg.behaviour_hidden_dim, cfg.behaviour_hidden_layers),
-                                entropy_bonus=cfg.behaviour_entropy_bonus, clip_eps=cfg.action_clip_eps,
-                                fused_adam=cfg.fused_adam)
-
     def fit_behaviour(self, observations: Tensor, actions: Tensor,
                       progress: bool) -> tuple[GaussianBehaviour, dict[str, float]]:
-        return fit_tanh_behaviour(observations, actions, self.behaviour_fit(), derive_seed(self.seed, "behaviour"),
-                                  progress)
+        cfg = self.config
+        return fit_tanh_behaviour(observations, actions, cfg.behaviour, derive_seed(self.seed, "behaviour"), progress,
+                                  clip_eps=cfg.action_clip_eps, fused_adam=cfg.fused_adam)
 
     def unfitted_behaviour(self, rows: int) -> GaussianBehaviour:
-        return unfitted_tanh_behaviour(self.obs_dim, self.act_dim, self.behaviour_fit(), self.device)
+        cfg = self.config
+        return unfitted_tanh_behaviour(self.obs_dim, self.act_dim, cfg.behaviour, self.device, cfg.action_clip_eps)
 
     def kl(self, policy: TanhGaussian, observations: Tensor, noise: Tensor) -> Tensor:
         """Step 1: the sampled ``KL(pi(.|s) || pi_b(.|s))`` per state, ``(B,)``, from ``noise`` ``(k, B, act)``."""

@@ -21,14 +21,13 @@ loop reads it from ``learner.config.batch_size`` (or
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any, Mapping
 
 import numpy as np
 
 from rkl_bench.algos.base import Learner
-from rkl_bench.algos.config import config_from_dict
+from rkl_bench.algos.config import config_from_dict, flat_defaults
 from rkl_bench.algos.bc import BC
 from rkl_bench.algos.bc_signals import BCMSE, BCForwardKL, BCReverseKL, BCWeightedRKL
 from rkl_bench.algos.brac import BRAC
@@ -84,8 +83,13 @@ def _learner(name: str) -> type[Learner]:
 
 
 def default_hyperparams(name: str) -> dict[str, Any]:
-    """The default hyper-parameters of algorithm ``name`` as a plain dict."""
-    return dataclasses.asdict(_learner(name).config_cls())
+    """The default hyper-parameters of algorithm ``name``, flat: every name one can be given by.
+
+    A nested section's fields appear under their dotted names
+    (``behaviour.steps``) and under the flat names they had before
+    (``behaviour_steps``), which configs, searches and checkpoints still use.
+    """
+    return flat_defaults(_learner(name).config_cls)
 
 
 def make_config(name: str, hyperparams: Mapping[str, Any] | Any | None = None) -> Any:

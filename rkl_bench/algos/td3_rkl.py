@@ -49,37 +49,25 @@ and ``lambda_mean`` (mean lambda over the batch states).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rkl_bench.algos.config import finite, non_negative, one_of, positive, positive_int
-from rkl_bench.algos.behaviour import (
-    BETA_NORMALIZATIONS,
-    BETA_REDUCES,
-    SQUASHES,
-    BehaviourConfig,
-    GaussianBehaviour,
-    dataset_lambdas,
-    fit_behaviour,
-    lambda_weights,
-)
-from rkl_bench.algos.nets import derive_seed, hidden_sizes
+from rkl_bench.algos.config import finite, non_negative, one_of, positive
+from rkl_bench.algos.behaviour import BehaviourConfig, GaussianBehaviour, dataset_lambdas, fit_behaviour, lambda_weights
+from rkl_bench.algos.nets import derive_seed
 from rkl_bench.algos.regularisers import FORMS, bc_loss
 from rkl_bench.algos.td3_bc import TD3BC, TD3BCConfig
 from rkl_bench.data.dataset import Batch
 from rkl_bench.errors import RklBenchError
 
-_BEHAVIOUR = BehaviourConfig()
-
-
 @dataclass(frozen=True)
 class WeightedRKLFields:
     """The weighted-RKL signal's settings (``td3_rkl``, ``bc_weighted_rkl``; Sec. V: zeta1 = 10, zeta2 = 5,
-    alpha = 1.0), and how its behaviour model is fitted (``BehaviourConfig``'s defaults)."""
+    alpha = 1.0), and its behaviour model."""
 
     zeta1: float = 10.0
     """Slope of Eq. 18 in ``beta`` (paper: 10)."""
@@ -92,36 +80,23 @@ class WeightedRKLFields:
     kernel_sigma: float = math.sqrt(0.5)
     """Kernel width for ``"kernel"``: with ``sigma^2 = 1/2`` the kernel's gradient near the data
     equals the ``"mse"`` form's, so ``q_weight`` keeps its TD3+BC meaning (regularisers.py)."""
-    behaviour_steps: int = _BEHAVIOUR.steps
-    behaviour_batch_size: int = _BEHAVIOUR.batch_size
-    behaviour_lr: float = _BEHAVIOUR.lr
-    behaviour_hidden_dim: int = _BEHAVIOUR.hidden[0]
-    behaviour_hidden_layers: int = len(_BEHAVIOUR.hidden)
-    behaviour_squash: str = _BEHAVIOUR.squash
-    beta_reduce: str = _BEHAVIOUR.beta_reduce
-    beta_normalization: str = _BEHAVIOUR.beta_normalization
+    behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
+    """The behaviour model (Algorithm 1, lines 6-8) and how ``beta(s)`` is read from it: ``behaviour.steps``,
+    ``behaviour.beta_normalization``, ... (docs/regularisers.md)."""
+
+    aliases: ClassVar[dict[str, str]] = {
+        "behaviour_steps": "behaviour.steps", "behaviour_batch_size": "behaviour.batch_size",
+        "behaviour_lr": "behaviour.lr", "behaviour_hidden_dim": "behaviour.hidden_dim",
+        "behaviour_hidden_layers": "behaviour.hidden_layers", "behaviour_squash": "behaviour.squash",
+        "beta_reduce": "behaviour.beta_reduce", "beta_normalization": "behaviour.beta_normalization",
+    }
+    """The flat names these had before the nested section (configs, searches and checkpoints use them)."""
 
     def check(self) -> None:
-        positive(self, "kernel_sigma", "behaviour_lr")
-        positive_int(self, "behaviour_steps", "behaviour_batch_size", "behaviour_hidden_dim",
-                     "behaviour_hidden_layers")
+        positive(self, "kernel_sigma")
         one_of(self, "regulariser", FORMS)
-        one_of(self, "behaviour_squash", SQUASHES)
-        one_of(self, "beta_reduce", BETA_REDUCES)
-        one_of(self, "beta_normalization", BETA_NORMALIZATIONS)
         non_negative(self, "rkl_alpha")
         finite(self, "zeta1", "zeta2")
-
-    def behaviour_config(self) -> BehaviourConfig:
-        return BehaviourConfig(
-            steps=self.behaviour_steps,
-            batch_size=self.behaviour_batch_size,
-            lr=self.behaviour_lr,
-            hidden=hidden_sizes(self.behaviour_hidden_dim, self.behaviour_hidden_layers),
-            squash=self.behaviour_squash,
-            beta_reduce=self.beta_reduce,
-            beta_normalization=self.beta_normalization,
-        )
 
 
 @dataclass(frozen=True)
@@ -150,14 +125,14 @@ class WeightedRKLSignal:
     def fit_behaviour(self, observations: torch.Tensor, actions: torch.Tensor,
                       progress: bool) -> tuple[GaussianBehaviour, dict[str, float]]:
         cfg = self.config
-        behaviour, stats = fit_behaviour(observations, actions, cfg.behaviour_config(),
+        behaviour, stats = fit_behaviour(observations, actions, cfg.behaviour,
                                          derive_seed(self.seed, "behaviour"), progress=progress)
         self.lambda_table = dataset_lambdas(behaviour, observations, cfg.zeta1, cfg.zeta2)
         return behaviour, stats
 
     def unfitted_behaviour(self, rows: int) -> GaussianBehaviour:
         self.lambda_table = torch.full((rows,), float("nan"), device=self.device)
-        model = GaussianBehaviour.from_config(self.obs_dim, self.act_dim, self.config.behaviour_config())
+        model = GaussianBehaviour.from_config(self.obs_dim, self.act_dim, self.config.behaviour)
         return model.to(self.device).eval()
 
     def signal_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -146,6 +146,14 @@ class Updater:
         for name, lr in lrs.items():
             self.optimizers[name] = adam(self.parameters_of(name), lr, fused, self.device)
 
+    def add_actor_critic(self, actor: nn.Module, critic: nn.Module, *targets: str) -> None:
+        """An ``actor`` and a ``critic`` trained by Adam at ``config.actor_lr``/``critic_lr``, with target
+        copies of the modules named in ``targets`` (``critic_target`` for ``"critic"``)."""
+        cfg = self.config
+        self.add_modules(actor=actor, critic=critic)
+        self.add_targets(**{f"{name}_target": name for name in targets})
+        self.add_optimizers(cfg.fused_adam, actor=cfg.actor_lr, critic=cfg.critic_lr)
+
     def add_generator(self, name: str, seed: int, stream: str) -> torch.Generator:
         """A named random stream of the seed (:func:`~rkl_bench.algos.nets.make_generator`), set as an attribute."""
         generator = make_generator(seed, stream, self.device)

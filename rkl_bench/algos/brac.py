@@ -83,7 +83,6 @@ from rkl_bench.algos.config import (
     TanhPolicy,
     non_negative,
     non_negative_int,
-    positive,
     positive_int,
     within,
 )
@@ -178,9 +177,7 @@ class BRAC(BRACBehaviour, Learner):
                                       cfg.log_std_min, cfg.log_std_max)
             critic = EnsembleCritic(self.obs_dim, self.act_dim, hidden_sizes(cfg.critic_hidden_dim, cfg.hidden_layers),
                                     cfg.num_critics)
-        self.add_modules(actor=actor, critic=critic)
-        self.add_targets(critic_target="critic")
-        self.add_optimizers(cfg.fused_adam, actor=cfg.actor_lr, critic=cfg.critic_lr)
+        self.add_actor_critic(actor, critic, "critic")
         self.add_generator("sample_generator", self.seed, "policy_samples")
         self.steps = (Step("critic", self.critic_loss), Step("actor", self.actor_loss, targets=True))
 

@@ -107,9 +107,7 @@ class CDC(Learner):
         with seeded_init(self.seed, "init"):
             actor = TanhGaussianActor(self.obs_dim, self.act_dim, hidden, cfg.log_std_min, cfg.log_std_max)
             critic = EnsembleCritic(self.obs_dim, self.act_dim, hidden, members=cfg.num_critics)
-        self.add_modules(actor=actor, critic=critic)
-        self.add_targets(critic_target="critic")
-        self.add_optimizers(cfg.fused_adam, actor=cfg.actor_lr, critic=cfg.critic_lr)
+        self.add_actor_critic(actor, critic, "critic")
         self.add_generator("sample_generator", self.seed, "policy_samples")
         self.steps = (Step("critic", self.critic_loss), Step("actor", self.actor_loss, targets=True))
 

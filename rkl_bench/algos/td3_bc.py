@@ -84,9 +84,7 @@ class TD3BC(Learner):
         with seeded_init(self.seed, "init"):
             actor = DeterministicActor(self.obs_dim, self.act_dim, hidden, cfg.max_action)
             critic = EnsembleCritic(self.obs_dim, self.act_dim, hidden, members=2)
-        self.add_modules(actor=actor, critic=critic)
-        self.add_targets(actor_target="actor", critic_target="critic")
-        self.add_optimizers(cfg.fused_adam, actor=cfg.actor_lr, critic=cfg.critic_lr)
+        self.add_actor_critic(actor, critic, "actor", "critic")
         self.add_generator("noise_generator", self.seed, "target_policy_noise")
         self._noise: torch.Tensor | None = None
         self.steps = (Step("critic", self.critic_loss),

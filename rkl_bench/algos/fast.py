@@ -114,7 +114,7 @@ def _register_dnn_op() -> bool:
 
     def cpu_impl(x: Tensor, w: Tensor, b: Tensor | None, grad_in_out: bool) -> Tensor:
         # oneDNN wants x in rows (a strided x, e.g. a column view of the sampler's gathered
-        # block, runs a reference kernel ~100x slower or fails) and w in rows or columns.
+        # block, runs a far slower reference kernel or fails) and w in rows or columns.
         if not _readable_weight(w):
             w = w.contiguous()
         return pointwise(x.contiguous(), w, b, "none", [], "")

@@ -334,8 +334,8 @@ def adam(params: Iterable[nn.Parameter], lr: float, fused: bool, device: str | t
     """``torch.optim.Adam(params, lr)``, fused into one kernel when asked and available.
 
     Fused Adam (CPU and CUDA in torch >= 2.4) does the same arithmetic in one
-    pass over all parameters instead of one op per tensor; on 2 CPU cores it
-    is several times faster than the default for-each implementation. Results
+    pass over all parameters instead of one op per tensor, much faster on a
+    small CPU than the default for-each implementation. Results
     agree with the unfused optimiser to float rounding (~1e-6 after hundreds of
     steps), not bit for bit, so the choice is part of a learner's config.
     """

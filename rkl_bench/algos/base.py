@@ -299,7 +299,8 @@ class Learner(Updater):
         """Declare the modules, optimisers, generators and steps (the learner's constructor)."""
         raise NotImplementedError
 
-    def fit_behaviour(self, observations: Tensor, actions: Tensor, progress: bool) -> tuple[nn.Module, dict[str, float]]:
+    def fit_behaviour(self, observations: Tensor, actions: Tensor,
+                      progress: bool) -> tuple[nn.Module, dict[str, float]]:
         """Fit the behaviour model on the dataset's rows (``fits_behaviour`` learners)."""
         raise NotImplementedError
 

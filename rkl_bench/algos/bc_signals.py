@@ -58,6 +58,7 @@ from rkl_bench.algos.tanh_gaussian import TanhGaussian
 from rkl_bench.algos.td3_rkl import WeightedRKLFields, WeightedRKLSignal
 from rkl_bench.data.dataset import Batch
 
+
 class BCMSE(BC):
     """Eq. 6 alone: the ``bc`` learner under its Fig. 5 name (same config, same numbers)."""
 

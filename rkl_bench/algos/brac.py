@@ -92,10 +92,19 @@ from rkl_bench.algos.behaviour import (
     fit_tanh_behaviour,
     unfitted_tanh_behaviour,
 )
-from rkl_bench.algos.nets import EnsembleCritic, Nets, TanhGaussianActor, derive_seed, ensemble_value, hidden_sizes, seeded_init
+from rkl_bench.algos.nets import (
+    EnsembleCritic,
+    Nets,
+    TanhGaussianActor,
+    derive_seed,
+    ensemble_value,
+    hidden_sizes,
+    seeded_init,
+)
 from rkl_bench.algos.regularisers import reverse_kl
 from rkl_bench.algos.tanh_gaussian import TanhGaussian
 from rkl_bench.data.dataset import Batch
+
 
 @dataclass(frozen=True)
 class BRACBehaviourFields:

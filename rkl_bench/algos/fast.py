@@ -488,7 +488,8 @@ class FastUpdate:
         for name in names:
             state = self._adam[name]
             bc1, bc2_sqrt = state.advance()
-            adam[name] = (state.exp_avg, state.exp_avg_sq, bc1, bc2_sqrt, (state.lr, state.beta1, state.beta2, state.eps))
+            hyper = (state.lr, state.beta1, state.beta2, state.eps)
+            adam[name] = (state.exp_avg, state.exp_avg_sq, bc1, bc2_sqrt, hyper)
         try:
             return self.compiled(self._params, adam, learner, batch, inputs, names)
         except FastPathFailed:

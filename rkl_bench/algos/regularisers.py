@@ -156,7 +156,10 @@ def reverse_kl(
     """
     if n_samples < 1:
         raise RklBenchError(f"reverse_kl needs n_samples >= 1, got {n_samples}")
-    x = policy.rsample((n_samples,)) if noise is None else policy.rsample((n_samples,), noise=noise)  # type: ignore[call-arg]
+    if noise is None:
+        x = policy.rsample((n_samples,))
+    else:
+        x = policy.rsample((n_samples,), noise=noise)  # type: ignore[call-arg]
     log_pi = _joint(policy.log_prob(x), x)
     return (log_pi - behaviour_log_prob(x)).mean(dim=0)
 

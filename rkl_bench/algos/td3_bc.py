@@ -48,7 +48,14 @@ import torch.nn.functional as F
 from rkl_bench.algos.base import Learner, Step
 from rkl_bench.algos.config import ActorCritic, Execution, LearnerConfig, Network, non_negative, positive, positive_int
 from rkl_bench.algos.fast import detached
-from rkl_bench.algos.nets import DeterministicActor, EnsembleCritic, Nets, critic_member_apply, hidden_sizes, seeded_init
+from rkl_bench.algos.nets import (
+    DeterministicActor,
+    EnsembleCritic,
+    Nets,
+    critic_member_apply,
+    hidden_sizes,
+    seeded_init,
+)
 from rkl_bench.data.dataset import Batch
 
 

@@ -15,8 +15,8 @@ networks and Q normalisation it keeps; Sec. IV-C) with two changes:
    up by the batch's row indices (line 16 needs it only on batch states).
    How the per-dimension log-variances become one ``beta`` and whether the
    Gaussian lives before or after a tanh are options of
-   :class:`~rkl_bench.algos.behaviour.BehaviourConfig` (``behaviour_*`` here,
-   defaults taken from there).
+   :class:`~rkl_bench.algos.behaviour.BehaviourConfig`, the config's nested
+   ``behaviour`` section (``behaviour.beta_reduce``, ``behaviour.squash``, ...).
 
 2. **The BC term** (Eq. 7, line 17). The actor minimises::
 
@@ -63,6 +63,7 @@ from rkl_bench.algos.regularisers import FORMS, bc_loss
 from rkl_bench.algos.td3_bc import TD3BC, TD3BCConfig
 from rkl_bench.data.dataset import Batch
 from rkl_bench.errors import RklBenchError
+
 
 @dataclass(frozen=True)
 class WeightedRKLFields:

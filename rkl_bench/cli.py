@@ -30,6 +30,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -157,7 +167,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from rkl_bench.service.run import run_experiment
 
     summary = run_experiment(
-        args.config, address=args.address, resume=args.resume, storage=args.storage, dashboard=args.dashboard
+        args.config, address=args.address, resume=args.resume, storage=args.storage, dashboard=args.dashboard,
+        connect_timeout=args.connect_timeout,
     )
     print(f"experiment directory: {summary.experiment_dir}")
     if summary.finished and not args.no_report:
@@ -165,10 +176,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         out = Path(args.report_dir) if args.report_dir else Path("reports") / summary.experiment_dir.name
         paths = build_report(summary.experiment_dir, out, expected_seeds=summary.seeds)
+        _print_warnings(paths.warnings)
         print(f"report: {paths.index_html.resolve()} (tables: {paths.table2_md.resolve()})")
     if summary.errored:
+        first = f"; first: {summary.errors[0]}" if summary.errors else ""
         print(
-            f"error: {summary.errored} of {summary.trials} trials failed (see error.txt in their trial directories); "
+            f"error: {summary.errored} of {summary.trials} trials failed (see error.txt in their trial directories{first}); "
             "run the same command with --resume to retry them from their last checkpoints",
             file=sys.stderr,
         )
@@ -253,9 +266,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
         toys_dir=args.toys,
         bootstrap_reps=args.bootstrap,
         seed=args.seed,
+        strict=args.strict,
     )
+    _print_warnings(paths.warnings)
     print(paths.index_html)
     return 0
+
+
+def _print_warnings(lines: Sequence[str]) -> None:
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------- parser
@@ -334,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="go on with an interrupted experiment; finished trials are kept")
     run.add_argument("--storage", default=None, help="where experiment directories live (default ./ray_results)")
     run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1 (local Ray only)")
+    run.add_argument("--connect-timeout", type=_positive_float, default=60.0, metavar="SECONDS",
+                     help="with --address: give up joining the cluster after this long (default 60)")
     run.add_argument("--report-dir", default=None, help="where the report goes when the run ends (default reports/<experiment name>)")
     run.add_argument("--no-report", action="store_true", help="do not write a report when the run ends")
     run.set_defaults(func=_cmd_run)
@@ -374,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--toys", default="reports/toys", help="directory of toy figures (*.png) to include, if it exists")
     report.add_argument("--bootstrap", type=_positive_int, default=2000, help="bootstrap resamples for confidence intervals")
     report.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the bootstrap")
+    report.add_argument("--strict", action="store_true",
+                        help="exit 2 (and write nothing) if any result line is unreadable, instead of warning")
     report.set_defaults(func=_cmd_report)
 
     return parser

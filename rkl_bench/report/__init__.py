@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from rkl_bench.errors import RklBenchError
 from rkl_bench.report.aggregate import DEFAULT_REPS, aggregate_metrics, aggregate_tables, write_aggregate_csv
 from rkl_bench.report.algos import column_order
 from rkl_bench.report.compare import build_comparison, write_comparison_csv
@@ -40,6 +41,8 @@ class ReportPaths:
     comparison_csv: Path
     aggregate_csv: Path
     figures: tuple[Path, ...]
+    warnings: tuple[str, ...] = ()
+    """Result lines that could not be read (each names its file and line); also on the page."""
 
 
 def build_report(
@@ -52,16 +55,23 @@ def build_report(
     toys_dir: str | Path | None = None,
     bootstrap_reps: int = DEFAULT_REPS,
     seed: int = 0,
+    strict: bool = False,
 ) -> ReportPaths:
     """Write the report of ``experiment_dir`` to ``out_dir`` (replacing an older report there).
 
     ``final_mode`` / ``k`` define the final score (see ``rkl_bench.report.scores``),
     ``expected_seeds`` the n a complete cell has, ``bootstrap_reps`` / ``seed``
     the confidence intervals. Raises :class:`~rkl_bench.errors.RklBenchError`
-    on bad input, leaving ``out_dir`` untouched.
+    on bad input, leaving ``out_dir`` untouched; with ``strict``, an unreadable
+    result line (a torn last line, otherwise a warning) is such an error too.
     """
     rule = FinalRule(final_mode, k)
     experiment = load_experiment(experiment_dir)
+    if strict and experiment.warnings:
+        raise RklBenchError(
+            f"--strict: {len(experiment.warnings)} unreadable result line(s), no report written: "
+            + "; ".join(experiment.warnings)
+        )
     cells = cell_stats(experiment.runs, rule, expected_seeds)
     algos = column_order({c.algo for c in cells.values()})
     paper = load_paper_table()
@@ -111,10 +121,12 @@ def build_report(
             "final score": rule.describe(),
             "expected seeds": str(expected_seeds),
             "bootstrap": f"{bootstrap_reps} resamples, seed {seed}",
+            **({"unreadable result lines": "; ".join(experiment.warnings)} if experiment.warnings else {}),
         }
         (tmp / "index.html").write_text(render_page(f"rkl_bench report: {experiment.root.resolve().name}", facts, sections, downloads),
                                         encoding="utf-8")
         figures = [f.png for f in curves + lambda_figs + toys + ([iqm_fig] if iqm_fig else []) + fig5_figs]
 
     return ReportPaths(out, out / "index.html", out / "table2.csv", out / "table2.tex", out / "table2.md",
-                       out / "paper_comparison.csv", out / "aggregate.csv", tuple(out / f for f in figures))
+                       out / "paper_comparison.csv", out / "aggregate.csv", tuple(out / f for f in figures),
+                       experiment.warnings)

@@ -251,14 +251,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from rkl_bench.report import build_report
     from rkl_bench.report.search_report import SUMMARY, build_search_report
 
-    experiment = Path(args.experiment)
+    inputs = [Path(p) for p in args.experiment]
+    experiment = inputs[0]
     if (experiment / SUMMARY).is_file():  # an `rkl-bench tune` experiment: the search's own report
+        if len(inputs) > 1:
+            raise RklBenchError(f"{experiment} is a search; report it alone (grids beside it go in --references)")
         print(build_search_report(experiment, args.out or Path("reports") / experiment.resolve().name, args.references))
         return 0
     if args.references:
         raise RklBenchError(f"--references is for the report of a search, and {experiment} holds no {SUMMARY}")
     paths = build_report(
-        experiment,
+        inputs,
         args.out or Path("reports") / experiment.resolve().name,
         final_mode=args.final,
         k=args.k,
@@ -385,7 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     rexport.set_defaults(func=_cmd_results_export)
 
     report = verbs.add_parser("report", help="Table II, figures and an HTML page from an experiment's results")
-    report.add_argument("experiment", help="experiment directory: Tune trial dirs (result.json) and/or runs (metrics.jsonl)")
+    report.add_argument("experiment", nargs="+",
+                        help="experiment directories (Tune trial dirs with result.json, runs with metrics.jsonl) and/or "
+                             "results archives (`rkl-bench results export`); several are merged into one report")
     report.add_argument("--out", default=None, help="report directory (default reports/<experiment name>); an older report there is replaced")
     report.add_argument("--references", nargs="+", default=[], metavar="EXPERIMENT_DIR",
                         help="for a search (`rkl-bench tune`) directory: grids scored by the search's objective beside its best trial")

@@ -22,10 +22,19 @@ turns any of them into exit status 2.
 
 The same (algorithm, dataset, seed) found in two directories is an error:
 averaging both would count one seed twice, keeping one would be a guess.
+
+A **results archive** (``rkl-bench results export``, :mod:`rkl_bench.training.archive`:
+``archive.json`` + ``rows.jsonl``) reads like an experiment directory; its
+runs carry lambda(s) as histograms instead of ``lambdas.npz``.
+:func:`load_experiments` reads several directories and archives as one
+experiment: a run found in two inputs is kept once when its evaluations are
+equal in both (an archive and the directory it was exported from, two
+archives sharing a trial) and is an error otherwise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -36,6 +45,7 @@ from typing import Any, Iterator
 from rkl_bench.errors import RklBenchError
 from rkl_bench.report.algos import canonical_algo
 from rkl_bench.report.datasets import DatasetKey, dataset_key
+from rkl_bench.training.archive import is_archive, load_archive
 
 RESULT_FILES = ("metrics.jsonl", "result.json")
 SCORE_KEY = "normalized_score"
@@ -64,6 +74,8 @@ class Run:
     dataset_versions: tuple[str, ...]
     damaged: bool = False
     """A line of its result file could not be read: the run counts as missing."""
+    lambda_histograms: Any = None
+    """From an archive: per dataset component ``{"counts": [...], "range": [0, 1], ...}``; None otherwise."""
 
     @property
     def final_step(self) -> int:
@@ -84,11 +96,48 @@ class Experiment:
     """Result files read (the report lists them so a reader can check its inputs)."""
     warnings: tuple[str, ...] = ()
     """Unreadable lines skipped (``<file>:<line>: ...``), each naming what it cost."""
+    roots: tuple[Path, ...] = ()
+    """Every input directory or archive (``root`` alone when empty)."""
+
+    @property
+    def inputs(self) -> tuple[Path, ...]:
+        return self.roots or (self.root,)
+
+
+def load_experiments(paths: Any) -> Experiment:
+    """Several experiment directories and archives as one experiment (see the module doc)."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
+        raise RklBenchError("no experiment directory or results archive given")
+    parts = [load_experiment(p) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    runs: dict[tuple[str, DatasetKey, int], Run] = {}
+    for part in parts:
+        for run in part.runs:
+            key = (run.algo, run.dataset, run.seed)
+            if key in runs:
+                kept = runs[key]
+                if kept.evaluations != run.evaluations:
+                    raise RklBenchError(
+                        f"{run.algo} on {run.dataset.name} with seed {run.seed} is in both {kept.directory} and "
+                        f"{run.directory} with different evaluations; keep one of them"
+                    )
+                if kept.lambda_histograms is None and run.lambda_histograms is not None:
+                    runs[key] = dataclasses.replace(kept, lambda_histograms=run.lambda_histograms)
+                continue
+            runs[key] = run
+    merged = tuple(sorted(runs.values(), key=lambda r: (r.dataset, r.algo, r.seed)))
+    return Experiment(parts[0].root, merged, tuple(f for p in parts for f in p.files),
+                      tuple(w for p in parts for w in p.warnings), roots=tuple(p.root for p in parts))
 
 
 def load_experiment(experiment_dir: str | Path) -> Experiment:
-    """Read every result row under ``experiment_dir``; raise :class:`RklBenchError` if there are none."""
+    """Read every result row under ``experiment_dir`` (or in a results archive there);
+    raise :class:`RklBenchError` if there are none."""
     root = Path(experiment_dir).expanduser()
+    if is_archive(root):
+        return _load_archive(root)
     if not root.exists():
         raise RklBenchError(f"experiment directory {root} does not exist; pass the directory a run or `rkl-bench train --out` wrote")
     if not root.is_dir():
@@ -112,6 +161,22 @@ def load_experiment(experiment_dir: str | Path) -> Experiment:
         raise RklBenchError(f"no result rows under {root}: {looked}{detail}; is this an experiment directory, and has any evaluation finished?")
     runs = tuple(sorted((_make_run(key, acc) for key, acc in grouped.items()), key=lambda r: (r.dataset, r.algo, r.seed)))
     return Experiment(root, runs, files, tuple(warnings))
+
+
+def _load_archive(root: Path) -> Experiment:
+    archive = load_archive(root)
+    grouped: dict[tuple[str, DatasetKey, int], dict[str, Any]] = {}
+    histograms = {}
+    rows_file = root / "rows.jsonl"
+    for trial in archive.trials.values():
+        for number, row in enumerate(trial.rows, 1):
+            _add_row(grouped, rows_file, number, row)
+        histograms[(canonical_algo(trial.algo), dataset_key(trial.dataset), trial.seed)] = trial.lambdas or None
+    if not grouped:
+        raise RklBenchError(f"results archive {root} holds no trial")
+    runs = tuple(sorted((dataclasses.replace(_make_run(key, acc), lambda_histograms=histograms.get(key))
+                         for key, acc in grouped.items()), key=lambda r: (r.dataset, r.algo, r.seed)))
+    return Experiment(root, runs, (root / "archive.json", rows_file))
 
 
 def _result_files(root: Path) -> Iterator[Path]:

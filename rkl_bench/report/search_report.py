@@ -36,7 +36,7 @@ from rkl_bench.errors import RklBenchError
 from rkl_bench.report.algos import algo_label
 from rkl_bench.report.figures import FigureFile
 from rkl_bench.report.html import PageSection, render_page
-from rkl_bench.report.output import atomic_dir
+from rkl_bench.report.output import atomic_dir, display_path
 from rkl_bench.report.render import MISSING, Cell, Table, to_markdown
 from rkl_bench.report.results import load_experiment
 
@@ -274,12 +274,7 @@ def _fmt_param(value: Any) -> str:
 
 
 def _shown(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` when under it; else its last two parts (never a machine's absolute path)."""
-    resolved = path.expanduser().resolve()
-    try:
-        return str(resolved.relative_to(root))
-    except ValueError:
-        return "/".join(resolved.parts[-2:])
+    return display_path(path, root)
 
 
 def _shown_name(path: str | Path) -> str:

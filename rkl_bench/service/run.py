@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from rkl_bench.data.envs import gym_env_id
 from rkl_bench.data.registry import load_dataset
@@ -45,7 +45,6 @@ from rkl_bench.service.tune_state import (
     verify_tune_state,
     write_record,
 )
-from rkl_bench.training.files import check_writable_dir
 
 DEFAULT_STORAGE = Path("ray_results")
 IDENTITY_KEYS = ("config", "dataset_specs")
@@ -92,6 +91,8 @@ def run_experiment(
         check_dashboard_available()
     config = load_config(config_path)
     specs = resolve_datasets(config)
+    from rkl_bench.training.files import check_writable_dir
+
     storage_dir = Path(storage or DEFAULT_STORAGE).expanduser().resolve()
     check_writable_dir(storage_dir, "--storage")
     experiment_dir = storage_dir / config.name
@@ -102,8 +103,7 @@ def run_experiment(
 
     with ray_session(address, dashboard, connect_timeout=connect_timeout):
         from rkl_bench.service.datasets_store import put_datasets
-        from rkl_bench.service.tune_state import StateDigests
-        from rkl_bench.service.tuner import build_tuner, can_restore, restore_tuner
+        from rkl_bench.service.tuner import TrialErrors, build_tuner, can_restore, restore_tuner
 
         refs = put_datasets(specs, config.d4rl_dir)
         if resume and can_restore(experiment_dir):
@@ -112,8 +112,9 @@ def run_experiment(
         else:
             experiment_dir.mkdir(parents=True, exist_ok=True)
             write_record(experiment_dir, record)
-            tuner = build_tuner(config, specs, refs, experiment_dir.parent, [*callbacks, StateDigests()], verbose)
+            tuner = build_tuner(config, specs, refs, experiment_dir.parent, callbacks, verbose)
             record_digests(experiment_dir, [experiment_dir / TUNER_FILE])
+        TrialErrors.seen.clear()
         grid = tuner.fit()
         # Tune's last write (a forced snapshot at the end of fit) is recorded by
         # StateDigests when it ran any step; a restored run with nothing left to
@@ -121,7 +122,7 @@ def run_experiment(
         record_digests(experiment_dir, list(state_files(experiment_dir)))
         return RunSummary(
             experiment_dir, len(grid), finished_trials(grid, config.steps), grid.num_errors, len(config.seeds),
-            trial_errors(grid),
+            trial_errors(grid, TrialErrors.seen),
         )
 
 
@@ -143,15 +144,15 @@ def check_datasets(specs: Sequence[str], config: ExperimentConfig) -> None:
         del dataset
 
 
-def trial_errors(grid: Any) -> tuple[str, ...]:
-    """``<trial>: <last line of its error>`` for each failed trial."""
+def trial_errors(grid: Any, seen: Mapping[str, str]) -> tuple[str, ...]:
+    """One line per failed trial: what ``TrialErrors`` saw this session, else the last line of Tune's error."""
+    if seen:
+        return tuple(seen.values())
     lines = []
     for result in grid:
-        if result.error is None:
-            continue
-        text = [line for line in str(result.error).strip().splitlines() if line.strip()]
-        name = Path(str(result.path)).name if getattr(result, "path", None) else "trial"
-        lines.append(f"{name}: {text[-1].strip() if text else type(result.error).__name__}")
+        if result.error is not None:
+            text = [line.strip() for line in str(result.error).splitlines() if line.strip()]
+            lines.append(text[-1] if text else type(result.error).__name__)
     return tuple(lines)
 
 

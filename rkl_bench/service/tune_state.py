@@ -1,5 +1,8 @@
 """Resume only Tune state this service wrote: digests of Tune's state files, and who may write the directory.
 
+No Ray import here (``run.py`` checks a resume before Ray is paid for); the
+callback that keeps the digests fresh during a run is ``tuner.StateDigests``.
+
 ``Tuner.restore`` unpickles files of the experiment directory: ``tuner.pkl``
 (``ray.cloudpickle``), the newest ``experiment_state-*.json`` (JSON whose
 trial entries are cloudpickle blobs), the search algorithm's state
@@ -24,7 +27,7 @@ When the record is refreshed, in Ray 2.60's order of events:
 * experiment and search state: Tune writes them to its driver staging
   directory, then calls every callback's ``get_state`` (``CallbackList.save_to_dir``),
   then uploads the staging directory to the experiment directory.
-  :class:`StateDigests` is such a callback: its ``get_state`` records the
+  ``tuner.StateDigests`` is such a callback: its ``get_state`` records the
   digests of the staged files, so the record is on disk before the upload
   starts, and a driver killed at any moment leaves only recorded versions
   (the last :data:`KEEP` per file are accepted: an upload may still carry an
@@ -58,8 +61,6 @@ import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
-
-from ray import tune
 
 from rkl_bench.errors import RklBenchError
 
@@ -185,33 +186,3 @@ def check_private(experiment_dir: Path) -> None:
                 f"(mode {stat.filemode(st.st_mode)}, no sticky bit), who could swap the experiment; "
                 "move the experiment to a private directory or fix the mode"
             )
-
-
-class StateDigests(tune.Callback):
-    """Records the digests of Tune's staged state files before Tune uploads them (see the module doc)."""
-
-    def __init__(self) -> None:
-        self._trials: list[Any] = []
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}  # saved in tuner.pkl before any trial exists; trials are the run's own
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self._trials = []
-
-    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
-        self._trials = trials  # the controller's own list: trials added later appear in it
-
-    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
-        self._trials = trials
-
-    def get_state(self) -> None:
-        """Called by Tune between writing its state to the staging directory and uploading it."""
-        if not self._trials:
-            return None
-        storage = self._trials[0].storage
-        staging = Path(storage.experiment_driver_staging_path)
-        experiment_dir = Path(storage.experiment_fs_path)
-        if staging.is_dir() and experiment_dir.is_dir():
-            record_digests(experiment_dir, list(state_files(staging)), staging)
-        return None

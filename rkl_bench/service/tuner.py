@@ -6,6 +6,10 @@ grid values, its algorithm's hyper-parameters and the shared
 save it with the experiment and a resumed run sees exactly what the first
 one did. Dataset references travel separately (see ``datasets_store``).
 
+Two callbacks ride along in every grid: ``StateDigests`` (the digests that
+let ``--resume`` trust Tune's state, ``tune_state.py``) and ``TrialErrors``
+(one line per failed trial for the CLI).
+
 TensorBoard logs come from Tune's own TensorBoardX callback, which Tune adds
 when ``tensorboardX`` is installed (it is, with ``rkl_bench[service]``):
 ``tensorboard --logdir <experiment dir>``.
@@ -13,6 +17,7 @@ when ``tensorboardX`` is installed (it is, with ``rkl_bench[service]``):
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -22,6 +27,9 @@ from ray import tune
 from rkl_bench.service.config import ExperimentConfig
 from rkl_bench.service.datasets_store import DatasetRefs
 from rkl_bench.service.trainable import TrialSettings, run_trial
+from rkl_bench.service.tune_state import record_digests, state_files
+
+logger = logging.getLogger(__name__)
 
 
 class HyperparamsOf:
@@ -102,7 +110,9 @@ def build_tuner(
             # Files a trial writes into its working directory (lambdas.npz) reach
             # its trial directory with its checkpoints.
             sync_config=tune.SyncConfig(sync_artifacts=True),
-            callbacks=list(callbacks),
+            # StateDigests keeps the record's digests of Tune's state fresh
+            # (tune_state.py); both are saved in tuner.pkl and come back on resume.
+            callbacks=[*callbacks, StateDigests(), TrialErrors()],
             verbose=verbose,
         ),
     )
@@ -121,3 +131,59 @@ def restore_tuner(config: ExperimentConfig, refs: DatasetRefs, experiment_dir: P
 
 def can_restore(experiment_dir: Path) -> bool:
     return tune.Tuner.can_restore(str(experiment_dir))
+
+
+class StateDigests(tune.Callback):
+    """Records the digests of Tune's staged state files before Tune uploads them (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._trials: list[Any] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # saved in tuner.pkl before any trial exists; trials are the run's own
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._trials = []
+
+    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        self._trials = trials  # the controller's own list: trials added later appear in it
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        self._trials = trials
+
+    def get_state(self) -> None:
+        """Called by Tune between writing its state to the staging directory and uploading it."""
+        if not self._trials:
+            return None
+        storage = self._trials[0].storage
+        staging = Path(storage.experiment_driver_staging_path)
+        experiment_dir = Path(storage.experiment_fs_path)
+        if staging.is_dir() and experiment_dir.is_dir():
+            try:
+                record_digests(experiment_dir, list(state_files(staging)), staging)
+            except OSError as exc:  # a full disk: Tune's own upload fails too, and says so
+                logger.warning("could not record the digests of Tune's state in %s: %s", experiment_dir, exc)
+        return None
+
+
+class TrialErrors(tune.Callback):
+    """The last line of each failed trial's error, for ``rkl-bench run``'s summary line.
+
+    Read from the error file Tune writes in its driver staging directory: the
+    copy in the trial directory may be missing (a full disk is one way to fail).
+    Kept on the class, so the instance Tune restores from ``tuner.pkl`` on
+    ``--resume`` reports to the same place.
+    """
+
+    seen: dict[str, str] = {}
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        TrialErrors.seen[trial.trial_id] = f"{trial}: {_last_line(trial.error_file)}"
+
+
+def _last_line(path: str | None) -> str:
+    try:
+        lines = [line.strip() for line in Path(path or "").read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "error (no error file)"
+    return lines[-1] if lines else "error (empty error file)"

@@ -22,7 +22,6 @@ files out; nothing here imports Ray or Optuna.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -280,8 +279,3 @@ def _shown(path: Path, root: Path) -> str:
 def _shown_name(path: str | Path) -> str:
     return Path(path).expanduser().resolve().name
 
-
-def read_trials_csv(path: Path) -> list[dict[str, str]]:
-    """``trials.csv`` as rows of text (for tests and scripts)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))

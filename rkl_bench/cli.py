@@ -170,12 +170,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.config, address=args.address, resume=args.resume, storage=args.storage, dashboard=args.dashboard,
         connect_timeout=args.connect_timeout,
     )
-    print(f"experiment directory: {summary.experiment_dir}")
+    if summary.archive is not None:
+        ran = "nothing left to run" if summary.archived == summary.trials else f"{summary.trials - summary.archived} to run"
+        print(f"archive {summary.archive}: {summary.archived} of {summary.trials} trials held there, {ran}")
+    if summary.archived < summary.trials:
+        print(f"experiment directory: {summary.experiment_dir}")
     if summary.finished and not args.no_report:
         from rkl_bench.report import build_report
 
+        finished_here = summary.finished > summary.archived
+        sources = [p for p, used in ((summary.archive, summary.archived), (summary.experiment_dir, finished_here)) if used]
         out = Path(args.report_dir) if args.report_dir else Path("reports") / summary.experiment_dir.name
-        paths = build_report(summary.experiment_dir, out, expected_seeds=summary.seeds)
+        paths = build_report(sources, out, expected_seeds=summary.seeds)
         _print_warnings(paths.warnings)
         print(f"report: {paths.index_html.resolve()} (tables: {paths.table2_md.resolve()})")
     if summary.errored:
@@ -354,7 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = verbs.add_parser("run", help="an experiment grid from tune_configs/*.yaml on Ray Tune")
     run.add_argument("config", help="experiment spec, e.g. tune_configs/quick.yaml")
     run.add_argument("--address", default=None, help="join this Ray cluster (default: start a local Ray on this machine)")
-    run.add_argument("--resume", action="store_true", help="go on with an interrupted experiment; finished trials are kept")
+    run.add_argument("--resume", nargs="?", const=True, default=False, metavar="ARCHIVE",
+                     help="go on with an interrupted experiment (finished trials are kept); with a results archive "
+                          "(after CONFIG: run CONFIG --resume results/NAME), run only the trials it does not hold, "
+                          "also on a machine without the experiment directory")
     run.add_argument("--storage", default=None, help="where experiment directories live (default ./ray_results)")
     run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1 (local Ray only)")
     run.add_argument("--connect-timeout", type=_positive_float, default=60.0, metavar="SECONDS",

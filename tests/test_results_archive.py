@@ -37,9 +37,10 @@ def write_experiment(root: Path, trials: dict[str, list[dict]], record: dict = R
 
 
 def test_export_keeps_finished_trials_rows_without_tune_keys_or_checkpoints(tmp_path, capsys):
+    # The record's Tune-state digests are the machine's, not the experiment's: not archived.
     exp = write_experiment(tmp_path / "grid", {
         "a": rows("td3_bc", 0), "b": rows("td3_rkl", 0), "c": rows("td3_bc", 1, steps=(10,)),  # c is still running
-    }, lambdas=True)
+    }, record={**RECORD, "tune_state_sha256": {"tuner.pkl": ["ab" * 32]}}, lambdas=True)
     assert cli.main(["results", "export", str(exp), "--out", str(tmp_path / "results" / "grid")]) == 0
     assert "2 trial(s) added, 0 already there, 1 unfinished left out" in capsys.readouterr().out
     out = tmp_path / "results" / "grid"

@@ -45,10 +45,9 @@ from rkl_bench.service.tune_state import (
     verify_tune_state,
     write_record,
 )
+from rkl_bench.training.archive import IDENTITY_KEYS, TrialKey, display_name, is_archive, load_archive
 
 DEFAULT_STORAGE = Path("ray_results")
-IDENTITY_KEYS = ("config", "dataset_specs")
-"""Record keys that define an experiment (the record also holds Tune state digests)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,9 @@ class RunSummary:
     """Seeds per (algorithm, dataset) cell: what a complete cell of the report has."""
     errors: tuple[str, ...] = ()
     """One line per failed trial: its name and the last line of its error."""
+    archived: int = 0
+    """Trials of the grid taken from a results archive (``resume=ARCHIVE``), not run; counted in ``finished``."""
+    archive: Path | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -72,7 +74,7 @@ def run_experiment(
     config_path: str | Path,
     *,
     address: str | None = None,
-    resume: bool = False,
+    resume: bool | str | Path = False,
     storage: str | Path | None = None,
     dashboard: bool = False,
     verbose: int = 1,
@@ -81,9 +83,11 @@ def run_experiment(
 ) -> RunSummary:
     """Run the experiment ``config_path`` describes; see the module docstring.
 
-    ``callbacks`` are extra Tune callbacks; ``verbose`` is Tune's verbosity
-    (0 silent, 1 the progress table, 2 every result); ``connect_timeout`` bounds
-    the wait for the cluster at ``address``.
+    ``resume`` is ``True`` to go on from the experiment directory's Tune state,
+    or the path of a results archive of this experiment: its trials are not
+    run again (see :func:`archived_cells`). ``callbacks`` are extra Tune
+    callbacks; ``verbose`` is Tune's verbosity (0 silent, 1 the progress table,
+    2 every result); ``connect_timeout`` bounds the wait for the cluster at ``address``.
     """
     if dashboard:
         if address is not None:
@@ -97,7 +101,14 @@ def run_experiment(
     check_writable_dir(storage_dir, "--storage")
     experiment_dir = storage_dir / config.name
     record = experiment_record(config, specs)
-    _check_experiment_dir(experiment_dir, record, resume)
+    archive = None if isinstance(resume, bool) else Path(resume).expanduser()
+    skip = archived_cells(archive, record, config, specs) if archive is not None else set()
+    total = len(config.algorithms) * len(specs) * len(config.seeds)
+    if archive is not None and len(skip) == total:
+        return RunSummary(experiment_dir, total, total, 0, len(config.seeds), archived=total, archive=archive)
+    # An archive resume starts the missing trials in a new directory, or goes on with one it started.
+    fresh_from_archive = archive is not None and not (experiment_dir.is_dir() and any(experiment_dir.iterdir()))
+    _check_experiment_dir(experiment_dir, record, bool(resume) and not fresh_from_archive)
     make_missing_forge_datasets(specs, config, refresh=not resume)
     check_datasets(specs, config)
 
@@ -106,13 +117,13 @@ def run_experiment(
         from rkl_bench.service.tuner import TrialErrors, build_tuner, can_restore, restore_tuner
 
         refs = put_datasets(specs, config.d4rl_dir)
-        if resume and can_restore(experiment_dir):
+        if resume and not fresh_from_archive and can_restore(experiment_dir):
             verify_tune_state(experiment_dir)  # again: nothing may have changed since the check before Ray
             tuner = restore_tuner(config, refs, experiment_dir)
         else:
             experiment_dir.mkdir(parents=True, exist_ok=True)
-            write_record(experiment_dir, record)
-            tuner = build_tuner(config, specs, refs, experiment_dir.parent, callbacks, verbose)
+            write_record(experiment_dir, {**record, **({"archived_trials": sorted(skip)} if skip else {})})
+            tuner = build_tuner(config, specs, refs, experiment_dir.parent, callbacks, verbose, skip=skip)
             record_digests(experiment_dir, [experiment_dir / TUNER_FILE])
         TrialErrors.seen.clear()
         grid = tuner.fit()
@@ -120,10 +131,39 @@ def run_experiment(
         # StateDigests when it ran any step; a restored run with nothing left to
         # do runs none, so its new session files are recorded here.
         record_digests(experiment_dir, list(state_files(experiment_dir)))
+        archived = total - len(grid)
         return RunSummary(
-            experiment_dir, len(grid), finished_trials(grid, config.steps), grid.num_errors, len(config.seeds),
-            trial_errors(grid, TrialErrors.seen),
+            experiment_dir, total, archived + finished_trials(grid, config.steps), grid.num_errors,
+            len(config.seeds), trial_errors(grid, TrialErrors.seen), archived=archived, archive=archive,
         )
+
+
+def archived_cells(
+    archive: Path, record: Mapping[str, Any], config: ExperimentConfig, specs: Sequence[str]
+) -> set[TrialKey]:
+    """The grid cells a results archive of this experiment holds (finished trials: not run again).
+
+    The archive must be one of this experiment: its record (config and dataset
+    specs) equal to the one this config gives, checked before anything runs.
+    """
+    if not is_archive(archive):
+        raise RklBenchError(
+            f"--resume {archive}: not a results archive (no archive.json); give the directory "
+            "`rkl-bench results export` wrote, or --resume alone to go on from the experiment directory"
+        )
+    held = load_archive(archive)
+    if held.record is None:
+        raise RklBenchError(f"--resume {archive}: the archive has no experiment record, so it cannot be matched to this config")
+    if any(held.record.get(key) != record[key] for key in IDENTITY_KEYS):
+        raise RklBenchError(
+            f"--resume {archive}: the archive is of another experiment ({_difference(held.record, record)} differ); "
+            "resume with the config it was made with"
+        )
+    cells = {(algo, spec, seed) for algo in config.algorithms for spec in specs for seed in config.seeds}
+    strangers = sorted(set(held.trials) - cells)
+    if strangers:
+        raise RklBenchError(f"--resume {archive}: it holds {display_name(strangers[0])}, which is not a trial of this grid")
+    return set(held.trials)
 
 
 def check_datasets(specs: Sequence[str], config: ExperimentConfig) -> None:
@@ -191,13 +231,18 @@ def _check_experiment_dir(experiment_dir: Path, record: dict[str, Any], resume: 
     if recorded is None or not all(key in recorded for key in IDENTITY_KEYS):
         raise RklBenchError(f"{experiment_dir} was not started by rkl-bench run ({RECORD_FILE} missing or unreadable)")
     if any(recorded[key] != record[key] for key in IDENTITY_KEYS):
-        theirs = recorded["config"] if isinstance(recorded["config"], dict) else {}
-        mine = record["config"]
-        differ = sorted(key for key in set(theirs) | set(mine) if theirs.get(key) != mine.get(key))
-        if recorded.get("dataset_specs") != record["dataset_specs"]:
-            differ.append("dataset specs")
         raise RklBenchError(
-            f"{experiment_dir} was started with a different config ({', '.join(differ)} differ); "
+            f"{experiment_dir} was started with a different config ({_difference(recorded, record)} differ); "
             "resume with the original config, or start a new experiment under another name"
         )
     verify_tune_state(experiment_dir)
+
+
+def _difference(theirs_record: Mapping[str, Any], record: Mapping[str, Any]) -> str:
+    """The config keys (and "dataset specs") in which two experiment records differ."""
+    theirs = theirs_record["config"] if isinstance(theirs_record.get("config"), dict) else {}
+    mine = record["config"]
+    differ = sorted(key for key in set(theirs) | set(mine) if theirs.get(key) != mine.get(key))
+    if theirs_record.get("dataset_specs") != record["dataset_specs"]:
+        differ.append("dataset specs")
+    return ", ".join(differ)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from ray import tune
 
@@ -28,6 +28,7 @@ from rkl_bench.service.config import ExperimentConfig
 from rkl_bench.service.datasets_store import DatasetRefs
 from rkl_bench.service.trainable import TrialSettings, run_trial
 from rkl_bench.service.tune_state import record_digests, state_files
+from rkl_bench.training.archive import CELL_KEY, TrialKey
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +47,45 @@ class HyperparamsOf:
         return dict(self.algorithms[config["algo"]])
 
 
-def param_space(config: ExperimentConfig, specs: Sequence[str]) -> dict[str, Any]:
-    return {
-        "algo": tune.grid_search(list(config.algorithms)),
-        "dataset": tune.grid_search(list(specs)),
-        "seed": tune.grid_search(list(config.seeds)),
+class CellValue:
+    """``tune.sample_from`` callable: one field (algo, dataset or seed) of the trial's grid cell."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __call__(self, config: Mapping[str, Any]) -> Any:
+        return config[CELL_KEY][self.field]
+
+
+def grid_cells(config: ExperimentConfig, specs: Sequence[str]) -> list[TrialKey]:
+    """Every (algo, dataset, seed) of the grid."""
+    return [(algo, spec, seed) for algo in config.algorithms for spec in specs for seed in config.seeds]
+
+
+def param_space(config: ExperimentConfig, specs: Sequence[str], skip: Collection[TrialKey] = ()) -> dict[str, Any]:
+    """The grid; with ``skip``, only its other cells (one grid axis of cells, each trial's
+    ``algo``, ``dataset`` and ``seed`` read from its cell, so trials look as in the full grid)."""
+    shared = {
         "hyperparams": tune.sample_from(HyperparamsOf(config.algorithms)),
         "settings": TrialSettings.of(config).as_dict(),
+    }
+    if not skip:
+        return {
+            "algo": tune.grid_search(list(config.algorithms)),
+            "dataset": tune.grid_search(list(specs)),
+            "seed": tune.grid_search(list(config.seeds)),
+            **shared,
+        }
+    cells = [
+        {"algo": algo, "dataset": spec, "seed": seed}
+        for algo, spec, seed in grid_cells(config, specs) if (algo, spec, seed) not in skip
+    ]
+    if not cells:
+        raise ValueError("every trial of the grid is skipped: nothing to run")
+    return {
+        CELL_KEY: tune.grid_search(cells),
+        **{field: tune.sample_from(CellValue(field)) for field in ("algo", "dataset", "seed")},
+        **shared,
     }
 
 
@@ -74,7 +107,8 @@ def _slug(text: str) -> str:
 
 def trial_name(trial: Any) -> str:
     """``<algo>_<dataset>_s<seed>``: what the progress table shows."""
-    config = trial.config
+    # In a grid of cells, Tune names a trial before it resolves the sample_from fields.
+    config = trial.config.get(CELL_KEY) or trial.config
     return f"{config['algo']}_{_slug(config['dataset'])}_s{config['seed']}"
 
 
@@ -90,11 +124,12 @@ def build_tuner(
     storage: Path,
     callbacks: Sequence[Any] = (),
     verbose: int = 1,
+    skip: Collection[TrialKey] = (),
 ) -> tune.Tuner:
-    """A new experiment ``<storage>/<config.name>``."""
+    """A new experiment ``<storage>/<config.name>``: the grid, less the cells in ``skip``."""
     return tune.Tuner(
         make_trainable(config, refs),
-        param_space=param_space(config, specs),
+        param_space=param_space(config, specs, skip),
         tune_config=tune.TuneConfig(
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_dirname,

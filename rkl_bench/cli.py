@@ -30,6 +30,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -157,18 +167,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from rkl_bench.service.run import run_experiment
 
     summary = run_experiment(
-        args.config, address=args.address, resume=args.resume, storage=args.storage, dashboard=args.dashboard
+        args.config, address=args.address, resume=args.resume, storage=args.storage, dashboard=args.dashboard,
+        connect_timeout=args.connect_timeout,
     )
-    print(f"experiment directory: {summary.experiment_dir}")
+    if summary.archive is not None:
+        ran = "nothing left to run" if summary.archived == summary.trials else f"{summary.trials - summary.archived} to run"
+        print(f"archive {summary.archive}: {summary.archived} of {summary.trials} trials held there, {ran}")
+    if summary.archived < summary.trials:
+        print(f"experiment directory: {summary.experiment_dir}")
     if summary.finished and not args.no_report:
         from rkl_bench.report import build_report
 
+        finished_here = summary.finished > summary.archived
+        sources = [p for p, used in ((summary.archive, summary.archived), (summary.experiment_dir, finished_here)) if used]
         out = Path(args.report_dir) if args.report_dir else Path("reports") / summary.experiment_dir.name
-        paths = build_report(summary.experiment_dir, out, expected_seeds=summary.seeds)
+        paths = build_report(sources, out, expected_seeds=summary.seeds)
+        _print_warnings(paths.warnings)
         print(f"report: {paths.index_html.resolve()} (tables: {paths.table2_md.resolve()})")
     if summary.errored:
+        first = f"; first: {summary.errors[0]}" if summary.errors else ""
         print(
-            f"error: {summary.errored} of {summary.trials} trials failed (see error.txt in their trial directories); "
+            f"error: {summary.errored} of {summary.trials} trials failed (see error.txt in their trial directories{first}); "
             "run the same command with --resume to retry them from their last checkpoints",
             file=sys.stderr,
         )
@@ -238,14 +257,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from rkl_bench.report import build_report
     from rkl_bench.report.search_report import SUMMARY, build_search_report
 
-    experiment = Path(args.experiment)
+    inputs = [Path(p) for p in args.experiment]
+    experiment = inputs[0]
     if (experiment / SUMMARY).is_file():  # an `rkl-bench tune` experiment: the search's own report
+        if len(inputs) > 1:
+            raise RklBenchError(f"{experiment} is a search; report it alone (grids beside it go in --references)")
         print(build_search_report(experiment, args.out or Path("reports") / experiment.resolve().name, args.references))
         return 0
     if args.references:
         raise RklBenchError(f"--references is for the report of a search, and {experiment} holds no {SUMMARY}")
     paths = build_report(
-        experiment,
+        inputs,
         args.out or Path("reports") / experiment.resolve().name,
         final_mode=args.final,
         k=args.k,
@@ -253,9 +275,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
         toys_dir=args.toys,
         bootstrap_reps=args.bootstrap,
         seed=args.seed,
+        strict=args.strict,
     )
+    _print_warnings(paths.warnings)
     print(paths.index_html)
     return 0
+
+
+def _print_warnings(lines: Sequence[str]) -> None:
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------- parser
@@ -331,9 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = verbs.add_parser("run", help="an experiment grid from tune_configs/*.yaml on Ray Tune")
     run.add_argument("config", help="experiment spec, e.g. tune_configs/quick.yaml")
     run.add_argument("--address", default=None, help="join this Ray cluster (default: start a local Ray on this machine)")
-    run.add_argument("--resume", action="store_true", help="go on with an interrupted experiment; finished trials are kept")
+    run.add_argument("--resume", nargs="?", const=True, default=False, metavar="ARCHIVE",
+                     help="go on with an interrupted experiment (finished trials are kept); with a results archive "
+                          "(after CONFIG: run CONFIG --resume results/NAME), run only the trials it does not hold, "
+                          "also on a machine without the experiment directory")
     run.add_argument("--storage", default=None, help="where experiment directories live (default ./ray_results)")
     run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1 (local Ray only)")
+    run.add_argument("--connect-timeout", type=_positive_float, default=60.0, metavar="SECONDS",
+                     help="with --address: give up joining the cluster after this long (default 60)")
     run.add_argument("--report-dir", default=None, help="where the report goes when the run ends (default reports/<experiment name>)")
     run.add_argument("--no-report", action="store_true", help="do not write a report when the run ends")
     run.set_defaults(func=_cmd_run)
@@ -363,7 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     rexport.set_defaults(func=_cmd_results_export)
 
     report = verbs.add_parser("report", help="Table II, figures and an HTML page from an experiment's results")
-    report.add_argument("experiment", help="experiment directory: Tune trial dirs (result.json) and/or runs (metrics.jsonl)")
+    report.add_argument("experiment", nargs="+",
+                        help="experiment directories (Tune trial dirs with result.json, runs with metrics.jsonl) and/or "
+                             "results archives (`rkl-bench results export`); several are merged into one report")
     report.add_argument("--out", default=None, help="report directory (default reports/<experiment name>); an older report there is replaced")
     report.add_argument("--references", nargs="+", default=[], metavar="EXPERIMENT_DIR",
                         help="for a search (`rkl-bench tune`) directory: grids scored by the search's objective beside its best trial")
@@ -374,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--toys", default="reports/toys", help="directory of toy figures (*.png) to include, if it exists")
     report.add_argument("--bootstrap", type=_positive_int, default=2000, help="bootstrap resamples for confidence intervals")
     report.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the bootstrap")
+    report.add_argument("--strict", action="store_true",
+                        help="exit 2 (and write nothing) if any result line is unreadable, instead of warning")
     report.set_defaults(func=_cmd_report)
 
     return parser

@@ -60,11 +60,15 @@ def test_nonexistent_and_empty_directories(tmp_path):
         load_experiment(tmp_path)
 
 
-def test_a_line_being_written_is_skipped_but_a_broken_line_is_an_error(tmp_path):
+def test_a_torn_last_line_is_skipped_with_a_warning_but_a_broken_line_is_an_error(tmp_path):
     path = tmp_path / "run" / "metrics.jsonl"
     write(path, [ROW, dict(ROW, step=2000)], tail='{"algo": "td3_rk')
-    (run,) = load_experiment(tmp_path).runs
-    assert [e.step for e in run.evaluations] == [1000, 2000] and run.complete
+    experiment = load_experiment(tmp_path)
+    (run,) = experiment.runs
+    assert [e.step for e in run.evaluations] == [1000, 2000]
+    assert not run.complete, "a run with an unreadable line counts as missing"
+    (warning,) = experiment.warnings
+    assert warning.startswith(f"{path}:3: torn last line skipped")
     write(path, [ROW], tail='{"algo": "td3_rk\n' + json.dumps(dict(ROW, step=2000)) + "\n")
     with pytest.raises(RklBenchError, match=r"metrics.jsonl:2: not valid JSON"):
         load_experiment(tmp_path)

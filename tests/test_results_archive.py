@@ -37,9 +37,10 @@ def write_experiment(root: Path, trials: dict[str, list[dict]], record: dict = R
 
 
 def test_export_keeps_finished_trials_rows_without_tune_keys_or_checkpoints(tmp_path, capsys):
+    # The record's Tune-state digests are the machine's, not the experiment's: not archived.
     exp = write_experiment(tmp_path / "grid", {
         "a": rows("td3_bc", 0), "b": rows("td3_rkl", 0), "c": rows("td3_bc", 1, steps=(10,)),  # c is still running
-    }, lambdas=True)
+    }, record={**RECORD, "tune_state_sha256": {"tuner.pkl": ["ab" * 32]}}, lambdas=True)
     assert cli.main(["results", "export", str(exp), "--out", str(tmp_path / "results" / "grid")]) == 0
     assert "2 trial(s) added, 0 already there, 1 unfinished left out" in capsys.readouterr().out
     out = tmp_path / "results" / "grid"
@@ -97,3 +98,32 @@ def test_torn_last_line_is_an_unfinished_trial_and_a_damaged_archive_is_named(tm
     with pytest.raises(RklBenchError, match="no finished trial to archive"):
         export_results(write_experiment(tmp_path / "empty", {"a": rows("bc", 0, steps=(10,))}), tmp_path / "none")
     assert not (tmp_path / "none").exists()
+
+
+def test_report_of_two_partial_archives_equals_the_report_of_the_complete_run(tmp_path):
+    from rkl_bench.report import build_report
+
+    trials = {f"{algo}_{seed}": rows(algo, seed) for algo in ("td3_bc", "td3_rkl") for seed in (0, 1, 2)}
+    whole = write_experiment(tmp_path / "whole", trials, lambdas=True)
+    names = sorted(trials)
+    write_experiment(tmp_path / "p1", {n: trials[n] for n in names[:4]}, lambdas=True)
+    write_experiment(tmp_path / "p2", {n: trials[n] for n in names[3:]}, lambdas=True)
+    export_results(tmp_path / "p1", tmp_path / "a1")
+    export_results(tmp_path / "p2", tmp_path / "a2")
+    kw = dict(expected_seeds=3, k=2, bootstrap_reps=200)
+    one = build_report(whole, tmp_path / "r_whole", **kw)
+    two = build_report([tmp_path / "a1", tmp_path / "a2"], tmp_path / "r_merged", **kw)
+    mixed = build_report([whole, tmp_path / "a1"], tmp_path / "r_mixed", **kw)  # a dir and an archive of part of it
+    for name in ("table2.csv", "table2.md", "aggregate.csv"):
+        text = (one.out_dir / name).read_text()
+        assert (two.out_dir / name).read_text() == text and (mixed.out_dir / name).read_text() == text, name
+    # Fig. 4 from the archives' lambda(s) histograms, as from the run directories' lambdas.npz.
+    assert sorted(p.name for p in (two.out_dir / "figures").glob("lambdas_*.png")) == sorted(
+        p.name for p in (one.out_dir / "figures").glob("lambdas_*.png")) != []
+    page = (two.out_dir / "index.html").read_text()
+    assert str(tmp_path) not in page and "a1" in page and "a2" in page
+    # The same run with other numbers in two inputs is refused.
+    write_experiment(tmp_path / "p3", {"td3_bc_0": rows("td3_bc", 0, offset=1.0)})
+    with pytest.raises(RklBenchError, match="td3_bc on forge-v5/hopper-random-expert with seed 0 is in both"):
+        build_report([tmp_path / "a1", tmp_path / "p3"], tmp_path / "r_bad", **kw)
+    assert not (tmp_path / "r_bad").exists()

@@ -482,6 +482,23 @@ class _FakeSession:
         shutil.copytree(checkpoint.path, self.last)
 
 
+def _plain_rows(rows: list[dict], keys: tuple[str, ...]) -> list[tuple]:
+    """Rows as comparable tuples (NaN as None)."""
+    return [tuple(None if isinstance(r[k], float) and math.isnan(r[k]) else r[k] for k in keys) for r in rows]
+
+
+def _assert_restarts_match(run, tmp_path: Path, whole: "_FakeSession", crash_points, keys: tuple[str, ...]) -> None:
+    """For each crash point: a trial dying while reporting that row, restarted from its last
+    checkpoint, reports the rows of the uninterrupted trial ``whole``."""
+    for crash_at in crash_points:
+        first = _FakeSession(tmp_path / f"first{crash_at}", crash_at=crash_at)
+        with pytest.raises(_Crash):
+            run(first)
+        second = _FakeSession(tmp_path / f"second{crash_at}", start=first.last)
+        run(second)
+        assert _plain_rows(first.rows + second.rows, keys) == _plain_rows(whole.rows, keys), crash_at
+
+
 def test_search_trial_restarts_from_its_checkpoint_as_if_uninterrupted(local_ray, tmp_path, monkeypatch):
     """A trial whose worker dies goes on from its last row's checkpoint (at a pair's end, or
     in the middle of one): the rows after the restart are those of an uninterrupted trial."""
@@ -514,21 +531,13 @@ def test_search_trial_restarts_from_its_checkpoint_as_if_uninterrupted(local_ray
 
     keys = ("dataset", "seed", "step", "normalized_score", "return_mean", "critic_loss", "pairs_done", "pair_final", "objective", "optuna_trial")
 
-    def plain(rows: list[dict]) -> list[tuple]:
-        return [tuple(None if isinstance(r[k], float) and math.isnan(r[k]) else r[k] for k in keys) for r in rows]
-
     try:
         whole = _FakeSession(tmp_path / "whole")
         run(whole)
         assert [(r["seed"], r["step"], r["pairs_done"]) for r in whole.rows] == [(0, 30, 0), (0, 60, 1), (1, 30, 1), (1, 60, 2)]
         assert whole.rows[-1]["objective"] == pytest.approx(np.mean([whole.rows[1]["pair_final"], whole.rows[3]["pair_final"]]))
-        for crash_at in (2, 3):  # after the first pair ended; in the middle of the second pair
-            first = _FakeSession(tmp_path / f"first{crash_at}", crash_at=crash_at)
-            with pytest.raises(_Crash):
-                run(first)
-            second = _FakeSession(tmp_path / f"second{crash_at}", start=first.last)
-            run(second)
-            assert plain(first.rows + second.rows) == plain(whole.rows), crash_at
+        # after the first pair ended; in the middle of the second pair
+        _assert_restarts_match(run, tmp_path, whole, (2, 3), keys)
     finally:
         kept = eval_actors._KEPT_POOL
         if kept is not None:
@@ -708,22 +717,14 @@ def test_staged_search_trial_restarts_from_its_checkpoint_as_if_uninterrupted(lo
 
     keys = ("seed", "step", "normalized_score", "critic_loss", "stage_steps", "objective", "pairs_done", "pair_final")
 
-    def plain(rows: list[dict]) -> list[tuple]:
-        return [tuple(None if isinstance(r[k], float) and math.isnan(r[k]) else r[k] for k in keys) for r in rows]
-
     try:
         whole = _FakeSession(tmp_path / "whole")
         run(whole)
         assert [(r["seed"], r["step"], r["stage_steps"]) for r in whole.rows] == [(0, 30, 0), (1, 30, 30), (0, 60, 30), (1, 60, 60)]
         assert whole.rows[-1]["pairs_done"] == 2 and whole.rows[-1]["objective"] == pytest.approx(
             np.mean([np.mean([whole.rows[i]["normalized_score"] for i in pair]) for pair in ((0, 2), (1, 3))]))
-        for crash_at in (1, 2, 3):  # mid first rung; just after it; mid second rung
-            first = _FakeSession(tmp_path / f"first{crash_at}", crash_at=crash_at)
-            with pytest.raises(_Crash):
-                run(first)
-            second = _FakeSession(tmp_path / f"second{crash_at}", start=first.last)
-            run(second)
-            assert plain(first.rows + second.rows) == plain(whole.rows), crash_at
+        # mid first rung; just after it; mid second rung
+        _assert_restarts_match(run, tmp_path, whole, (1, 2, 3), keys)
     finally:
         kept = eval_actors._KEPT_POOL
         if kept is not None:

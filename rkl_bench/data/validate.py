@@ -9,6 +9,12 @@ value problems, the first bad row, e.g.::
 The checks are keyed by field name, so the D4RL reader, the Minari reader and
 the hdf5 writer share them.
 
+Against the env (:func:`check_env_spaces`): observation and action widths
+must be the env's, so data recorded elsewhere fails when it is loaded for a
+run, not in gymnasium at the first evaluation after training. Actions must
+be floating point: every env here has a continuous ``Box`` action space, and
+integer actions mean the data is from another kind of task.
+
 Action range: learners squash their policies with tanh into [-1, 1] and the
 TD3+BC/RKL regularisers compare policy actions with dataset actions, so data
 outside that box means the actions were not normalised to the env's bounds
@@ -20,13 +26,19 @@ silently.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
 from rkl_bench.errors import RklBenchError
+
+if TYPE_CHECKING:
+    from rkl_bench.data.dataset import OfflineDataset
 
 ACTION_TOLERANCE = 1e-5
 """How far past +-1 an action may lie before it counts as unnormalised."""
@@ -98,6 +110,11 @@ def check_arrays(source: str, arrays: Mapping[str, np.ndarray]) -> None:
 def _check_dtype_and_shape(source: str, name: str, arr: np.ndarray) -> None:
     if arr.dtype.kind not in "biuf":
         raise RklBenchError(f"{source}: field {name!r} has dtype {arr.dtype}; expected numbers")
+    if name == "actions" and arr.dtype.kind != "f":
+        raise RklBenchError(
+            f"{source}: field 'actions' has dtype {arr.dtype}; expected floating-point actions in [-1, 1] "
+            "(the envs here have continuous action spaces; integer actions come from another kind of task)"
+        )
     if name in MATRIX_FIELDS and (arr.ndim != 2 or arr.shape[1] == 0):
         dim = "act_dim" if name == "actions" else "obs_dim"
         raise RklBenchError(f"{source}: field {name!r} has shape {arr.shape}; expected (N, {dim})")
@@ -135,3 +152,38 @@ def _check_action_range(source: str, actions: np.ndarray) -> None:
             f"(first at row {row}: {first:g}, largest |a| {np.abs(actions).max():g}); "
             "actions must be normalised to the env's bounds"
         )
+
+
+@functools.lru_cache(maxsize=None)
+def env_space_shapes(env_id: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Observation and action shapes of the gymnasium env ``env_id`` (made once per process)."""
+    import gymnasium as gym
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium's "v4 is out of date": D4RL data is scored on v4 on purpose
+            env = gym.make(env_id)
+    except Exception as exc:  # noqa: BLE001 - gymnasium and MuJoCo raise many kinds
+        raise RklBenchError(f"cannot make the evaluation env {env_id} ({exc}); check the gymnasium/MuJoCo install") from None
+    try:
+        return tuple(env.observation_space.shape or ()), tuple(env.action_space.shape or ())
+    finally:
+        env.close()
+
+
+def check_env_spaces(dataset: "OfflineDataset", env_id: str) -> None:
+    """The dataset's observation and action widths are those of ``env_id``; one error line otherwise,
+    naming the file(s), the field and both shapes."""
+    obs_shape, act_shape = env_space_shapes(env_id)
+    source = " + ".join(dict.fromkeys(p.source for p in dataset.provenance if p.source)) or dataset.name
+    for name, arr, want in (
+        ("observations", dataset.observations, obs_shape),
+        ("next_observations", dataset.next_observations, obs_shape),
+        ("actions", dataset.actions, act_shape),
+    ):
+        if tuple(arr.shape[1:]) != want:
+            raise RklBenchError(
+                f"{source}: field {name!r} has shape {tuple(arr.shape)}, but {env_id} has "
+                f"{'observation' if name != 'actions' else 'action'} shape {want}, i.e. (N, {', '.join(map(str, want))}); "
+                f"this data was not recorded in {env_id}"
+            )

@@ -58,6 +58,12 @@ and scores from before then differ from today's in the last digits (the same
 policy, rounded differently), not in distribution. The forge keeps its own
 block (:data:`rkl_bench.forge.generate.POLICY_BLOCK`)."""
 
+EVAL_LOOP_VERSION = 2
+"""Version of the evaluation loop, recorded in every result row: scores of one
+version are reproducible to the last digit. 1: policy blocks of 16 rows (until
+2026-11-25, commit dc5a7cf); 2: blocks of :data:`POLICY_BLOCK` = 10 and the
+allocation-free actor inference. Bump it with any change that alters scores."""
+
 DEFAULT_MAX_ENVS = POLICY_BLOCK
 """Default ``num_envs`` is ``min(episodes, DEFAULT_MAX_ENVS)``: one policy call per step."""
 

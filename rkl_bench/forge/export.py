@@ -34,7 +34,7 @@ from rkl_bench.errors import RklBenchError
 from rkl_bench.evaluation.rollouts import evaluate_policy
 from rkl_bench.forge.make import env_dims
 from rkl_bench.forge.policies import POLICY_ROOT, SnapshotPolicy, load_actor_file
-from rkl_bench.forge.train_policy import default_work_dir, forge_env_id
+from rkl_bench.forge.train_policy import default_work_dir, forge_env_id, read_state_file
 
 
 def _eval_rows(work: Path) -> list[dict[str, Any]]:
@@ -89,6 +89,8 @@ def export_policies(env: str, work_dir: str | Path | None = None, root: Path | N
     rows = _eval_rows(work)
     snaps = sorted(int(p.stem.split("_")[1]) for p in (work / "snapshots").glob("actor_*.pt"))
     choice = choose_snapshots(env, rows, snaps, ladder_size)
+    # Read (weights_only) before anything is written: a bad state file leaves no half export.
+    state = read_state_file(work / "checkpoint" / "state.pt", "train on with `rkl-bench forge train-policy` to rewrite it")
     out = (root or POLICY_ROOT) / env
     tmp = out.with_name(f".{env}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -96,7 +98,6 @@ def export_policies(env: str, work_dir: str | Path | None = None, root: Path | N
     steps = sorted({choice["expert"], choice["medium"], *choice["ladder"]})
     for step in steps:
         shutil.copy2(work / "snapshots" / f"actor_{step:07d}.pt", tmp / f"actor_{step:07d}.pt")
-    state = torch.load(work / "checkpoint" / "state.pt", weights_only=False)
     torch.save({"agent": state["agent"], "steps": state["steps"], "env": env, "seed": state["seed"]},
                tmp / "agent_latest.pt")
     obs_dim, act_dim = env_dims(env)

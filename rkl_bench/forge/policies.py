@@ -17,7 +17,6 @@ initialised SAC policy; see docs/forge.md).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 
 from rkl_bench.algos.nets import GaussianHead
 from rkl_bench.errors import RklBenchError
+from rkl_bench.safe_load import load_torch_bytes
 
 POLICY_ROOT = Path(__file__).parent / "policies"
 
@@ -82,6 +82,6 @@ def load_actor_file(path: Path, step: int, obs_dim: int, act_dim: int,
     """A SAC actor from its weights file; the file's sha256 identifies it in dataset versions."""
     payload = path.read_bytes()
     actor = GaussianHead(obs_dim, act_dim, hidden)
-    actor.load_state_dict(torch.load(io.BytesIO(payload), weights_only=True))
+    actor.load_state_dict(load_torch_bytes(payload, path, "re-export the policies with `rkl-bench forge export`"))
     actor.eval()
     return SnapshotPolicy(actor, step, hashlib.sha256(payload).hexdigest())

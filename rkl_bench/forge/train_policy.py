@@ -40,6 +40,7 @@ from rkl_bench.errors import RklBenchError
 from rkl_bench.forge.policies import POLICY_ROOT
 from rkl_bench.forge.replay import ReplayBuffer
 from rkl_bench.forge.sac import SACAgent, SACConfig
+from rkl_bench.safe_load import load_torch_file, numpy_array_globals
 
 FORGE_ENVS = {"halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
 _STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
@@ -171,8 +172,10 @@ class SACRun:
                 "episode_return": self.episode_return,
                 "episode_length": self.episode_length,
                 "warmup_until": self.warmup_until,
-                "obs": np.asarray(self.obs),
-                "mj_state": mj_state,
+                # Tensors, not numpy arrays: the file then loads with
+                # weights_only=True and nothing else (rkl_bench.safe_load).
+                "obs": torch.from_numpy(np.array(self.obs, dtype=np.float64)),
+                "mj_state": torch.from_numpy(mj_state),
                 "recent_returns": self.recent_returns,
                 "env": self.env_name,
                 "seed": self.seed,
@@ -187,7 +190,7 @@ class SACRun:
         shutil.rmtree(old, ignore_errors=True)
 
     def restore(self, directory: Path) -> None:
-        state = torch.load(directory / "state.pt", weights_only=False)
+        state = read_state_file(directory / "state.pt", "delete the checkpoint directory or use another --work-dir")
         if state["env"] != self.env_name or state["seed"] != self.seed:
             raise RklBenchError(
                 f"checkpoint in {directory} is for env={state['env']} seed={state['seed']}, "
@@ -202,9 +205,15 @@ class SACRun:
         self.warmup_until = state["warmup_until"]
         self.recent_returns = list(state["recent_returns"])
         self.env.reset(seed=episode_seed(self.seed, self.episode))
-        mujoco.mj_setState(self.env.model, self.env.data, state["mj_state"], _STATE_SPEC)
-        self.obs = state["obs"]
-        self.buffer.load(directory / "replay")
+        mujoco.mj_setState(self.env.model, self.env.data, _float64(state["mj_state"]), _STATE_SPEC)
+        self.obs = _float64(state["obs"])
+        try:
+            self.buffer.load(directory / "replay")
+        except (OSError, ValueError) as exc:
+            raise RklBenchError(
+                f"cannot read the replay buffer in {directory / 'replay'} ({exc}); "
+                "delete the checkpoint directory or use another --work-dir"
+            ) from None
 
     def start_from_agent(self, agent_state: dict[str, Any], steps: int) -> None:
         """Continue a shipped agent without its replay buffer: refill it first."""
@@ -218,6 +227,30 @@ class SACRun:
         tmp = directory / f".actor_{self.steps:07d}.tmp"
         torch.save(self.agent.actor.state_dict(), tmp)
         tmp.replace(directory / f"actor_{self.steps:07d}.pt")
+
+
+STATE_KEYS = ("agent", "rng", "steps", "episode", "episode_return", "episode_length", "warmup_until",
+              "obs", "mj_state", "recent_returns", "env", "seed")
+
+
+def read_state_file(path: Path, fix: str) -> dict[str, Any]:
+    """A SAC ``state.pt`` loaded with ``weights_only=True`` (never runs code from the file).
+
+    Files written before the state held tensors only keep ``obs`` and
+    ``mj_state`` as float64 numpy arrays; those globals are allowed too.
+    """
+    state = load_torch_file(path, fix, allow=numpy_array_globals())
+    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise RklBenchError(f"{path} is not a SAC checkpoint state (missing {', '.join(missing[:4])}); {fix}")
+    return state
+
+
+def _float64(value: Any) -> np.ndarray:
+    """A saved array (a tensor, or a numpy array in older files) as float64 numpy."""
+    if isinstance(value, torch.Tensor):
+        value = value.numpy()
+    return np.asarray(value, dtype=np.float64)
 
 
 def _truncate_log(path: Path, max_step: int) -> None:
@@ -249,9 +282,18 @@ def _shipped_agent(env: str, seed: int, init_agent: str | Path | None) -> Path |
     if init_agent != "auto":
         return Path(init_agent)
     path = POLICY_ROOT / env / "agent_latest.pt"
-    if path.is_file() and torch.load(path, weights_only=False).get("seed") == seed:
+    if path.is_file() and _read_agent_file(path).get("seed") == seed:
         return path
     return None
+
+
+def _read_agent_file(path: Path) -> dict[str, Any]:
+    """A shipped ``agent_latest.pt`` (agent state, steps, env, seed), loaded with ``weights_only=True``."""
+    fix = "pass another agent file, or init_agent=None to start from scratch"
+    agent = load_torch_file(path, fix)
+    if not isinstance(agent, dict) or not {"agent", "steps", "seed"} <= set(agent):
+        raise RklBenchError(f"{path} is not a shipped SAC agent (needs agent, steps, seed); {fix}")
+    return agent
 
 
 def train_behaviour_policy(
@@ -289,7 +331,7 @@ def train_behaviour_policy(
         run.restore(work / "checkpoint")
         _truncate_log(log_path, run.steps)
     elif (shipped_path := _shipped_agent(env, seed, init_agent)) is not None:
-        shipped = torch.load(shipped_path, weights_only=False)
+        shipped = _read_agent_file(shipped_path)
         run.start_from_agent(shipped["agent"], shipped["steps"])
         _truncate_log(log_path, run.steps)
         if progress:

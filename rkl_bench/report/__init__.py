@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
+from rkl_bench.errors import RklBenchError
 from rkl_bench.report.aggregate import DEFAULT_REPS, aggregate_metrics, aggregate_tables, write_aggregate_csv
 from rkl_bench.report.algos import column_order
 from rkl_bench.report.compare import build_comparison, write_comparison_csv
@@ -20,10 +22,10 @@ from rkl_bench.report.fig5 import FIG5_TITLE, bc_signal_figures
 from rkl_bench.report.figures import copy_toys, iqm_plot, lambda_histograms, learning_curves
 from rkl_bench.report.html import PageSection, render_page
 from rkl_bench.report.lambdas import LAMBDAS_FILE, find_lambdas
-from rkl_bench.report.output import atomic_dir
+from rkl_bench.report.output import atomic_dir, display_path
 from rkl_bench.report.paper import load_paper_table
 from rkl_bench.report.render import latex_document, to_markdown
-from rkl_bench.report.results import load_experiment
+from rkl_bench.report.results import load_experiments
 from rkl_bench.report.scores import PAPER_K, PAPER_SEEDS, FinalRule, cell_stats
 from rkl_bench.report.table2 import build_table2, layout, write_csv
 
@@ -40,10 +42,12 @@ class ReportPaths:
     comparison_csv: Path
     aggregate_csv: Path
     figures: tuple[Path, ...]
+    warnings: tuple[str, ...] = ()
+    """Result lines that could not be read (each names its file and line); also on the page."""
 
 
 def build_report(
-    experiment_dir: str | Path,
+    experiment_dir: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     *,
     final_mode: str = "last-evals",
@@ -52,16 +56,26 @@ def build_report(
     toys_dir: str | Path | None = None,
     bootstrap_reps: int = DEFAULT_REPS,
     seed: int = 0,
+    strict: bool = False,
 ) -> ReportPaths:
     """Write the report of ``experiment_dir`` to ``out_dir`` (replacing an older report there).
+
+    ``experiment_dir`` may be several experiment directories and results archives,
+    merged into one experiment (:func:`~rkl_bench.report.results.load_experiments`).
 
     ``final_mode`` / ``k`` define the final score (see ``rkl_bench.report.scores``),
     ``expected_seeds`` the n a complete cell has, ``bootstrap_reps`` / ``seed``
     the confidence intervals. Raises :class:`~rkl_bench.errors.RklBenchError`
-    on bad input, leaving ``out_dir`` untouched.
+    on bad input, leaving ``out_dir`` untouched; with ``strict``, an unreadable
+    result line (a torn last line, otherwise a warning) is such an error too.
     """
     rule = FinalRule(final_mode, k)
-    experiment = load_experiment(experiment_dir)
+    experiment = load_experiments(experiment_dir)
+    if strict and experiment.warnings:
+        raise RklBenchError(
+            f"--strict: {len(experiment.warnings)} unreadable result line(s), no report written: "
+            + "; ".join(experiment.warnings)
+        )
     cells = cell_stats(experiment.runs, rule, expected_seeds)
     algos = column_order({c.algo for c in cells.values()})
     paper = load_paper_table()
@@ -106,15 +120,17 @@ def build_report(
                 "No toy figures given (pass --toys DIR, e.g. reports/toys after `rkl-bench toy fig2` / `fig3`).",)),
         ]
         facts = {
-            "experiment": str(experiment.root),
+            "experiment": ", ".join(display_path(p) for p in experiment.inputs),
             "result files": f"{len(experiment.files)} ({len(experiment.runs)} runs)",
             "final score": rule.describe(),
             "expected seeds": str(expected_seeds),
             "bootstrap": f"{bootstrap_reps} resamples, seed {seed}",
+            **({"unreadable result lines": "; ".join(experiment.warnings)} if experiment.warnings else {}),
         }
-        (tmp / "index.html").write_text(render_page(f"rkl_bench report: {experiment.root.resolve().name}", facts, sections, downloads),
+        (tmp / "index.html").write_text(render_page(f"rkl_bench report: {', '.join(p.resolve().name for p in experiment.inputs)}", facts, sections, downloads),
                                         encoding="utf-8")
         figures = [f.png for f in curves + lambda_figs + toys + ([iqm_fig] if iqm_fig else []) + fig5_figs]
 
     return ReportPaths(out, out / "index.html", out / "table2.csv", out / "table2.tex", out / "table2.md",
-                       out / "paper_comparison.csv", out / "aggregate.csv", tuple(out / f for f in figures))
+                       out / "paper_comparison.csv", out / "aggregate.csv", tuple(out / f for f in figures),
+                       experiment.warnings)

@@ -102,9 +102,8 @@ def lambda_histograms(sets: Sequence[LambdaSet], out_dir: Path) -> list[FigureFi
     for index, item in enumerate(sets):
         fig = Figure(figsize=(5.0, 3.4))
         ax = fig.subplots()
-        bins = np.linspace(0.0, 1.0, 41)
-        for name, values in item.components.items():
-            ax.hist(np.clip(values, 0.0, 1.0), bins=bins, alpha=0.6, label=f"{name} ({values.size} states)")
+        for name, (edges, counts) in item.components.items():
+            ax.stairs(counts, edges, fill=True, alpha=0.6, label=f"{name} ({int(counts.sum())} states)")
         ax.set_xlabel("λ(s)")
         ax.set_ylabel("count")
         ax.set_title(f"{row_label(item.dataset)}, {algo_label(item.algo)} seed {item.seed}", fontsize=10)

@@ -28,31 +28,52 @@ import numpy as np
 from rkl_bench.errors import RklBenchError
 from rkl_bench.report.datasets import DatasetKey
 from rkl_bench.report.results import Run
+from rkl_bench.training.archive import LAMBDA_BINS
 from rkl_bench.training.lambdas import LAMBDAS_FILE
 
 FIRST_COMPONENT = "random"
 """Drawn first, so it takes the first colour (blue, as in the paper)."""
 
 
+HISTOGRAM_BINS = LAMBDA_BINS
+"""Bins of Fig. 4 on [0, 1]: those of a results archive's lambda(s) histograms, so both draw alike."""
+
+
 @dataclass(frozen=True)
 class LambdaSet:
-    """lambda(s) per component, from the lowest-seed run of a dataset that saved them."""
+    """lambda(s) per component, from the lowest-seed run of a dataset that saved them:
+    ``components`` maps each to ``(bin edges, counts)`` on [0, 1]."""
 
     dataset: DatasetKey
     algo: str
     seed: int
     path: Path
-    components: dict[str, np.ndarray]
+    components: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def find_lambdas(runs: Iterable[Run]) -> list[LambdaSet]:
-    """One :class:`LambdaSet` per (dataset, algorithm) that has a ``lambdas.npz``, in table order."""
+    """One :class:`LambdaSet` per (dataset, algorithm) that has a ``lambdas.npz`` (or, from a
+    results archive, lambda(s) histograms), in table order."""
     chosen: dict[tuple[DatasetKey, str], Run] = {}
     for run in sorted(runs, key=lambda r: (r.dataset, r.algo, r.seed)):
-        if (run.directory / LAMBDAS_FILE).is_file():
+        if run.lambda_histograms or (run.directory / LAMBDAS_FILE).is_file():
             chosen.setdefault((run.dataset, run.algo), run)
-    return [LambdaSet(r.dataset, r.algo, r.seed, r.directory / LAMBDAS_FILE, read_lambdas(r.directory / LAMBDAS_FILE))
-            for r in chosen.values()]
+    return [LambdaSet(r.dataset, r.algo, r.seed, r.directory / LAMBDAS_FILE, _components(r)) for r in chosen.values()]
+
+
+def _components(run: Run) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+    if run.lambda_histograms:
+        out = {}
+        for name, hist in run.lambda_histograms.items():
+            counts = np.asarray(hist.get("counts", []), dtype=np.int64)
+            if counts.size != HISTOGRAM_BINS or list(hist.get("range", [])) != [0.0, 1.0]:
+                raise RklBenchError(f"{run.directory}: lambda(s) histogram {name!r} of {run.algo} seed {run.seed} "
+                                    f"is not {HISTOGRAM_BINS} bins on [0, 1]; export the archive again")
+            out[name] = (edges, counts)
+        return dict(sorted(out.items(), key=lambda item: FIRST_COMPONENT not in item[0]))
+    arrays = read_lambdas(run.directory / LAMBDAS_FILE)
+    return {name: (edges, np.histogram(np.clip(values, 0.0, 1.0), bins=edges)[0]) for name, values in arrays.items()}
 
 
 def read_lambdas(path: Path) -> dict[str, np.ndarray]:

@@ -57,3 +57,14 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def display_path(path: str | Path, root: str | Path | None = None) -> str:
+    """``path`` as a report shows it: relative to ``root`` (default: the working directory,
+    the repository for a shipped report) when under it, else its last two parts; never an
+    absolute path of the machine that made the report."""
+    resolved = Path(path).expanduser().resolve()
+    try:
+        return str(resolved.relative_to(Path(root or Path.cwd()).resolve()))
+    except ValueError:
+        return "/".join(resolved.parts[-2:])

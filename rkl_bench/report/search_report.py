@@ -22,7 +22,6 @@ files out; nothing here imports Ray or Optuna.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -36,7 +35,7 @@ from rkl_bench.errors import RklBenchError
 from rkl_bench.report.algos import algo_label
 from rkl_bench.report.figures import FigureFile
 from rkl_bench.report.html import PageSection, render_page
-from rkl_bench.report.output import atomic_dir
+from rkl_bench.report.output import atomic_dir, display_path
 from rkl_bench.report.render import MISSING, Cell, Table, to_markdown
 from rkl_bench.report.results import load_experiment
 
@@ -274,19 +273,9 @@ def _fmt_param(value: Any) -> str:
 
 
 def _shown(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` when under it; else its last two parts (never a machine's absolute path)."""
-    resolved = path.expanduser().resolve()
-    try:
-        return str(resolved.relative_to(root))
-    except ValueError:
-        return "/".join(resolved.parts[-2:])
+    return display_path(path, root)
 
 
 def _shown_name(path: str | Path) -> str:
     return Path(path).expanduser().resolve().name
 
-
-def read_trials_csv(path: Path) -> list[dict[str, str]]:
-    """``trials.csv`` as rows of text (for tests and scripts)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))

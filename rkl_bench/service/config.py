@@ -152,7 +152,19 @@ def read_yaml_spec(path: str | Path, what: str, example: str) -> tuple[Path, Any
     if not path.is_file():
         raise RklBenchError(f"{what} {path} not found; pass a YAML file such as {example}")
     try:
-        return path, yaml.safe_load(path.read_text(encoding="utf-8"))
+        return path, yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise RklBenchError(f"{what} {path} cannot be read ({exc.strerror or exc}); check its permissions") from None
+    except UnicodeDecodeError as exc:
+        raise RklBenchError(
+            f"{path}: not a text file (byte {exc.start} is not UTF-8); pass a YAML file such as {example}"
+        ) from None
+    except yaml.reader.ReaderError as exc:
+        char = f"0x{exc.character:02x}" if isinstance(exc.character, int) else repr(exc.character)
+        raise RklBenchError(
+            f"{path}: not a text file (control character {char} at byte {exc.position}); "
+            f"pass a YAML file such as {example}"
+        ) from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""

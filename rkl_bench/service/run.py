@@ -11,6 +11,14 @@ The experiment directory ``<storage>/<name>/`` is Tune's, plus
 refuses a directory started with another config, and a run without
 ``--resume`` refuses a directory that exists, so results of two different
 configs never mix.
+
+The record also holds the SHA-256 of every file Tune unpickles on restore
+(``tune_state.py``): ``--resume`` refuses state this service did not write,
+and a directory other users can write, before Ray starts (``docs/security.md``).
+Everything else that can be checked without Ray is checked before it too: the
+storage directory is a directory this user can write, and every dataset loads
+and fits its evaluation env (dims and dtypes), so bad data costs one
+``error:`` line, not a cluster start-up and a failed trial.
 """
 
 from __future__ import annotations
@@ -18,15 +26,28 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
+from rkl_bench.data.envs import gym_env_id
+from rkl_bench.data.registry import load_dataset
+from rkl_bench.data.validate import check_env_spaces
 from rkl_bench.errors import RklBenchError
 from rkl_bench.service.config import ExperimentConfig, load_config
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
-from rkl_bench.service.ray_runtime import check_dashboard_available, ray_session
+from rkl_bench.service.ray_runtime import DEFAULT_CONNECT_TIMEOUT_S, check_dashboard_available, ray_session
+from rkl_bench.service.tune_state import (
+    RECORD_FILE,
+    TUNER_FILE,
+    check_private,
+    read_record,
+    record_digests,
+    state_files,
+    verify_tune_state,
+    write_record,
+)
+from rkl_bench.training.archive import IDENTITY_KEYS, TrialKey, display_name, is_archive, load_archive
 
 DEFAULT_STORAGE = Path("ray_results")
-RECORD_FILE = "rkl_bench_experiment.json"
 
 
 @dataclass(frozen=True)
@@ -37,6 +58,11 @@ class RunSummary:
     errored: int
     seeds: int
     """Seeds per (algorithm, dataset) cell: what a complete cell of the report has."""
+    errors: tuple[str, ...] = ()
+    """One line per failed trial: its name and the last line of its error."""
+    archived: int = 0
+    """Trials of the grid taken from a results archive (``resume=ARCHIVE``), not run; counted in ``finished``."""
+    archive: Path | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -48,16 +74,20 @@ def run_experiment(
     config_path: str | Path,
     *,
     address: str | None = None,
-    resume: bool = False,
+    resume: bool | str | Path = False,
     storage: str | Path | None = None,
     dashboard: bool = False,
     verbose: int = 1,
     callbacks: Sequence[Any] = (),
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
 ) -> RunSummary:
     """Run the experiment ``config_path`` describes; see the module docstring.
 
-    ``callbacks`` are extra Tune callbacks; ``verbose`` is Tune's verbosity
-    (0 silent, 1 the progress table, 2 every result).
+    ``resume`` is ``True`` to go on from the experiment directory's Tune state,
+    or the path of a results archive of this experiment: its trials are not
+    run again (see :func:`archived_cells`). ``callbacks`` are extra Tune
+    callbacks; ``verbose`` is Tune's verbosity (0 silent, 1 the progress table,
+    2 every result); ``connect_timeout`` bounds the wait for the cluster at ``address``.
     """
     if dashboard:
         if address is not None:
@@ -65,24 +95,105 @@ def run_experiment(
         check_dashboard_available()
     config = load_config(config_path)
     specs = resolve_datasets(config)
-    experiment_dir = Path(storage or DEFAULT_STORAGE).expanduser().resolve() / config.name
-    record = experiment_record(config, specs)
-    _check_experiment_dir(experiment_dir, record, resume)
-    make_missing_forge_datasets(specs, config, refresh=not resume)
+    from rkl_bench.training.files import check_writable_dir
 
-    with ray_session(address, dashboard):
+    storage_dir = Path(storage or DEFAULT_STORAGE).expanduser().resolve()
+    check_writable_dir(storage_dir, "--storage")
+    experiment_dir = storage_dir / config.name
+    record = experiment_record(config, specs)
+    archive = None if isinstance(resume, bool) else Path(resume).expanduser()
+    skip = archived_cells(archive, record, config, specs) if archive is not None else set()
+    total = len(config.algorithms) * len(specs) * len(config.seeds)
+    if archive is not None and len(skip) == total:
+        return RunSummary(experiment_dir, total, total, 0, len(config.seeds), archived=total, archive=archive)
+    # An archive resume starts the missing trials in a new directory, or goes on with one it started.
+    fresh_from_archive = archive is not None and not (experiment_dir.is_dir() and any(experiment_dir.iterdir()))
+    _check_experiment_dir(experiment_dir, record, bool(resume) and not fresh_from_archive)
+    make_missing_forge_datasets(specs, config, refresh=not resume)
+    check_datasets(specs, config)
+
+    with ray_session(address, dashboard, connect_timeout=connect_timeout):
         from rkl_bench.service.datasets_store import put_datasets
-        from rkl_bench.service.tuner import build_tuner, can_restore, restore_tuner
+        from rkl_bench.service.tuner import TrialErrors, build_tuner, can_restore, restore_tuner
 
         refs = put_datasets(specs, config.d4rl_dir)
-        if resume and can_restore(experiment_dir):
+        if resume and not fresh_from_archive and can_restore(experiment_dir):
+            verify_tune_state(experiment_dir)  # again: nothing may have changed since the check before Ray
             tuner = restore_tuner(config, refs, experiment_dir)
         else:
             experiment_dir.mkdir(parents=True, exist_ok=True)
-            (experiment_dir / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-            tuner = build_tuner(config, specs, refs, experiment_dir.parent, callbacks, verbose)
+            write_record(experiment_dir, {**record, **({"archived_trials": sorted(skip)} if skip else {})})
+            tuner = build_tuner(config, specs, refs, experiment_dir.parent, callbacks, verbose, skip=skip)
+            record_digests(experiment_dir, [experiment_dir / TUNER_FILE])
+        TrialErrors.seen.clear()
         grid = tuner.fit()
-        return RunSummary(experiment_dir, len(grid), finished_trials(grid, config.steps), grid.num_errors, len(config.seeds))
+        # Tune's last write (a forced snapshot at the end of fit) is recorded by
+        # StateDigests when it ran any step; a restored run with nothing left to
+        # do runs none, so its new session files are recorded here.
+        record_digests(experiment_dir, list(state_files(experiment_dir)))
+        archived = total - len(grid)
+        return RunSummary(
+            experiment_dir, total, archived + finished_trials(grid, config.steps), grid.num_errors,
+            len(config.seeds), trial_errors(grid, TrialErrors.seen), archived=archived, archive=archive,
+        )
+
+
+def archived_cells(
+    archive: Path, record: Mapping[str, Any], config: ExperimentConfig, specs: Sequence[str]
+) -> set[TrialKey]:
+    """The grid cells a results archive of this experiment holds (finished trials: not run again).
+
+    The archive must be one of this experiment: its record (config and dataset
+    specs) equal to the one this config gives, checked before anything runs.
+    """
+    if not is_archive(archive):
+        raise RklBenchError(
+            f"--resume {archive}: not a results archive (no archive.json); give the directory "
+            "`rkl-bench results export` wrote, or --resume alone to go on from the experiment directory"
+        )
+    held = load_archive(archive)
+    if held.record is None:
+        raise RklBenchError(f"--resume {archive}: the archive has no experiment record, so it cannot be matched to this config")
+    if any(held.record.get(key) != record[key] for key in IDENTITY_KEYS):
+        raise RklBenchError(
+            f"--resume {archive}: the archive is of another experiment ({_difference(held.record, record)} differ); "
+            "resume with the config it was made with"
+        )
+    cells = {(algo, spec, seed) for algo in config.algorithms for spec in specs for seed in config.seeds}
+    strangers = sorted(set(held.trials) - cells)
+    if strangers:
+        raise RklBenchError(f"--resume {archive}: it holds {display_name(strangers[0])}, which is not a trial of this grid")
+    return set(held.trials)
+
+
+def check_datasets(specs: Sequence[str], config: ExperimentConfig) -> None:
+    """Load every dataset once before Ray starts: bad files, and data that does not fit its
+    evaluation env, are one error line here instead of a failed trial (one dataset in memory at a time)."""
+    for spec in specs:
+        try:
+            dataset = load_dataset(spec, config.d4rl_dir)
+            env_id = gym_env_id(dataset)
+            if env_id is None:
+                raise RklBenchError(
+                    f"env {dataset.env!r}, version {dataset.version}: no gymnasium environment to evaluate in, "
+                    "and a grid evaluates every trial"
+                )
+            check_env_spaces(dataset, env_id)
+        except RklBenchError as exc:
+            raise RklBenchError(f"{config.path or config.name}: dataset {spec}: {exc}") from None
+        del dataset
+
+
+def trial_errors(grid: Any, seen: Mapping[str, str]) -> tuple[str, ...]:
+    """One line per failed trial: what ``TrialErrors`` saw this session, else the last line of Tune's error."""
+    if seen:
+        return tuple(seen.values())
+    lines = []
+    for result in grid:
+        if result.error is not None:
+            text = [line.strip() for line in str(result.error).splitlines() if line.strip()]
+            lines.append(text[-1] if text else type(result.error).__name__)
+    return tuple(lines)
 
 
 def finished_trials(grid: Any, steps: int) -> int:
@@ -103,6 +214,8 @@ def experiment_record(config: ExperimentConfig, specs: Sequence[str]) -> dict[st
 
 
 def _check_experiment_dir(experiment_dir: Path, record: dict[str, Any], resume: bool) -> None:
+    if experiment_dir.exists() and not experiment_dir.is_dir():
+        raise RklBenchError(f"{experiment_dir} is a file, not an experiment directory; change the config's name or --storage")
     exists = experiment_dir.is_dir() and any(experiment_dir.iterdir())
     if not resume:
         if exists:
@@ -113,19 +226,23 @@ def _check_experiment_dir(experiment_dir: Path, record: dict[str, Any], resume: 
         return
     if not exists:
         raise RklBenchError(f"nothing to resume: {experiment_dir} does not exist; run without --resume to start it")
-    record_file = experiment_dir / RECORD_FILE
-    try:
-        recorded = json.loads(record_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        raise RklBenchError(f"{experiment_dir} was not started by rkl-bench run ({RECORD_FILE} missing or unreadable)") from None
-    if recorded != record:
-        differ = sorted(
-            key for key in set(recorded["config"]) | set(record["config"])
-            if recorded["config"].get(key) != record["config"].get(key)
-        )
-        if recorded.get("dataset_specs") != record["dataset_specs"]:
-            differ.append("dataset specs")
+    check_private(experiment_dir)
+    recorded = read_record(experiment_dir)
+    if recorded is None or not all(key in recorded for key in IDENTITY_KEYS):
+        raise RklBenchError(f"{experiment_dir} was not started by rkl-bench run ({RECORD_FILE} missing or unreadable)")
+    if any(recorded[key] != record[key] for key in IDENTITY_KEYS):
         raise RklBenchError(
-            f"{experiment_dir} was started with a different config ({', '.join(differ)} differ); "
+            f"{experiment_dir} was started with a different config ({_difference(recorded, record)} differ); "
             "resume with the original config, or start a new experiment under another name"
         )
+    verify_tune_state(experiment_dir)
+
+
+def _difference(theirs_record: Mapping[str, Any], record: Mapping[str, Any]) -> str:
+    """The config keys (and "dataset specs") in which two experiment records differ."""
+    theirs = theirs_record["config"] if isinstance(theirs_record.get("config"), dict) else {}
+    mine = record["config"]
+    differ = sorted(key for key in set(theirs) | set(mine) if theirs.get(key) != mine.get(key))
+    if theirs_record.get("dataset_specs") != record["dataset_specs"]:
+        differ.append("dataset specs")
+    return ", ".join(differ)

@@ -37,6 +37,7 @@ from ray import tune
 from rkl_bench.algos.registry import split_variant
 from rkl_bench.data.dataset import OfflineDataset
 from rkl_bench.data.envs import gym_env_id
+from rkl_bench.data.validate import check_env_spaces
 from rkl_bench.errors import RklBenchError
 from rkl_bench.evaluation import EvalResult
 from rkl_bench.service.config import ExperimentConfig
@@ -44,6 +45,7 @@ from rkl_bench.service.datasets_store import DatasetRefs, fetch_dataset
 from rkl_bench.service.eval_actors import EvalPool, PendingEvaluation, PolicySnapshot, release_pool, trial_pool
 from rkl_bench.training.lambdas import LAMBDAS_FILE, save_lambdas
 from rkl_bench.training.metrics import LossMeter
+from rkl_bench.training.provenance import code_fields
 from rkl_bench.training.trainer import Trainer, eval_seed, read_checkpoint
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -128,6 +130,7 @@ def run_pair(
     env_id = gym_env_id(dataset)
     if env_id is None:
         raise RklBenchError(f"dataset {spec!r} (version {dataset.version}) has no gymnasium environment to evaluate in")
+    check_env_spaces(dataset, env_id)
     if state is not None and state["extra"]["dataset_version"] != dataset.version:
         raise RklBenchError(
             f"trial checkpoint was trained on {spec} version {state['extra']['dataset_version']}, "
@@ -175,7 +178,31 @@ def _restored_state() -> dict[str, Any] | None:
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
-        return read_checkpoint(Path(folder) / CHECKPOINT_FILE)
+        return readable_checkpoint(Path(folder))
+
+
+def readable_checkpoint(folder: Path) -> dict[str, Any] | None:
+    """The state in checkpoint ``folder``; if it cannot be read (torn, corrupted), the newest
+    readable older checkpoint beside it (``checkpoint_<n>`` of the same trial), else None
+    (start over). The trial then reports again the rows after that checkpoint's step, with
+    the same numbers (training resumes bit-exactly); the report keeps one row per step."""
+    try:
+        return read_checkpoint(folder / CHECKPOINT_FILE)
+    except RklBenchError as first:
+        problem = str(first)
+    older = sorted(
+        (p for p in folder.parent.glob("checkpoint_*") if p.is_dir() and p.name < folder.name),
+        key=lambda p: p.name, reverse=True,
+    )
+    for candidate in older:
+        try:
+            state = read_checkpoint(candidate / CHECKPOINT_FILE)
+        except RklBenchError:
+            continue
+        warnings.warn(f"{problem}; resuming from the older {candidate.name} instead", RuntimeWarning, stacklevel=2)
+        return state
+    warnings.warn(f"{problem}; no older checkpoint is readable, so the trial starts over", RuntimeWarning, stacklevel=2)
+    return None
 
 
 class _TrialLoop:
@@ -256,7 +283,9 @@ class _TrialLoop:
             return
         try:
             result = self.pool.collect(row.evaluation)
-            self.report({**row.fields, **score_fields(result), "eval_actor_restarts": self.pool.replaced}, row.checkpoint_dir)
+            # Last: the code the row came from (package version, git commit, evaluation loop).
+            fields = {**row.fields, **score_fields(result), "eval_actor_restarts": self.pool.replaced, **code_fields()}
+            self.report(fields, row.checkpoint_dir)
         finally:
             shutil.rmtree(row.checkpoint_dir, ignore_errors=True)
 

@@ -6,6 +6,10 @@ grid values, its algorithm's hyper-parameters and the shared
 save it with the experiment and a resumed run sees exactly what the first
 one did. Dataset references travel separately (see ``datasets_store``).
 
+Two callbacks ride along in every grid: ``StateDigests`` (the digests that
+let ``--resume`` trust Tune's state, ``tune_state.py``) and ``TrialErrors``
+(one line per failed trial for the CLI).
+
 TensorBoard logs come from Tune's own TensorBoardX callback, which Tune adds
 when ``tensorboardX`` is installed (it is, with ``rkl_bench[service]``):
 ``tensorboard --logdir <experiment dir>``.
@@ -13,15 +17,20 @@ when ``tensorboardX`` is installed (it is, with ``rkl_bench[service]``):
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from ray import tune
 
 from rkl_bench.service.config import ExperimentConfig
 from rkl_bench.service.datasets_store import DatasetRefs
 from rkl_bench.service.trainable import TrialSettings, run_trial
+from rkl_bench.service.tune_state import record_digests, state_files
+from rkl_bench.training.archive import CELL_KEY, TrialKey
+
+logger = logging.getLogger(__name__)
 
 
 class HyperparamsOf:
@@ -38,13 +47,45 @@ class HyperparamsOf:
         return dict(self.algorithms[config["algo"]])
 
 
-def param_space(config: ExperimentConfig, specs: Sequence[str]) -> dict[str, Any]:
-    return {
-        "algo": tune.grid_search(list(config.algorithms)),
-        "dataset": tune.grid_search(list(specs)),
-        "seed": tune.grid_search(list(config.seeds)),
+class CellValue:
+    """``tune.sample_from`` callable: one field (algo, dataset or seed) of the trial's grid cell."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __call__(self, config: Mapping[str, Any]) -> Any:
+        return config[CELL_KEY][self.field]
+
+
+def grid_cells(config: ExperimentConfig, specs: Sequence[str]) -> list[TrialKey]:
+    """Every (algo, dataset, seed) of the grid."""
+    return [(algo, spec, seed) for algo in config.algorithms for spec in specs for seed in config.seeds]
+
+
+def param_space(config: ExperimentConfig, specs: Sequence[str], skip: Collection[TrialKey] = ()) -> dict[str, Any]:
+    """The grid; with ``skip``, only its other cells (one grid axis of cells, each trial's
+    ``algo``, ``dataset`` and ``seed`` read from its cell, so trials look as in the full grid)."""
+    shared = {
         "hyperparams": tune.sample_from(HyperparamsOf(config.algorithms)),
         "settings": TrialSettings.of(config).as_dict(),
+    }
+    if not skip:
+        return {
+            "algo": tune.grid_search(list(config.algorithms)),
+            "dataset": tune.grid_search(list(specs)),
+            "seed": tune.grid_search(list(config.seeds)),
+            **shared,
+        }
+    cells = [
+        {"algo": algo, "dataset": spec, "seed": seed}
+        for algo, spec, seed in grid_cells(config, specs) if (algo, spec, seed) not in skip
+    ]
+    if not cells:
+        raise ValueError("every trial of the grid is skipped: nothing to run")
+    return {
+        CELL_KEY: tune.grid_search(cells),
+        **{field: tune.sample_from(CellValue(field)) for field in ("algo", "dataset", "seed")},
+        **shared,
     }
 
 
@@ -66,7 +107,8 @@ def _slug(text: str) -> str:
 
 def trial_name(trial: Any) -> str:
     """``<algo>_<dataset>_s<seed>``: what the progress table shows."""
-    config = trial.config
+    # In a grid of cells, Tune names a trial before it resolves the sample_from fields.
+    config = trial.config.get(CELL_KEY) or trial.config
     return f"{config['algo']}_{_slug(config['dataset'])}_s{config['seed']}"
 
 
@@ -82,11 +124,12 @@ def build_tuner(
     storage: Path,
     callbacks: Sequence[Any] = (),
     verbose: int = 1,
+    skip: Collection[TrialKey] = (),
 ) -> tune.Tuner:
-    """A new experiment ``<storage>/<config.name>``."""
+    """A new experiment ``<storage>/<config.name>``: the grid, less the cells in ``skip``."""
     return tune.Tuner(
         make_trainable(config, refs),
-        param_space=param_space(config, specs),
+        param_space=param_space(config, specs, skip),
         tune_config=tune.TuneConfig(
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_dirname,
@@ -102,7 +145,9 @@ def build_tuner(
             # Files a trial writes into its working directory (lambdas.npz) reach
             # its trial directory with its checkpoints.
             sync_config=tune.SyncConfig(sync_artifacts=True),
-            callbacks=list(callbacks),
+            # StateDigests keeps the record's digests of Tune's state fresh
+            # (tune_state.py); both are saved in tuner.pkl and come back on resume.
+            callbacks=[*callbacks, StateDigests(), TrialErrors()],
             verbose=verbose,
         ),
     )
@@ -121,3 +166,59 @@ def restore_tuner(config: ExperimentConfig, refs: DatasetRefs, experiment_dir: P
 
 def can_restore(experiment_dir: Path) -> bool:
     return tune.Tuner.can_restore(str(experiment_dir))
+
+
+class StateDigests(tune.Callback):
+    """Records the digests of Tune's staged state files before Tune uploads them (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._trials: list[Any] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # saved in tuner.pkl before any trial exists; trials are the run's own
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._trials = []
+
+    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        self._trials = trials  # the controller's own list: trials added later appear in it
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        self._trials = trials
+
+    def get_state(self) -> None:
+        """Called by Tune between writing its state to the staging directory and uploading it."""
+        if not self._trials:
+            return None
+        storage = self._trials[0].storage
+        staging = Path(storage.experiment_driver_staging_path)
+        experiment_dir = Path(storage.experiment_fs_path)
+        if staging.is_dir() and experiment_dir.is_dir():
+            try:
+                record_digests(experiment_dir, list(state_files(staging)), staging)
+            except OSError as exc:  # a full disk: Tune's own upload fails too, and says so
+                logger.warning("could not record the digests of Tune's state in %s: %s", experiment_dir, exc)
+        return None
+
+
+class TrialErrors(tune.Callback):
+    """The last line of each failed trial's error, for ``rkl-bench run``'s summary line.
+
+    Read from the error file Tune writes in its driver staging directory: the
+    copy in the trial directory may be missing (a full disk is one way to fail).
+    Kept on the class, so the instance Tune restores from ``tuner.pkl`` on
+    ``--resume`` reports to the same place.
+    """
+
+    seen: dict[str, str] = {}
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        TrialErrors.seen[trial.trial_id] = f"{trial}: {_last_line(trial.error_file)}"
+
+
+def _last_line(path: str | None) -> str:
+    try:
+        lines = [line.strip() for line in Path(path or "").read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "error (no error file)"
+    return lines[-1] if lines else "error (empty error file)"

@@ -52,6 +52,10 @@ ARCHIVE_FORMAT = 1
 RESULT_FILE = "result.json"
 RECORD_FILE = "rkl_bench_experiment.json"
 """The experiment record ``rkl-bench run`` writes in its experiment directory (config + dataset specs)."""
+IDENTITY_KEYS = ("config", "dataset_specs")
+"""The record keys that define an experiment; an archive keeps only these (not the machine's Tune state digests)."""
+CELL_KEY = "cell"
+"""The trial-config key of a grid that runs only some of its trials (``rkl-bench run --resume ARCHIVE``)."""
 LAMBDAS_FILE = "lambdas.npz"
 LAMBDA_BINS = 50
 TUNE_KEYS = frozenset({
@@ -140,14 +144,14 @@ def load_archive(path: str | Path) -> Archive:
             key = (str(entry["algo"]), str(entry["dataset"]), int(entry["seed"]))
             rows = rows_by_key.pop(key, [])
             if len(rows) != int(entry["rows"]):
-                raise RklBenchError(f"{root}: {_name(key)} lists {entry['rows']} rows, {ROWS_FILE} holds {len(rows)}; "
+                raise RklBenchError(f"{root}: {display_name(key)} lists {entry['rows']} rows, {ROWS_FILE} holds {len(rows)}; "
                                     "the archive is damaged (export it again)")
             trials[key] = ArchivedTrial(*key, dict(entry.get("config") or {}), rows, dict(entry.get("lambdas") or {}))
         except (KeyError, TypeError, ValueError):
             raise RklBenchError(f"{meta_file}: a trial entry lacks algo, dataset, seed or rows") from None
     if rows_by_key:
-        raise RklBenchError(f"{rows_file}: rows of {_name(next(iter(rows_by_key)))} have no trial entry in {ARCHIVE_FILE}")
-    return Archive(meta.get("record"), trials)
+        raise RklBenchError(f"{rows_file}: rows of {display_name(next(iter(rows_by_key)))} have no trial entry in {ARCHIVE_FILE}")
+    return Archive(identity(meta.get("record")), trials)
 
 
 def experiment_trials(experiment_dir: str | Path) -> tuple[list[ArchivedTrial], int]:
@@ -181,6 +185,7 @@ def _trial_from_dir(directory: Path) -> ArchivedTrial | None:
         if not isinstance(raw, dict) or raw.get("normalized_score") is None:
             continue
         config = raw.get("config") or config
+        config = {k: v for k, v in config.items() if k != CELL_KEY}
         rows.append({k: v for k, v in raw.items() if k not in TUNE_KEYS})
     if not rows or rows[-1].get("total_steps") is None or rows[-1]["step"] < rows[-1]["total_steps"]:
         return None
@@ -210,7 +215,7 @@ def export_results(experiment_dir: str | Path, out: str | Path) -> ExportSummary
     if not source.is_dir():
         raise RklBenchError(f"experiment directory {source} does not exist (or is not a directory)")
     record_file = source / RECORD_FILE
-    record = _read_json(record_file) if record_file.is_file() else None
+    record = identity(_read_json(record_file)) if record_file.is_file() else None
     finished, unfinished = experiment_trials(source)
     if not finished and not is_archive(out):
         raise RklBenchError(f"{source}: no finished trial to archive ({unfinished} unfinished); nothing written")
@@ -226,17 +231,17 @@ def export_results(experiment_dir: str | Path, out: str | Path) -> ExportSummary
 def merge_archives(archives: Sequence[Archive], where: str = "the archives") -> tuple[Archive, int]:
     """One archive holding every trial of ``archives`` (the first's trials first); returns it and
     how many trials the later ones added. Unequal records, or one trial with unequal rows, is an error."""
-    record = next((a.record for a in archives if a.record is not None), None)
+    record = next((identity(a.record) for a in archives if a.record is not None), None)
     trials: dict[TrialKey, ArchivedTrial] = {}
     added = 0
     for index, archive in enumerate(archives):
-        if archive.record is not None and record is not None and archive.record != record:
+        if archive.record is not None and record is not None and identity(archive.record) != record:
             raise RklBenchError(f"{where}: the experiments differ ({_record_difference(record, archive.record)}); "
                                 "archives merge only for one experiment config")
         for key, trial in archive.trials.items():
             if key in trials:
                 if _comparable(trials[key].rows) != _comparable(trial.rows):
-                    raise RklBenchError(f"{where}: {_name(key)} is in both with different rows; keep one copy "
+                    raise RklBenchError(f"{where}: {display_name(key)} is in both with different rows; keep one copy "
                                         "(the same seed and config must give the same numbers)")
                 continue
             trials[key] = trial
@@ -274,8 +279,11 @@ def write_archive(archive: Archive, out: Path) -> int:
 
 
 # ----------------------------------------------------------------- helpers
-def trial_keys(archive: Archive) -> set[TrialKey]:
-    return set(archive.trials)
+def identity(record: Any) -> dict[str, Any] | None:
+    """The keys of an experiment record that define the experiment (see :data:`IDENTITY_KEYS`)."""
+    if not isinstance(record, dict):
+        return None
+    return {key: record[key] for key in IDENTITY_KEYS if key in record}
 
 
 def _comparable(rows: Iterable[Mapping[str, Any]]) -> list[tuple]:
@@ -292,7 +300,8 @@ def _record_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     return ", ".join(keys) or "records"
 
 
-def _name(key: TrialKey) -> str:
+def display_name(key: TrialKey) -> str:
+    """``algo on dataset seed N``: how messages name a trial."""
     return f"{key[0]} on {key[1]} seed {key[2]}"
 
 

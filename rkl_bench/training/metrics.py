@@ -18,7 +18,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from rkl_bench.training.files import save_jsonl
+from rkl_bench.errors import RklBenchError
+from rkl_bench.training.files import save_jsonl, write_error
 
 
 class LossMeter:
@@ -46,22 +47,36 @@ class LossMeter:
 
 def append_row(path: Path, row: Mapping[str, Any]) -> None:
     """Append one row and make it durable before the checkpoint that follows it."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise write_error(path, exc) from None
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """All complete rows of a log (a torn last line, from a crash mid-write, is dropped)."""
+    """All complete rows of a log. A torn last line (a crash mid-write) is dropped; an
+    unreadable line before the last is an error, never a silent loss of the rows after it."""
     if not path.exists():
         return []
+    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for index, line in enumerate(lines):
+        if not line.strip():
+            continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
-            break
+            row = None
+        if isinstance(row, dict) and "step" in row:
+            rows.append(row)
+        elif index < len(lines) - 1:
+            raise RklBenchError(
+                f"{path}:{index + 1}: not a result row (torn or edited); fix or delete that line, "
+                "or use another --out"
+            )
     return rows
 
 

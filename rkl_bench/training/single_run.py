@@ -30,10 +30,12 @@ from tqdm import tqdm
 from rkl_bench.data.dataset import OfflineDataset
 from rkl_bench.data.envs import gym_env_id
 from rkl_bench.data.registry import load_dataset
+from rkl_bench.data.validate import check_env_spaces
 from rkl_bench.errors import RklBenchError
-from rkl_bench.training.files import save_json
+from rkl_bench.training.files import check_writable_dir, save_json
 from rkl_bench.training.lambdas import LAMBDAS_FILE, save_lambdas
 from rkl_bench.training.metrics import LossMeter, append_row, read_rows, truncate_rows
+from rkl_bench.training.provenance import code_fields
 from rkl_bench.training.trainer import Trainer, read_checkpoint
 
 RUN_FILE = "run.json"
@@ -104,6 +106,7 @@ class RunSummary:
 def train(spec: TrainSpec) -> RunSummary:
     """Train (or resume, or report a finished) run; see the module docstring."""
     out = spec.out_dir
+    check_writable_dir(out, "--out")
     run_file, metrics_file, checkpoint_file = out / RUN_FILE, out / METRICS_FILE, out / CHECKPOINT_FILE
     recorded = _check_run_dir(spec, run_file, metrics_file, checkpoint_file)
     checkpoint = read_checkpoint(checkpoint_file) if recorded and checkpoint_file.exists() else None
@@ -113,12 +116,14 @@ def train(spec: TrainSpec) -> RunSummary:
         return RunSummary(out, int(checkpoint["step"]), rows[-1] if rows else None, int(checkpoint["step"]), True)
 
     dataset = load_dataset(spec.dataset, d4rl_dir=spec.d4rl_dir)
-    if recorded and recorded["dataset_version"] != dataset.version:
+    if recorded and recorded.get("dataset_version") != dataset.version:
         raise RklBenchError(
-            f"{out} holds a run on data version {recorded['dataset_version']}, but {spec.dataset} is now "
+            f"{out} holds a run on data version {recorded.get('dataset_version')}, but {spec.dataset} is now "
             f"{dataset.version}; use another --out"
         )
     env_id = _eval_env(spec, dataset)
+    if env_id is not None:
+        check_env_spaces(dataset, env_id)
     trainer = Trainer(
         spec.algo, dataset, spec.hyperparams, spec.seed, env_id=env_id, progress=True, checkpoint=checkpoint
     )
@@ -144,8 +149,10 @@ def _check_run_dir(spec: TrainSpec, run_file: Path, metrics_file: Path, checkpoi
     try:
         recorded = json.loads(run_file.read_text(encoding="utf-8"))
         theirs = recorded["spec"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):
         raise RklBenchError(f"{run_file} is not an rkl-bench run record; use another --out") from None
+    if not isinstance(theirs, dict):
+        raise RklBenchError(f"{run_file} is not an rkl-bench run record; use another --out")
     mine = spec.identity()
     diff = [key for key in IDENTITY_KEYS if theirs.get(key) != mine[key]]
     if diff:
@@ -270,6 +277,7 @@ def _row(
         steps_per_second=steps_since_row / train_seconds if train_seconds > 0 else None,
         eval_seconds=eval_seconds,
     )
+    row.update(code_fields())  # package version, git commit, evaluation-loop version
     return row
 
 

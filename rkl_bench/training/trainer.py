@@ -47,10 +47,7 @@ def eval_seed(seed: int, step: int) -> int:
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint's contents; a file from elsewhere is a clear error."""
-    try:
-        state = load_torch(path)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise RklBenchError(f"cannot read checkpoint {path} ({exc}); delete it or use another --out") from None
+    state = load_torch(path)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise RklBenchError(f"{path} is not an rkl_bench training checkpoint; delete it or use another --out")
     return state

@@ -1,0 +1,130 @@
+"""``rkl-bench run CONFIG --resume ARCHIVE``: a grid goes on from a results archive alone.
+
+The case it serves: a grid half run on one machine (or cluster) whose
+experiment directory is gone, and only its committed archive is left. The
+resume runs exactly the trials the archive lacks, in a new experiment
+directory with no Tune state, and the archive they are exported into then
+equals the archive of one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rkl_bench import cli
+from rkl_bench.training.archive import export_results, load_archive, write_archive
+from test_service_run import config_copy, trial_dirs
+from test_service_support import write_smoke_datasets
+
+HOPPER = "hopper-random-expert-v2"
+
+
+def comparable(archive_dir: Path) -> dict:
+    """Each trial's rows without the fields that differ between two honest runs (clocks, nodes, paths)."""
+    volatile = {"wall_time", "steps_per_second", "setup_seconds", "eval_seconds", "node_id", "eval_actor_restarts"}
+    return {key: [{k: v for k, v in row.items() if k not in volatile} for row in trial.rows]
+            for key, trial in load_archive(archive_dir).trials.items()}
+
+
+@pytest.fixture(scope="module")
+def complete_run(tmp_path_factory):
+    """The smoke grid (bc, td3_bc, td3_rkl; one dataset; one seed) run once, uninterrupted, and its archive."""
+    root = tmp_path_factory.mktemp("complete")
+    with pytest.MonkeyPatch.context() as patch:  # the per-test cache isolation is not set up yet at module scope
+        for name in ("RKL_BENCH_FORGE_DIR", "D4RL_DATASET_DIR"):
+            patch.setenv(name, str(root / name.lower()))
+        write_smoke_datasets()
+        config = config_copy(root, name="from_archive")
+        assert cli.main(["run", str(config), "--storage", str(root / "machine_a"), "--no-report"]) == 0
+    export_results(root / "machine_a" / "from_archive", root / "complete")
+    return config, root / "complete"
+
+
+def partial_archive(complete: Path, out: Path, keep: set[str]) -> Path:
+    """A copy of ``complete`` holding only the trials of the learners in ``keep``."""
+    archive = load_archive(complete)
+    archive.trials = {key: trial for key, trial in archive.trials.items() if key[0] in keep}
+    write_archive(archive, out)
+    return out
+
+
+def test_resume_from_an_archive_runs_only_the_missing_trials_on_a_machine_without_tune_state(
+    complete_run, tmp_path, capsys, monkeypatch
+):
+    config, complete = complete_run
+    write_smoke_datasets()
+    monkeypatch.chdir(tmp_path)
+    archive = partial_archive(complete, tmp_path / "results" / "from_archive", keep={"bc", "td3_rkl"})
+    storage = tmp_path / "machine_b"  # a new machine: no experiment directory, no Tune state
+
+    code = cli.main(["run", str(config), "--storage", str(storage), "--resume", str(archive),
+                     "--report-dir", str(tmp_path / "report")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "2 of 3 trials held there, 1 to run" in out
+    ran = trial_dirs(storage / "from_archive")
+    assert set(ran) == {"td3_bc"}, "only the trial the archive lacks runs"
+    record = json.loads((storage / "from_archive" / "rkl_bench_experiment.json").read_text())
+    assert sorted(tuple(cell) for cell in record["archived_trials"]) == [("bc", HOPPER, 0), ("td3_rkl", HOPPER, 0)]
+    params = json.loads((ran["td3_bc"] / "params.json").read_text())
+    assert (params["algo"], params["dataset"], params["seed"]) == ("td3_bc", HOPPER, 0)
+
+    # The report of the resume covers the archive's trials and the new one.
+    table = (tmp_path / "report" / "table2.csv").read_text()
+    for label in ("BC", "TD3+BC", "TD3+RKL"):
+        assert label in table
+
+    # Exported into the archive, the new trial completes it: equal to the uninterrupted run's archive.
+    summary = export_results(storage / "from_archive", archive)
+    assert (summary.added, summary.kept) == (1, 2)
+    assert comparable(archive) == comparable(complete)
+    assert load_archive(archive).trials[("td3_bc", HOPPER, 0)].config == load_archive(complete).trials[("td3_bc", HOPPER, 0)].config
+
+
+def test_resume_from_a_complete_archive_runs_nothing_and_reports_it(complete_run, tmp_path, capsys, monkeypatch):
+    config, complete = complete_run
+    write_smoke_datasets()
+    monkeypatch.chdir(tmp_path)
+    storage = tmp_path / "machine_c"
+    code = cli.main(["run", str(config), "--storage", str(storage), "--resume", str(complete),
+                     "--report-dir", str(tmp_path / "report")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "3 of 3 trials held there, nothing left to run" in out
+    assert not storage.exists() or not any(storage.iterdir()), "no experiment directory for nothing to run"
+    assert "TD3+RKL" in (tmp_path / "report" / "table2.csv").read_text()
+
+
+def test_an_archive_of_another_experiment_or_no_archive_is_one_error_before_anything_runs(
+    complete_run, tmp_path, capsys
+):
+    config, complete = complete_run
+    write_smoke_datasets()
+    other = config_copy(tmp_path, name="from_archive", steps=90)
+    storage = tmp_path / "machine_d"
+    assert cli.main(["run", str(other), "--storage", str(storage), "--resume", str(complete)]) == 2
+    err = capsys.readouterr().err
+    assert "the archive is of another experiment (steps differ)" in err and err.count("\n") == 1
+
+    not_archive = tmp_path / "empty"
+    not_archive.mkdir()
+    assert cli.main(["run", str(config), "--storage", str(storage), "--resume", str(not_archive)]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume {not_archive}: not a results archive" in err
+    assert not storage.exists() or not any(storage.iterdir()), "nothing written"
+
+    # A trial the grid does not have (an archive edited by hand, or of a grid with more seeds).
+    archive = load_archive(complete)
+    stranger = dict(archive.trials)
+    key = ("bc", HOPPER, 0)
+    stranger[("bc", HOPPER, 7)] = type(archive.trials[key])("bc", HOPPER, 7, archive.trials[key].config,
+                                                            [dict(r, seed=7) for r in archive.trials[key].rows])
+    archive.trials = stranger
+    write_archive(archive, tmp_path / "stranger")
+    assert cli.main(["run", str(config), "--storage", str(storage), "--resume", str(tmp_path / "stranger")]) == 2
+    assert "holds bc on hopper-random-expert-v2 seed 7, which is not a trial of this grid" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "stranger")

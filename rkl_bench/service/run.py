@@ -32,12 +32,11 @@ from rkl_bench.data.envs import gym_env_id
 from rkl_bench.data.registry import load_dataset
 from rkl_bench.data.validate import check_env_spaces
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import EXPERIMENT_RECORD_FILE, TUNER_FILE
 from rkl_bench.service.config import ExperimentConfig, load_config
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
 from rkl_bench.service.ray_runtime import DEFAULT_CONNECT_TIMEOUT_S, check_dashboard_available, ray_session
 from rkl_bench.service.tune_state import (
-    RECORD_FILE,
-    TUNER_FILE,
     check_private,
     read_record,
     record_digests,
@@ -229,7 +228,7 @@ def _check_experiment_dir(experiment_dir: Path, record: dict[str, Any], resume: 
     check_private(experiment_dir)
     recorded = read_record(experiment_dir)
     if recorded is None or not all(key in recorded for key in IDENTITY_KEYS):
-        raise RklBenchError(f"{experiment_dir} was not started by rkl-bench run ({RECORD_FILE} missing or unreadable)")
+        raise RklBenchError(f"{experiment_dir} was not started by rkl-bench run ({EXPERIMENT_RECORD_FILE} missing or unreadable)")
     if any(recorded[key] != record[key] for key in IDENTITY_KEYS):
         raise RklBenchError(
             f"{experiment_dir} was started with a different config ({_difference(recorded, record)} differ); "

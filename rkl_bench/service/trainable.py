@@ -40,15 +40,14 @@ from rkl_bench.data.envs import gym_env_id
 from rkl_bench.data.validate import check_env_spaces
 from rkl_bench.errors import RklBenchError
 from rkl_bench.evaluation import EvalResult
+from rkl_bench.layout import LAMBDAS_FILE, TRIAL_CHECKPOINT_FILE
 from rkl_bench.service.config import ExperimentConfig
 from rkl_bench.service.datasets_store import DatasetRefs, fetch_dataset
 from rkl_bench.service.eval_actors import EvalPool, PendingEvaluation, PolicySnapshot, release_pool, trial_pool
-from rkl_bench.training.lambdas import LAMBDAS_FILE, save_lambdas
+from rkl_bench.training.lambdas import save_lambdas
 from rkl_bench.training.metrics import LossMeter
 from rkl_bench.training.provenance import code_fields
 from rkl_bench.training.trainer import Trainer, eval_seed, read_checkpoint
-
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -187,7 +186,7 @@ def readable_checkpoint(folder: Path) -> dict[str, Any] | None:
     (start over). The trial then reports again the rows after that checkpoint's step, with
     the same numbers (training resumes bit-exactly); the report keeps one row per step."""
     try:
-        return read_checkpoint(folder / CHECKPOINT_FILE)
+        return read_checkpoint(folder / TRIAL_CHECKPOINT_FILE)
     except RklBenchError as first:
         problem = str(first)
     older = sorted(
@@ -196,7 +195,7 @@ def readable_checkpoint(folder: Path) -> dict[str, Any] | None:
     )
     for candidate in older:
         try:
-            state = read_checkpoint(candidate / CHECKPOINT_FILE)
+            state = read_checkpoint(candidate / TRIAL_CHECKPOINT_FILE)
         except RklBenchError:
             continue
         warnings.warn(f"{problem}; resuming from the older {candidate.name} instead", RuntimeWarning, stacklevel=2)
@@ -260,7 +259,7 @@ class _TrialLoop:
         trainer = self.trainer
         wall_time = self.wall_time()
         folder = Path(tempfile.mkdtemp(prefix="rkl_bench_ckpt_"))
-        trainer.save(folder / CHECKPOINT_FILE, {"wall_time": wall_time, "dataset_version": self.base["dataset_version"]})
+        trainer.save(folder / TRIAL_CHECKPOINT_FILE, {"wall_time": wall_time, "dataset_version": self.base["dataset_version"]})
         policy = PolicySnapshot.of(trainer.learner.actor, trainer.state_mean, trainer.state_std)
         evaluation = self.pool.submit(
             policy, trainer.step, self.settings.eval_episodes, eval_seed(trainer.seed, trainer.step)

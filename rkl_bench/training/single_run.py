@@ -32,15 +32,13 @@ from rkl_bench.data.envs import gym_env_id
 from rkl_bench.data.registry import load_dataset
 from rkl_bench.data.validate import check_env_spaces
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import LAMBDAS_FILE, METRICS_FILE, RUN_CHECKPOINT_FILE, RUN_FILE
 from rkl_bench.training.files import check_writable_dir, save_json
-from rkl_bench.training.lambdas import LAMBDAS_FILE, save_lambdas
+from rkl_bench.training.lambdas import save_lambdas
 from rkl_bench.training.metrics import LossMeter, append_row, read_rows, truncate_rows
 from rkl_bench.training.provenance import code_fields
 from rkl_bench.training.trainer import Trainer, read_checkpoint
 
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_FILE = "checkpoint.pt"
 TIMING_KEYS = ("wall_time", "steps_per_second", "eval_seconds")
 """Row keys that measure the machine, not the run; left out of equality checks."""
 IDENTITY_KEYS = ("algo", "dataset", "seed", "steps", "eval_every", "eval_episodes", "evaluate", "hyperparams")
@@ -107,7 +105,7 @@ def train(spec: TrainSpec) -> RunSummary:
     """Train (or resume, or report a finished) run; see the module docstring."""
     out = spec.out_dir
     check_writable_dir(out, "--out")
-    run_file, metrics_file, checkpoint_file = out / RUN_FILE, out / METRICS_FILE, out / CHECKPOINT_FILE
+    run_file, metrics_file, checkpoint_file = out / RUN_FILE, out / METRICS_FILE, out / RUN_CHECKPOINT_FILE
     recorded = _check_run_dir(spec, run_file, metrics_file, checkpoint_file)
     checkpoint = read_checkpoint(checkpoint_file) if recorded and checkpoint_file.exists() else None
     if checkpoint is not None and checkpoint["step"] >= spec.steps:
@@ -230,7 +228,7 @@ def _loop(spec: TrainSpec, trainer: Trainer, dataset: OfflineDataset, checkpoint
                 bar.set_postfix(_postfix(last_row), refresh=False)
             if step % spec.checkpoint_interval == 0 or step == spec.steps:
                 clock["wall_time"] = time.perf_counter() - session_start
-                trainer.save(out / CHECKPOINT_FILE, {"losses": meter.state_dict(), "clock": clock})
+                trainer.save(out / RUN_CHECKPOINT_FILE, {"losses": meter.state_dict(), "clock": clock})
     finally:
         bar.close()
     return RunSummary(out, trainer.step, last_row, resumed_from, False)

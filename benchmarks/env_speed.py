@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rkl_bench.algos.nets import GaussianHead  # noqa: E402
 from rkl_bench.algos.td3_bc import TD3BC, TD3BCConfig  # noqa: E402
 from rkl_bench.evaluation.rollouts import DEFAULT_MAX_ENVS, Evaluator, Policy, make_env  # noqa: E402
-from rkl_bench.forge.generate import RolloutArrays, episode_seed, rollout  # noqa: E402
+from rkl_bench.forge.generate import RolloutArrays, dataset_episode_seed, rollout  # noqa: E402
 from rkl_bench.forge.make import PROFILES  # noqa: E402
 from rkl_bench.forge.policies import SnapshotPolicy  # noqa: E402
 
@@ -210,12 +210,12 @@ GEN_SEED = 0
 
 def dataset_recording(arrays: RolloutArrays, seed: int) -> Recording:
     """The episodes of a forge rollout as a :class:`Recording`: episode ``k`` (layout order is
-    index order) with its reset seed ``episode_seed(seed, k)`` and its sampled actions."""
+    index order) with its reset seed ``dataset_episode_seed(seed, k)`` and its sampled actions."""
 
     ends = np.flatnonzero(arrays.terminals | arrays.timeouts) + 1
     starts = np.concatenate([[0], ends[:-1]])
     return Recording(
-        [(episode_seed(seed, k), arrays.actions[a:b]) for k, (a, b) in enumerate(zip(starts, ends))], []
+        [(dataset_episode_seed(seed, k), arrays.actions[a:b]) for k, (a, b) in enumerate(zip(starts, ends))], []
     )
 
 

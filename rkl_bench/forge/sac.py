@@ -40,7 +40,7 @@ from rkl_bench.algos.base import Step, Updater
 from rkl_bench.algos.nets import EnsembleCritic, GaussianHead, Nets
 from rkl_bench.algos.tanh_gaussian import tanh_gaussian_sample
 
-Batch = tuple[torch.Tensor, ...]
+ReplayBatch = tuple[torch.Tensor, ...]
 
 
 @dataclass(frozen=True)
@@ -123,17 +123,17 @@ class SACAgent(Updater):
         return out[0] if single else out
 
     # ------------------------------------------------------------ update
-    def inputs(self, batch: Batch, steps: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    def inputs(self, batch: ReplayBatch, steps: tuple[str, ...]) -> dict[str, torch.Tensor]:
         """Policy noise for the next states (critic target) and the states (actor), in that order."""
         b = batch[0].shape[0]
         next_noise = torch.randn((b, self.act_dim), generator=self.generator)
         return {"next_noise": next_noise, "noise": torch.randn((b, self.act_dim), generator=self.generator)}
 
-    def prepare(self, nets: Nets, batch: Batch, inputs: dict) -> dict[str, Any]:
+    def prepare(self, nets: Nets, batch: ReplayBatch, inputs: dict) -> dict[str, Any]:
         (log_alpha,) = nets.alpha
         return {**inputs, "alpha": log_alpha.detach().exp()}  # the temperature before this update
 
-    def critic_loss(self, nets: Nets, batch: Batch, inputs: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def critic_loss(self, nets: Nets, batch: ReplayBatch, inputs: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Step 1: soft TD targets from the target critics, summed MSE of both critics."""
         obs, actions, rewards, next_obs, not_dones = batch
         with torch.no_grad():
@@ -146,7 +146,7 @@ class SACAgent(Updater):
         loss = (q - y).pow(2).mean(dim=(1, 2)).sum()
         return loss, {"critic_loss": loss.detach()}
 
-    def actor_loss(self, nets: Nets, batch: Batch, inputs: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def actor_loss(self, nets: Nets, batch: ReplayBatch, inputs: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Step 2 on the updated, frozen critics; hands ``log pi`` on to the temperature step."""
         obs, alpha = batch[0], inputs["alpha"]
         mean, log_std = nets.actor(obs)
@@ -157,12 +157,12 @@ class SACAgent(Updater):
         return loss, {"actor_loss": loss.detach(), "alpha": alpha.reshape(()), "entropy": -log_prob.mean(),
                       "log_prob": log_prob}
 
-    def alpha_loss(self, nets: Nets, batch: Batch, inputs: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def alpha_loss(self, nets: Nets, batch: ReplayBatch, inputs: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Step 3: ``-mean log_alpha * (log pi + target_entropy)``."""
         (log_alpha,) = nets.alpha
         return -(log_alpha * (inputs["log_prob"] + self.target_entropy)).mean(), {}
 
-    def alpha_grad(self, nets: Nets, batch: Batch, inputs: dict) -> list[torch.Tensor]:
+    def alpha_grad(self, nets: Nets, batch: ReplayBatch, inputs: dict) -> list[torch.Tensor]:
         """Step 3's gradient in closed form (the fast path): ``-mean(log pi + target_entropy)``."""
         return [-(inputs["log_prob"] + self.target_entropy).mean().reshape(1)]
 

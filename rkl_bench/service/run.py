@@ -50,7 +50,7 @@ DEFAULT_STORAGE = Path("ray_results")
 
 
 @dataclass(frozen=True)
-class RunSummary:
+class GridSummary:
     experiment_dir: Path
     trials: int
     finished: int
@@ -79,7 +79,7 @@ def run_experiment(
     verbose: int = 1,
     callbacks: Sequence[Any] = (),
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
-) -> RunSummary:
+) -> GridSummary:
     """Run the experiment ``config_path`` describes; see the module docstring.
 
     ``resume`` is ``True`` to go on from the experiment directory's Tune state,
@@ -104,7 +104,7 @@ def run_experiment(
     skip = archived_cells(archive, record, config, specs) if archive is not None else set()
     total = len(config.algorithms) * len(specs) * len(config.seeds)
     if archive is not None and len(skip) == total:
-        return RunSummary(experiment_dir, total, total, 0, len(config.seeds), archived=total, archive=archive)
+        return GridSummary(experiment_dir, total, total, 0, len(config.seeds), archived=total, archive=archive)
     # An archive resume starts the missing trials in a new directory, or goes on with one it started.
     fresh_from_archive = archive is not None and not (experiment_dir.is_dir() and any(experiment_dir.iterdir()))
     _check_experiment_dir(experiment_dir, record, bool(resume) and not fresh_from_archive)
@@ -131,7 +131,7 @@ def run_experiment(
         # do runs none, so its new session files are recorded here.
         record_digests(experiment_dir, list(state_files(experiment_dir)))
         archived = total - len(grid)
-        return RunSummary(
+        return GridSummary(
             experiment_dir, total, archived + finished_trials(grid, config.steps), grid.num_errors,
             len(config.seeds), trial_errors(grid, TrialErrors.seen), archived=archived, archive=archive,
         )

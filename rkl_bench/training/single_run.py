@@ -89,7 +89,7 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
-class RunSummary:
+class SingleRunSummary:
     """What a call to :func:`train` did."""
 
     out_dir: Path
@@ -101,7 +101,7 @@ class RunSummary:
     already_finished: bool
 
 
-def train(spec: TrainSpec) -> RunSummary:
+def train(spec: TrainSpec) -> SingleRunSummary:
     """Train (or resume, or report a finished) run; see the module docstring."""
     out = spec.out_dir
     check_writable_dir(out, "--out")
@@ -111,7 +111,7 @@ def train(spec: TrainSpec) -> RunSummary:
     if checkpoint is not None and checkpoint["step"] >= spec.steps:
         print(f"run in {out} already finished ({spec.steps} steps); results in {metrics_file}")
         rows = read_rows(metrics_file)
-        return RunSummary(out, int(checkpoint["step"]), rows[-1] if rows else None, int(checkpoint["step"]), True)
+        return SingleRunSummary(out, int(checkpoint["step"]), rows[-1] if rows else None, int(checkpoint["step"]), True)
 
     dataset = load_dataset(spec.dataset, d4rl_dir=spec.d4rl_dir)
     if recorded and recorded.get("dataset_version") != dataset.version:
@@ -187,7 +187,7 @@ def _run_record(spec: TrainSpec, dataset: OfflineDataset, env_id: str | None, tr
     }
 
 
-def _loop(spec: TrainSpec, trainer: Trainer, dataset: OfflineDataset, checkpoint: dict | None) -> RunSummary:
+def _loop(spec: TrainSpec, trainer: Trainer, dataset: OfflineDataset, checkpoint: dict | None) -> SingleRunSummary:
     """Train from ``trainer.step`` to ``spec.steps``, writing rows and checkpoints on schedule."""
     out = spec.out_dir
     meter = LossMeter()
@@ -231,7 +231,7 @@ def _loop(spec: TrainSpec, trainer: Trainer, dataset: OfflineDataset, checkpoint
                 trainer.save(out / RUN_CHECKPOINT_FILE, {"losses": meter.state_dict(), "clock": clock})
     finally:
         bar.close()
-    return RunSummary(out, trainer.step, last_row, resumed_from, False)
+    return SingleRunSummary(out, trainer.step, last_row, resumed_from, False)
 
 
 def _row(

@@ -9,6 +9,7 @@ fails here instead of in a reader's traceback.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,17 @@ def test_building_a_search_report_loads_neither_ray_nor_the_service(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_private_ray_and_optuna_apis_are_used_only_in_their_adapter():
+    """``service/private_apis.py`` holds every private access (and names the versions it was written against)."""
+    pattern = re.compile(r"ray\._private|\._internal\b|_internal\.|\._ot_\w+|\._completed_trials|\._storage\b|\._trial_id\b")
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "private_apis.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#")[0]
+            if pattern.search(code) and not code.strip().startswith(('"', "'", "``")):
+                wrong.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
+    assert not wrong, "\n".join(wrong)

@@ -56,6 +56,7 @@ from rkl_bench.errors import RklBenchError
 from rkl_bench.layout import BEST_CONFIG_FILE, SEARCH_RECORD_FILE, SEARCH_SUMMARY_FILE, TRIALS_FILE
 from rkl_bench.service.config import load_config
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
+from rkl_bench.service.private_apis import fail_trial
 from rkl_bench.service.ray_runtime import ray_session
 from rkl_bench.service.run import DEFAULT_STORAGE, experiment_record
 from rkl_bench.service.search_config import JOURNAL_PREFIX, SearchConfig, load_search_config, storage_url
@@ -250,11 +251,9 @@ def _requeue_interrupted(study: Any) -> list[int]:
     """Trials left RUNNING by a stopped session: FAIL (``interrupted``) and their parameters enqueued again."""
     from optuna.trial import TrialState
 
-    storage = study._storage
     numbers = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
-        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        fail_trial(study, trial, INTERRUPTED_ATTR)
         if trial.params:
             study.enqueue_trial(dict(trial.params), user_attrs={RERUN_ATTR: trial.number})
         numbers.append(trial.number)

@@ -36,7 +36,7 @@ from rkl_bench.layout import LAMBDAS_FILE, METRICS_FILE, RUN_CHECKPOINT_FILE, RU
 from rkl_bench.training.files import check_writable_dir, save_json
 from rkl_bench.training.lambdas import save_lambdas
 from rkl_bench.training.metrics import LossMeter, append_row, read_rows, truncate_rows
-from rkl_bench.training.provenance import code_fields
+from rkl_bench.training.result_row import finish_row, progress_fields, score_fields
 from rkl_bench.training.trainer import Trainer, read_checkpoint
 
 TIMING_KEYS = ("wall_time", "steps_per_second", "eval_seconds")
@@ -243,40 +243,18 @@ def _row(
     steps_since_row: int,
     session_start: float,
 ) -> dict[str, Any]:
-    """One result row (keys: docs/architecture.md, "Result rows")."""
-    row: dict[str, Any] = {
-        "algo": spec.algo,
-        "dataset": spec.dataset,
-        "dataset_version": dataset.version,
-        "seed": spec.seed,
-        "step": trainer.step,
-        "total_steps": spec.steps,
-        "eval_episodes": 0,
-        "return_mean": None,
-        "return_std": None,
-        "normalized_score": None,
-        "normalized_std": None,
-    }
-    eval_seconds = 0.0
-    if spec.evaluate:
-        result = trainer.evaluate(spec.eval_episodes)
-        eval_seconds = result.seconds
-        row.update(
-            eval_episodes=result.episodes,
-            return_mean=result.return_mean,
-            return_std=result.return_std,
-            normalized_score=result.normalized_mean,
-            normalized_std=result.normalized_std,
-        )
-    row.update(meter.means())
+    """One result row (``result_row.py``; keys: docs/architecture.md, "Result rows")."""
+    result = trainer.evaluate(spec.eval_episodes) if spec.evaluate else None
     train_seconds = clock["train_seconds"]
-    row.update(
+    progress = progress_fields(
+        {"algo": spec.algo, "dataset": spec.dataset, "dataset_version": dataset.version, "seed": spec.seed},
+        step=trainer.step,
+        total_steps=spec.steps,
+        losses=meter.means(),
         wall_time=time.perf_counter() - session_start,
         steps_per_second=steps_since_row / train_seconds if train_seconds > 0 else None,
-        eval_seconds=eval_seconds,
     )
-    row.update(code_fields())  # package version, git commit, evaluation-loop version
-    return row
+    return finish_row(progress, score_fields(result))
 
 
 def _postfix(row: dict[str, Any]) -> dict[str, str]:

@@ -32,12 +32,11 @@ from rkl_bench.data.envs import gym_env_id
 from rkl_bench.data.registry import load_dataset
 from rkl_bench.data.validate import check_env_spaces
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import EXPERIMENT_RECORD_FILE, TUNER_FILE
 from rkl_bench.service.config import ExperimentConfig, load_config
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
 from rkl_bench.service.ray_runtime import DEFAULT_CONNECT_TIMEOUT_S, check_dashboard_available, ray_session
 from rkl_bench.service.tune_state import (
-    RECORD_FILE,
-    TUNER_FILE,
     check_private,
     read_record,
     record_digests,
@@ -51,7 +50,7 @@ DEFAULT_STORAGE = Path("ray_results")
 
 
 @dataclass(frozen=True)
-class RunSummary:
+class GridSummary:
     experiment_dir: Path
     trials: int
     finished: int
@@ -80,7 +79,7 @@ def run_experiment(
     verbose: int = 1,
     callbacks: Sequence[Any] = (),
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
-) -> RunSummary:
+) -> GridSummary:
     """Run the experiment ``config_path`` describes; see the module docstring.
 
     ``resume`` is ``True`` to go on from the experiment directory's Tune state,
@@ -105,7 +104,7 @@ def run_experiment(
     skip = archived_cells(archive, record, config, specs) if archive is not None else set()
     total = len(config.algorithms) * len(specs) * len(config.seeds)
     if archive is not None and len(skip) == total:
-        return RunSummary(experiment_dir, total, total, 0, len(config.seeds), archived=total, archive=archive)
+        return GridSummary(experiment_dir, total, total, 0, len(config.seeds), archived=total, archive=archive)
     # An archive resume starts the missing trials in a new directory, or goes on with one it started.
     fresh_from_archive = archive is not None and not (experiment_dir.is_dir() and any(experiment_dir.iterdir()))
     _check_experiment_dir(experiment_dir, record, bool(resume) and not fresh_from_archive)
@@ -132,7 +131,7 @@ def run_experiment(
         # do runs none, so its new session files are recorded here.
         record_digests(experiment_dir, list(state_files(experiment_dir)))
         archived = total - len(grid)
-        return RunSummary(
+        return GridSummary(
             experiment_dir, total, archived + finished_trials(grid, config.steps), grid.num_errors,
             len(config.seeds), trial_errors(grid, TrialErrors.seen), archived=archived, archive=archive,
         )
@@ -229,7 +228,7 @@ def _check_experiment_dir(experiment_dir: Path, record: dict[str, Any], resume: 
     check_private(experiment_dir)
     recorded = read_record(experiment_dir)
     if recorded is None or not all(key in recorded for key in IDENTITY_KEYS):
-        raise RklBenchError(f"{experiment_dir} was not started by rkl-bench run ({RECORD_FILE} missing or unreadable)")
+        raise RklBenchError(f"{experiment_dir} was not started by rkl-bench run ({EXPERIMENT_RECORD_FILE} missing or unreadable)")
     if any(recorded[key] != record[key] for key in IDENTITY_KEYS):
         raise RklBenchError(
             f"{experiment_dir} was started with a different config ({_difference(recorded, record)} differ); "

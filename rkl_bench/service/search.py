@@ -53,18 +53,16 @@ from typing import Any, Sequence
 import yaml
 
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import BEST_CONFIG_FILE, SEARCH_RECORD_FILE, SEARCH_SUMMARY_FILE, TRIALS_FILE
 from rkl_bench.service.config import load_config
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
+from rkl_bench.service.private_apis import fail_trial
 from rkl_bench.service.ray_runtime import ray_session
 from rkl_bench.service.run import DEFAULT_STORAGE, experiment_record
 from rkl_bench.service.search_config import JOURNAL_PREFIX, SearchConfig, load_search_config, storage_url
 
 RECORD_ATTR = "rkl_bench_search"
 """Study user attribute holding what defines the search (compared on ``--resume``)."""
-RECORD_FILE = "rkl_bench_search.json"
-BEST_CONFIG_FILE = "best_config.yaml"
-TRIALS_FILE = "trials.csv"
-SUMMARY_FILE = "search_summary.json"
 INTERRUPTED_ATTR = "interrupted"
 RERUN_ATTR = "rerun_of"
 TUNE_TRIAL_ATTR = "tune_trial_id"
@@ -133,7 +131,7 @@ def run_search(
     make_missing_forge_datasets(specs, config.experiment)
 
     experiment_dir.mkdir(parents=True, exist_ok=True)
-    _write_text(experiment_dir / RECORD_FILE, json.dumps(record, indent=2) + "\n")
+    _write_text(experiment_dir / SEARCH_RECORD_FILE, json.dumps(record, indent=2) + "\n")
     if study is None:
         study_storage = study_storage or open_storage(url)
         study, seed_offset = _create_study(study_storage, config, record), 0
@@ -253,11 +251,9 @@ def _requeue_interrupted(study: Any) -> list[int]:
     """Trials left RUNNING by a stopped session: FAIL (``interrupted``) and their parameters enqueued again."""
     from optuna.trial import TrialState
 
-    storage = study._storage
     numbers = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
-        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        fail_trial(study, trial, INTERRUPTED_ATTR)
         if trial.params:
             study.enqueue_trial(dict(trial.params), user_attrs={RERUN_ATTR: trial.number})
         numbers.append(trial.number)
@@ -487,7 +483,7 @@ def summarise(
         "space": {p.name: p.as_dict() for p in config.search.space},
         "trials": rows,
     }
-    _write_text(experiment_dir / SUMMARY_FILE, json.dumps(summary_data, indent=2, default=str) + "\n")
+    _write_text(experiment_dir / SEARCH_SUMMARY_FILE, json.dumps(summary_data, indent=2, default=str) + "\n")
     states = [t.state for t in trials]
     return SearchSummary(
         experiment_dir=experiment_dir,

@@ -59,13 +59,13 @@ from typing import Any, Sequence
 import torch
 from ray import tune
 
+from rkl_bench.layout import SEARCH_PROGRESS_FILE, TRIAL_CHECKPOINT_FILE
 from rkl_bench.service.datasets_store import DatasetRefs, fetch_dataset
-from rkl_bench.service.trainable import CHECKPOINT_FILE, TrialSettings, run_pair
+from rkl_bench.service.trainable import TrialSettings, run_pair
 from rkl_bench.training.trainer import read_checkpoint
 
 TRIAL_KEY = "search_trial"
 """Key of the fixed part of a search trial's config (the rest are the sampled hyper-parameters)."""
-PROGRESS_FILE = "search_progress.json"
 OBJECTIVE = "objective"
 PAIRS_DONE = "pairs_done"
 STAGE_STEPS = "stage_steps"
@@ -156,8 +156,8 @@ def _restore() -> tuple[Progress, dict[str, Any] | None]:
     if checkpoint is None:
         return Progress(), None
     with checkpoint.as_directory() as folder:
-        progress = Progress(**json.loads((Path(folder) / PROGRESS_FILE).read_text(encoding="utf-8")))
-        return progress, read_checkpoint(Path(folder) / CHECKPOINT_FILE)
+        progress = Progress(**json.loads((Path(folder) / SEARCH_PROGRESS_FILE).read_text(encoding="utf-8")))
+        return progress, read_checkpoint(Path(folder) / TRIAL_CHECKPOINT_FILE)
 
 
 class _PairReporter:
@@ -174,7 +174,7 @@ class _PairReporter:
             final = pair_final(progress.scores, self.job.final_evals)
             progress.finals.append(final)
             progress.scores = []
-        (checkpoint_dir / PROGRESS_FILE).write_text(json.dumps(asdict(progress)), encoding="utf-8")
+        (checkpoint_dir / SEARCH_PROGRESS_FILE).write_text(json.dumps(asdict(progress)), encoding="utf-8")
         # Search fields first: Tune's progress table shows a result's first four numbers.
         row = {
             OBJECTIVE: aggregate_scores(progress.finals, self.job.aggregate),
@@ -244,9 +244,9 @@ def _restore_staged(job: SearchJob, states: Path) -> StagedProgress:
         return StagedProgress(scores=[[] for _ in job.pairs])
     with checkpoint.as_directory() as folder:
         folder = Path(folder)
-        progress = StagedProgress(**json.loads((folder / PROGRESS_FILE).read_text(encoding="utf-8")))
+        progress = StagedProgress(**json.loads((folder / SEARCH_PROGRESS_FILE).read_text(encoding="utf-8")))
         for index in range(len(job.pairs)):
-            source = folder / (CHECKPOINT_FILE if index == progress.checkpoint_pair else _pair_file(index))
+            source = folder / (TRIAL_CHECKPOINT_FILE if index == progress.checkpoint_pair else _pair_file(index))
             if source.exists():
                 shutil.copyfile(source, states / _pair_file(index))
     return progress
@@ -271,7 +271,7 @@ class _StagedReporter:
         progress, job = self.progress, self.job
         index, stage = progress.pair, progress.stage
         progress.scores[index].append(float(fields["normalized_score"]))
-        shutil.copyfile(checkpoint_dir / CHECKPOINT_FILE, self.states / _pair_file(index))
+        shutil.copyfile(checkpoint_dir / TRIAL_CHECKPOINT_FILE, self.states / _pair_file(index))
         at_rung = fields["step"] >= job.stages[stage]
         final = pair_final(progress.scores[index], job.final_evals) if at_rung and stage == len(job.stages) - 1 else None
         if at_rung:
@@ -280,7 +280,7 @@ class _StagedReporter:
         for other in range(len(job.pairs)):
             if other != index and (self.states / _pair_file(other)).exists():
                 shutil.copyfile(self.states / _pair_file(other), checkpoint_dir / _pair_file(other))
-        (checkpoint_dir / PROGRESS_FILE).write_text(json.dumps(asdict(progress)), encoding="utf-8")
+        (checkpoint_dir / SEARCH_PROGRESS_FILE).write_text(json.dumps(asdict(progress)), encoding="utf-8")
         finished_rungs = len(progress.stage_scores)
         scores = progress.stage_scores[-1] if finished_rungs else []
         total = job.stages[-1]

@@ -63,14 +63,13 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import EXPERIMENT_RECORD_FILE, TUNER_FILE
 
-RECORD_FILE = "rkl_bench_experiment.json"
 DIGESTS_KEY = "tune_state"
 STATE_SUFFIXES = (".pkl", ".json")
 """Top-level files Tune unpickles (or may) on restore."""
 KEEP = 16
 """Digests accepted per state file: the newest staged versions."""
-TUNER_FILE = "tuner.pkl"
 
 
 def digest(path: Path) -> str:
@@ -80,13 +79,13 @@ def digest(path: Path) -> str:
 def state_files(experiment_dir: Path) -> Iterator[Path]:
     """Files at the top of ``experiment_dir`` that Tune may unpickle on restore (not this service's record)."""
     for path in sorted(experiment_dir.iterdir()):
-        if path.name != RECORD_FILE and path.suffix in STATE_SUFFIXES:
+        if path.name != EXPERIMENT_RECORD_FILE and path.suffix in STATE_SUFFIXES:
             yield path
 
 
 def read_record(experiment_dir: Path) -> dict[str, Any] | None:
     try:
-        record = json.loads((experiment_dir / RECORD_FILE).read_text(encoding="utf-8"))
+        record = json.loads((experiment_dir / EXPERIMENT_RECORD_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
@@ -94,13 +93,13 @@ def read_record(experiment_dir: Path) -> dict[str, Any] | None:
 
 def write_record(directory: Path, record: Mapping[str, Any]) -> None:
     """``<directory>/rkl_bench_experiment.json``, atomically (never half-written)."""
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{RECORD_FILE}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{EXPERIMENT_RECORD_FILE}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json.dumps(record, indent=2) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, directory / RECORD_FILE)
+        os.replace(tmp, directory / EXPERIMENT_RECORD_FILE)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -126,7 +125,7 @@ def record_digests(experiment_dir: Path, sources: list[Path], staging_dir: Path 
         merged = list(dict.fromkeys([digest(source), *keep, *old]))
         accepted[source.name] = merged[: max(KEEP, len(keep) + 1)]
     record[DIGESTS_KEY] = accepted
-    if staging_dir is not None and (staging_dir / RECORD_FILE).is_file():
+    if staging_dir is not None and (staging_dir / EXPERIMENT_RECORD_FILE).is_file():
         write_record(staging_dir, record)
     write_record(experiment_dir, record)
 
@@ -140,7 +139,7 @@ def verify_tune_state(experiment_dir: Path) -> None:
         return
     if not isinstance(accepted, dict) or not accepted:
         raise RklBenchError(
-            f"{experiment_dir / RECORD_FILE} holds no digests of Tune's state files (the experiment was started by an "
+            f"{experiment_dir / EXPERIMENT_RECORD_FILE} holds no digests of Tune's state files (the experiment was started by an "
             "older rkl-bench, or not by `rkl-bench run`), so resuming would unpickle files nobody vouched for; "
             "start a new experiment (another name or --storage)"
         )
@@ -149,7 +148,7 @@ def verify_tune_state(experiment_dir: Path) -> None:
             raise RklBenchError(f"{path} is not a regular file; Tune state must be the files this service wrote")
         if digest(path) not in accepted.get(path.name, ()):
             raise RklBenchError(
-                f"{path} is not Tune state this service wrote (its SHA-256 is not in {RECORD_FILE}), so it was "
+                f"{path} is not Tune state this service wrote (its SHA-256 is not in {EXPERIMENT_RECORD_FILE}), so it was "
                 "not loaded: resuming would unpickle it and run whatever it holds; put back the original file "
                 "or start a new experiment (another name or --storage)"
             )

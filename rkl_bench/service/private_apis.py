@@ -13,6 +13,9 @@ alone (the service tests exercise every function below):
 * A Tune trial's working directory (the one Tune syncs into the trial
   directory with every checkpoint) is only in the train session
   (``ray.train._internal.session``).
+* A new session's ASHA starts with empty rungs; the earlier sessions' results
+  are written into its rungs (``_brackets``, ``_rungs``), so a resumed study
+  prunes as one uninterrupted study would.
 * A local-only Ray switches off cluster mode in ``ray._private.ray_constants``
   when Ray was already imported, and the connect timeout silences a warning of
   the ``ray._private.worker`` logger.
@@ -43,6 +46,19 @@ def searcher_study(search: Any) -> Any:
 def searcher_completed(search: Any) -> set[str]:
     """Tune trial ids ``OptunaSearch`` has already told the study about."""
     return search._completed_trials
+
+
+# -------------------------------------------------------------------- Tune's ASHA
+def seed_asha_rungs(scheduler: Any, history: dict[int, list[float]]) -> int:
+    """Record earlier results in an ``ASHAScheduler``'s rungs: ``history`` maps a milestone (the
+    scheduler's time attribute) to the values trials reached there. Returns how many were recorded."""
+    recorded = 0
+    for bracket in scheduler._brackets:
+        for milestone, rung in bracket._rungs:
+            for index, value in enumerate(history.get(int(milestone), ())):
+                rung[f"earlier_session_{index}"] = value
+                recorded += 1
+    return recorded
 
 
 # ------------------------------------------------------------------------ Optuna

@@ -25,9 +25,9 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from rkl_bench.service.private_apis import searcher_completed, searcher_study, searcher_trials
-from rkl_bench.service.search import TUNE_TRIAL_ATTR
+from rkl_bench.service.search import RESUME_ATTR, RESUMED_VALUES_ATTR, TUNE_TRIAL_ATTR
 from rkl_bench.service.search_config import ParamSpace
-from rkl_bench.service.search_trial import OBJECTIVE, PAIR_SCORES, PAIRS_DONE
+from rkl_bench.service.search_trial import OBJECTIVE, PAIR_SCORES, PAIRS_DONE, RESUME_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,15 @@ class StudySearch(OptunaSearch):
             return None
         ot_trial = searcher_trials(self)[trial_id]
         ot_trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
-        return {**config, "optuna_trial": ot_trial.number}
+        resume_from = ot_trial.user_attrs.get(RESUME_ATTR)
+        if resume_from is None:
+            return {**config, "optuna_trial": ot_trial.number}
+        # An interrupted trial of an earlier session, going on from its checkpoint: what it had
+        # reported there is this trial's history too.
+        for step, value in ot_trial.user_attrs.get(RESUMED_VALUES_ATTR, []):
+            ot_trial.report(float(value), step=int(step))
+            self._pairs_reported[trial_id] = max(self._pairs_reported.get(trial_id, 0), int(step))
+        return {**config, "optuna_trial": ot_trial.number, RESUME_KEY: resume_from}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in searcher_trials(self) and trial_id not in searcher_completed(self):

@@ -18,7 +18,7 @@ from rkl_bench.errors import RklBenchError
 from rkl_bench.layout import LAMBDAS_FILE
 from rkl_bench.report.aggregate import DEFAULT_REPS, aggregate_metrics, aggregate_tables, write_aggregate_csv
 from rkl_bench.report.algos import column_order
-from rkl_bench.report.compare import build_comparison, write_comparison_csv
+from rkl_bench.report.compare import build_comparison, split_by_learner, write_comparison_csv
 from rkl_bench.report.fig5 import FIG5_TITLE, bc_signal_figures
 from rkl_bench.report.figures import copy_toys, iqm_plot, lambda_histograms, learning_curves
 from rkl_bench.report.html import PageSection, render_page
@@ -108,7 +108,7 @@ def build_report(
         toys = copy_toys(Path(toys_dir).expanduser() if toys_dir else None, tmp)
         sections = [
             PageSection("Table II", (table2,)),
-            PageSection("Next to the paper", (comparison,) if comparison else (),
+            PageSection("Next to the paper", split_by_learner(comparison) if comparison else (),
                         notes=() if comparison else ("No dataset of this experiment is in Table II.",)),
             PageSection("Aggregate metrics", tuple(agg_tables), (iqm_fig,) if iqm_fig else (),
                         notes=() if agg_tables else ("Not enough finished runs on Table II datasets for aggregate metrics.",)),

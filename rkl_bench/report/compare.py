@@ -94,6 +94,31 @@ def build_comparison(cells: Cells, algos: Sequence[str], paper: PaperTable) -> T
     return Table("Table II: this experiment next to the paper", tuple(header), tuple(body), tuple(notes))
 
 
+PAGE_LEARNERS = 2
+"""Learners per side-by-side table on the HTML page: three columns each, so two fit a 1280 px window."""
+
+
+def split_by_learner(table: Table, per_table: int = PAGE_LEARNERS) -> tuple[Table, ...]:
+    """The side-by-side table as narrower tables of ``per_table`` learners each (same rows), for the
+    HTML page, where a reader at 1280 px must see every column without scrolling sideways
+    (tested in headless Chromium). The Markdown and LaTeX files keep the one wide table."""
+    learners = (len(table.header) - 1) // 3
+    if learners <= per_table:
+        return (table,)
+    parts = []
+    for first in range(0, learners, per_table):
+        columns = [0, *range(1 + 3 * first, 1 + 3 * min(learners, first + per_table))]
+        names = [table.header[c].removesuffix(" ours") for c in columns[1::3]]
+        last = first + per_table >= learners
+        parts.append(Table(
+            f"{table.caption} ({', '.join(names)})",
+            tuple(table.header[c] for c in columns),
+            tuple(tuple(tuple(row[c] for c in columns) for row in section) for section in table.sections),
+            table.footnotes if last else (),
+        ))
+    return tuple(parts)
+
+
 def write_comparison_csv(path: Path, cells: Cells, algos: Sequence[str], paper: PaperTable) -> None:
     """Tidy rows: per algorithm the experiment ran, each Table II row and the two averages."""
     sections, ran = _table2_sections(cells), _ran(cells, algos)

@@ -19,6 +19,7 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 
 table.results { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 table.results caption { text-align: left; font-weight: 600; padding-bottom: 0.4em; }
 table.results th, table.results td { padding: 0.2em 0.7em; white-space: nowrap; }
+table.results thead th { white-space: normal; vertical-align: bottom; }
 table.results td { text-align: right; font-variant-numeric: tabular-nums; }
 table.results th { text-align: left; }
 table.results thead th { border-bottom: 2px solid #444; border-top: 2px solid #444; }

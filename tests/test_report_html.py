@@ -188,5 +188,5 @@ def test_the_page_splits_the_side_by_side_table_two_learners_a_table(tmp_path):
     assert [[c.text for c in row] for s in second.sections for row in s] == [
         [f"{r}.{c}" for c in (0, *range(7, 13))] for r in range(3)]
     assert (first.footnotes, second.footnotes) == ((), ("a note",))
-    narrow = Table("Two", header[:7], (rows[0][:7],) and ((rows[0][:7],),))
+    narrow = Table("Two", header[:7], ((rows[0][:7],),))
     assert split_by_learner(narrow) == (narrow,)

@@ -117,6 +117,38 @@ def test_variant_keys_run_one_learner_with_several_settings(tmp_path):
     assert config.num_trials == 2
 
 
+def test_a_column_takes_its_hyperparameters_from_a_search_best_config(tmp_path):
+    """``hyperparams_from``: a search's best_config.yaml (path relative to the spec) becomes a grid column;
+    keys beside it override; the resolved values are what the experiment records."""
+    best = tmp_path / "reports" / "study" / "best_config.yaml"
+    best.parent.mkdir(parents=True)
+    best.write_text(yaml.safe_dump({**QUICK, "name": "study-best", "algorithms": {"td3_rkl": {
+        "q_weight": 2.5, "regulariser": "kernel", "rkl_alpha": 0.5, "zeta1": 12.0, "beta_normalization": "range"}}}))
+    configs = tmp_path / "tune_configs"
+    configs.mkdir()
+    spec = configs / "grid.yaml"
+    spec.write_text(yaml.safe_dump({**QUICK, "algorithms": {
+        "td3_bc": {}, "td3_rkl@tuned": {"hyperparams_from": "../reports/study/best_config.yaml", "zeta1": 11.0}}}))
+    config = load_config(spec)
+    assert dict(config.algorithms["td3_rkl@tuned"]) == {
+        "q_weight": 2.5, "regulariser": "kernel", "rkl_alpha": 0.5, "zeta1": 11.0, "beta_normalization": "range"}
+    assert config.to_dict()["algorithms"]["td3_rkl@tuned"]["regulariser"] == "kernel"
+
+    def refused(entry: dict) -> str:
+        spec.write_text(yaml.safe_dump({**QUICK, "algorithms": {"td3_bc@tuned": entry}}))
+        with pytest.raises(RklBenchError) as info:
+            load_config(spec)
+        return str(info.value)
+
+    assert "holds hyper-parameters of td3_rkl, not of td3_bc" in refused({"hyperparams_from": "../reports/study/best_config.yaml"})
+    message = refused({"hyperparams_from": "../reports/none/best_config.yaml"})
+    assert str(spec) in message and "does not exist; run the search that writes it first" in message
+    assert "must be the path of a spec" in refused({"hyperparams_from": 3})
+    # The source's values are checked like any others: a typo there is an error naming the key.
+    best.write_text(yaml.safe_dump({**QUICK, "algorithms": {"td3_bc": {"q_wieght": 2.0}}}))
+    assert "q_wieght" in refused({"hyperparams_from": "../reports/study/best_config.yaml"})
+
+
 def test_not_yaml_and_missing_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("algorithms: [\n")

@@ -28,7 +28,11 @@ name is accepted) and their hyper-parameters against the learner's config
 dataclass, so both fail here with the list of valid choices. One learner may
 run with several hyper-parameter sets side by side under keys
 ``<learner>@<label>`` (``td3_rkl@kernel: {regulariser: kernel}``); results
-and the report carry the whole key.
+and the report carry the whole key. An entry may take its hyper-parameters
+from another spec with one learner, a search's ``best_config.yaml``
+(``td3_rkl@tuned: {hyperparams_from: ../reports/optuna_rkl_mixtures/best_config.yaml}``,
+relative to this file; keys beside it override); the values are resolved
+here and recorded with the experiment.
 """
 
 from __future__ import annotations
@@ -190,7 +194,7 @@ def parse_config(raw: Any, default_name: str, path: Path | None = None) -> Exper
         raise RklBenchError(f"missing key(s) {', '.join(map(repr, missing))} at the top level")
     values: dict[str, Any] = {
         "name": _name(raw.get("name", default_name)),
-        "algorithms": _algorithms(raw["algorithms"]),
+        "algorithms": _algorithms(raw["algorithms"], None if path is None else path.parent),
         "datasets": _datasets(raw["datasets"]),
         "seeds": _seeds(raw["seeds"]),
         "steps": _scalar(raw["steps"], int, "steps"),
@@ -325,7 +329,7 @@ def _name(value: Any) -> str:
     return name
 
 
-def _algorithms(raw: Any) -> dict[str, dict[str, Any]]:
+def _algorithms(raw: Any, base: Path | None = None) -> dict[str, dict[str, Any]]:
     if not isinstance(raw, Mapping) or not raw:
         raise RklBenchError(
             "algorithms must be a non-empty mapping of algorithm name -> hyper-parameters, "
@@ -337,8 +341,46 @@ def _algorithms(raw: Any) -> dict[str, dict[str, Any]]:
             hyperparams = {}
         if not isinstance(hyperparams, Mapping):
             raise RklBenchError(f"algorithms.{name} must be a mapping of hyper-parameters (or {{}}), got {hyperparams!r}")
-        algorithms[str(name)] = dict(hyperparams)
+        hyperparams = dict(hyperparams)
+        if HYPERPARAMS_FROM in hyperparams:
+            source = hyperparams.pop(HYPERPARAMS_FROM)
+            hyperparams = {**hyperparams_from(source, str(name), base), **hyperparams}
+        algorithms[str(name)] = hyperparams
     return algorithms
+
+
+HYPERPARAMS_FROM = "hyperparams_from"
+"""Key of an ``algorithms`` entry: take the hyper-parameters from another spec (a search's ``best_config.yaml``)."""
+
+
+def hyperparams_from(source: Any, key: str, base: Path | None) -> dict[str, Any]:
+    """The hyper-parameters of the one ``algorithms`` entry of the spec at ``source`` (relative to
+    ``base``, the directory of the spec that names it), for the entry ``key`` of the same learner.
+
+    What a grid uses to run a tuning study's best setting as a column (``td3_rkl@tuned``): the
+    values land in the experiment record, so a changed source makes ``--resume`` refuse the run.
+    Keys written beside ``hyperparams_from`` override the source's.
+    """
+    where = f"algorithms.{key}.{HYPERPARAMS_FROM}"
+    if not isinstance(source, str) or not source.strip():
+        raise RklBenchError(f"{where} must be the path of a spec such as a search's best_config.yaml, got {source!r}")
+    path = Path(source).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    if not path.is_file():
+        raise RklBenchError(f"{where}: {path} does not exist; run the search that writes it first (rkl-bench tune)")
+    _, raw = read_yaml_spec(path, "spec", "reports/optuna_rkl_mixtures/best_config.yaml")
+    entries = raw.get("algorithms") if isinstance(raw, Mapping) else None
+    if not isinstance(entries, Mapping) or len(entries) != 1:
+        raise RklBenchError(f"{where}: {path} must name exactly one learner under algorithms (a best_config.yaml does)")
+    from rkl_bench.algos.registry import split_variant
+
+    (theirs, values), = entries.items()
+    if split_variant(str(theirs))[0] != split_variant(key)[0]:
+        raise RklBenchError(f"{where}: {path} holds hyper-parameters of {theirs}, not of {split_variant(key)[0]}")
+    if not isinstance(values, Mapping) or HYPERPARAMS_FROM in values:
+        raise RklBenchError(f"{where}: {path}'s algorithms.{theirs} must be a plain mapping of hyper-parameters")
+    return dict(values)
 
 
 def _datasets(raw: Any) -> tuple[str, ...]:

@@ -177,11 +177,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"experiment directory: {summary.experiment_dir}")
     if summary.finished and not args.no_report:
         from rkl_bench.report import build_report
+        from rkl_bench.storage import mirror
 
         finished_here = summary.finished > summary.archived
         sources = [p for p, used in ((summary.archive, summary.archived), (summary.experiment_dir, finished_here)) if used]
         out = Path(args.report_dir) if args.report_dir else Path("reports") / summary.experiment_dir.name
-        paths = build_report(sources, out, expected_seeds=summary.seeds)
+        with mirror(sources, "report input") as local_sources:  # an object store's result files, copied
+            paths = build_report(local_sources, out, expected_seeds=summary.seeds)
         _print_warnings(paths.warnings)
         print(f"report: {paths.index_html.resolve()} (tables: {paths.table2_md.resolve()})")
     if summary.errored:
@@ -254,10 +256,17 @@ def _cmd_results_export(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------- report
 def _cmd_report(args: argparse.Namespace) -> int:
+    from rkl_bench.storage import mirror
+
+    # Object-store inputs (s3://...) are read from a local copy of their result files.
+    with mirror(args.experiment, "report input") as inputs:
+        return _report(args, inputs)
+
+
+def _report(args: argparse.Namespace, inputs: list[Path]) -> int:
     from rkl_bench.report import build_report
     from rkl_bench.report.search_report import SUMMARY, build_search_report
 
-    inputs = [Path(p) for p in args.experiment]
     experiment = inputs[0]
     if (experiment / SUMMARY).is_file():  # an `rkl-bench tune` experiment: the search's own report
         if len(inputs) > 1:

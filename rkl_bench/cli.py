@@ -373,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="go on with an interrupted experiment (finished trials are kept); with a results archive "
                           "(after CONFIG: run CONFIG --resume results/NAME), run only the trials it does not hold, "
                           "also on a machine without the experiment directory")
-    run.add_argument("--storage", default=None, help="where experiment directories live (default ./ray_results)")
+    run.add_argument("--storage", default=None,
+                     help="where experiment directories live: a directory or an s3://, gs://, file:// URI (default ./ray_results; docs/cluster.md)")
     run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1 (local Ray only)")
     run.add_argument("--connect-timeout", type=_positive_float, default=60.0, metavar="SECONDS",
                      help="with --address: give up joining the cluster after this long (default 60)")
@@ -387,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--address", default=None, help="join this Ray cluster (default: start a local Ray on this machine)")
     tune.add_argument("--resume", action="store_true",
                       help="go on with the study (finished trials count; unfinished ones are re-run; raise num_samples to extend)")
-    tune.add_argument("--storage", default=None, help="where experiment directories live (default ./ray_results)")
+    tune.add_argument("--storage", default=None, help="where experiment directories live: a local or NFS directory (default ./ray_results)")
     tune.set_defaults(func=_cmd_tune)
 
     # toys

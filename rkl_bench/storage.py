@@ -175,10 +175,10 @@ class Location:
             stream.write(data)
 
     def makedirs(self) -> None:
+        """A local directory and its parents; nothing on an object store (a prefix needs no making,
+        and a marker object would be one more key in the listing)."""
         if self.fs is None:
             Path(self.path).mkdir(parents=True, exist_ok=True)
-        else:
-            self.fs.create_dir(self.path, recursive=True)
 
 
 def is_uri(text: str | Path) -> bool:

@@ -62,6 +62,7 @@ def trial_rows(files: dict[str, bytes]) -> dict[str, list[dict]]:
     return rows
 
 
+@pytest.mark.slow  # about two minutes on 2 busy cores: three trials one at a time, twice
 def test_a_grid_writes_to_s3_resumes_from_there_and_reports_from_there(tmp_path, s3, monkeypatch, capsys):
     write_smoke_datasets()
     monkeypatch.chdir(tmp_path)
@@ -124,7 +125,7 @@ def test_a_grid_writes_to_s3_resumes_from_there_and_reports_from_there(tmp_path,
 @pytest.mark.parametrize("storage, message", [
     ("s3:///prefix", "--storage s3:///prefix: a s3:// URI needs a bucket"),
     ("nosuch://bucket/prefix", "--storage nosuch://bucket/prefix: not a location pyarrow can open"),
-    (f"s3://no-such-bucket/prefix", "--storage s3://no-such-bucket/prefix: bucket no-such-bucket does not exist"),
+    ("s3://no-such-bucket/prefix", "--storage s3://no-such-bucket/prefix: bucket no-such-bucket does not exist"),
 ])
 def test_bad_storage_uris_are_one_error_line_before_ray_starts(tmp_path, s3, capsys, storage, message):
     write_smoke_datasets()

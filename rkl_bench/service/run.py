@@ -239,7 +239,7 @@ def experiment_record(config: ExperimentConfig, specs: Sequence[str]) -> dict[st
 
 
 def _check_experiment_dir(experiment_dir: Path | Location, record: dict[str, Any], resume: bool) -> None:
-    if experiment_dir.is_file():
+    if experiment_dir.exists() and not experiment_dir.is_dir():
         raise RklBenchError(f"{experiment_dir} is a file, not an experiment directory; change the config's name or --storage")
     exists = location(experiment_dir).is_nonempty_dir()
     if not resume:

@@ -155,3 +155,16 @@ def test_report_of_an_empty_prefix_says_so(tmp_path, s3, capsys):
     code = cli.main(["report", f"s3://{BUCKET}/nothing/here", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and err == f"error: report input s3://{BUCKET}/nothing/here: nothing there (no result rows, record or archive)\n"
+
+
+def test_local_paths_and_file_uris_are_plain_paths(tmp_path, monkeypatch):
+    from rkl_bench.storage import location, mirror
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert location("~/results").is_local and location("~/results").local == tmp_path / "results"
+    here = location(f"file://{tmp_path}/results")
+    assert here.is_local and here.local == tmp_path / "results"
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "rows.jsonl").write_text("{}\n")
+    with mirror([f"file://{tmp_path}/results", tmp_path / "results"]) as paths:
+        assert paths == [tmp_path / "results", tmp_path / "results"]  # read in place, nothing copied

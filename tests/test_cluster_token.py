@@ -166,3 +166,29 @@ def test_smoke_grid_joins_a_token_cluster_and_runs_on_both_nodes(tmp_path, token
         env={**env, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True, timeout=180)
     cluster_nodes = set(json.loads(listing.stdout.strip().splitlines()[-1]))
     assert len(cluster_nodes) == 2 and nodes == cluster_nodes, (nodes, cluster_nodes)
+
+
+@pytest.fixture
+def silent_port():
+    """A loopback port that accepts TCP and says nothing (no Ray is asked anything)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        yield f"127.0.0.1:{silent.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("variables, message", [
+    ({"RAY_AUTH_MODE": "token"}, "error: RAY_AUTH_MODE=token, but no token was found; give this driver the cluster's token"),
+    ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": "/nonexistent/token"},
+     "error: RAY_AUTH_TOKEN_PATH=/nonexistent/token: no such file; point it at the cluster's token file or unset it"),
+])
+def test_a_token_that_is_not_there_is_one_error_line_before_joining(tmp_path, silent_port, variables, message):
+    write_smoke_datasets()
+    env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS}
+    env.update(HOME=str(tmp_path), PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
+               **variables)
+    done = rkl_bench(["run", str(config_copy(tmp_path, name="tokenless")), "--address", silent_port,
+                      "--storage", str(tmp_path / "results")], env, tmp_path, 120)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert done.returncode == 2 and len(errors) == 1 and errors[0].startswith(message), done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "results").exists()

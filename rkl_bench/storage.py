@@ -203,10 +203,17 @@ def location(value: "str | Path | Location", what: str = "location") -> Location
     try:
         from pyarrow import fs as pafs
 
-        fs, path = pafs.FileSystem.from_uri(text)
-    except (ImportError, ValueError, TypeError, OSError) as exc:
+        # Opening may ask the network (an S3 bucket's region when none is set): bounded too.
+        fs, path = _bounded(lambda: pafs.FileSystem.from_uri(text), REACH_TIMEOUT_S)
+    except TimeoutError:
+        raise RklBenchError(f"{what} {_public(text)}: the object store did not answer within {REACH_TIMEOUT_S:g} s; "
+                            "check the endpoint, the region (AWS_DEFAULT_REGION) and the network") from None
+    except (ImportError, ValueError, TypeError) as exc:
         raise RklBenchError(f"{what} {_public(text)}: not a location pyarrow can open ({_first_line(exc)}); "
                             "give a local path or an s3://, gs:// or file:// URI") from None
+    except OSError as exc:
+        raise RklBenchError(f"{what} {_public(text)}: cannot open it ({_first_line(exc)}); check the URI, "
+                            "the credentials (AWS_*, GOOGLE_APPLICATION_CREDENTIALS), the region and the network") from None
     return Location(path.rstrip("/") or path, fs, f"{parts.scheme}://{path.rstrip('/')}")
 
 

@@ -729,3 +729,14 @@ def test_staged_search_trial_restarts_from_its_checkpoint_as_if_uninterrupted(lo
         kept = eval_actors._KEPT_POOL
         if kept is not None:
             kept.close()
+
+
+def test_cli_tune_refuses_object_storage_in_one_line(tmp_path, capsys):
+    """A search's Optuna study and summaries are local files: s3:// storage is `rkl-bench run`'s only."""
+    write_smoke_datasets()
+    path = write_yaml(tmp_path, smoke_data(name="s"))
+    assert cli.main(["tune", str(path), "--storage", "s3://bucket/runs"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: --storage s3://bucket/runs: a search keeps its Optuna study and summaries as files in the "
+                   "experiment directory, so it needs a local or shared (NFS) directory; object storage is for "
+                   "`rkl-bench run` (docs/cluster.md)\n")

@@ -166,15 +166,14 @@ def search_record(config: SearchConfig, specs: Sequence[str]) -> dict[str, Any]:
 def _local_storage(storage: str | Path | None) -> Path:
     """``--storage`` of a search: a local (or NFS) directory, or a ``file://`` URI; an object store is refused
     with one line (the study's SQLite file and the summaries are written as local files)."""
-    from rkl_bench.storage import location
+    from rkl_bench.storage import is_uri, location
 
-    where = location(storage or DEFAULT_STORAGE, "--storage")
-    if not where.is_local:
+    if is_uri(str(storage or "")) and not str(storage).startswith("file://"):
         raise RklBenchError(
-            f"--storage {where}: a search keeps its Optuna study and summaries as files in the experiment directory, "
+            f"--storage {storage}: a search keeps its Optuna study and summaries as files in the experiment directory, "
             "so it needs a local or shared (NFS) directory; object storage is for `rkl-bench run` (docs/cluster.md)"
         )
-    return where.local.resolve()
+    return location(storage or DEFAULT_STORAGE, "--storage").local.resolve()
 
 
 def _storage_file(url: str) -> Path | None:

@@ -141,7 +141,7 @@ def load_neutral_actor(path: str | Path) -> tuple[torch.nn.Module, np.ndarray, n
 
 def actor_policy(actor: torch.nn.Module):
     """``normalised obs (B, obs) -> actions``, through the inference path our learners' ``act`` uses."""
-    from rkl_bench.algos.td3_bc import act_with
+    from rkl_bench.algos.base import act_with
 
     obs_dim = actor.net[0].in_features
     return lambda obs: act_with(actor, obs, obs_dim)

@@ -367,7 +367,7 @@ def main() -> None:
         if sac["fell_back"]:
             print("  FAST PATH FELL BACK TO PLAIN")
     if "eval" not in skip or "generate" not in skip:
-        from rkl_bench.evaluation.bench import env_speed_table
+        from benchmarks.env_speed import env_speed_table
 
         env_speed_table(args.env, args.rounds, threads=args.threads,
                         evaluation="eval" not in skip, generation="generate" not in skip, quiet=quiet_stdout_fd)

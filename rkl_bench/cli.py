@@ -264,17 +264,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace, inputs: list[Path]) -> int:
+    from rkl_bench.layout import SEARCH_SUMMARY_FILE
     from rkl_bench.report import build_report
-    from rkl_bench.report.search_report import SUMMARY, build_search_report
+    from rkl_bench.report.search_report import build_search_report
 
     experiment = inputs[0]
-    if (experiment / SUMMARY).is_file():  # an `rkl-bench tune` experiment: the search's own report
+    if (experiment / SEARCH_SUMMARY_FILE).is_file():  # an `rkl-bench tune` experiment: the search's own report
         if len(inputs) > 1:
             raise RklBenchError(f"{experiment} is a search; report it alone (grids beside it go in --references)")
         print(build_search_report(experiment, args.out or Path("reports") / experiment.resolve().name, args.references))
         return 0
     if args.references:
-        raise RklBenchError(f"--references is for the report of a search, and {experiment} holds no {SUMMARY}")
+        raise RklBenchError(f"--references is for the report of a search, and {experiment} holds no {SEARCH_SUMMARY_FILE}")
     paths = build_report(
         inputs,
         args.out or Path("reports") / experiment.resolve().name,

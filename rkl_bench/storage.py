@@ -37,13 +37,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 from urllib.parse import urlsplit
 
+from rkl_bench import layout
 from rkl_bench.errors import RklBenchError
 
 REACH_TIMEOUT_S = 30.0
 """How long :func:`check_reachable` waits for an object store to answer."""
 MIRRORED_NAMES = frozenset({
-    "result.json", "metrics.jsonl", "params.json", "lambdas.npz", "rkl_bench_experiment.json",
-    "archive.json", "rows.jsonl", "summary.json", "trials.csv", "best_config.yaml",
+    layout.RESULT_FILE, layout.METRICS_FILE, layout.RUN_FILE, layout.PARAMS_FILE, layout.LAMBDAS_FILE,
+    layout.EXPERIMENT_RECORD_FILE, layout.ARCHIVE_FILE, layout.ROWS_FILE,
 })
 """The files :func:`mirror` copies: what reports and archives read (no checkpoints, no Tune state)."""
 

@@ -19,16 +19,10 @@ import pytest
 import torch
 from torch.distributions import Independent, Normal, TanhTransform, TransformedDistribution
 
-from rkl_bench.algos import default_hyperparams, learner_names, make_learner
-from rkl_bench.algos.behaviour import GaussianBehaviour
-from rkl_bench.algos.bc_signals import (
-    BCReverseKL,
-    BCReverseKLConfig,
-    TanhBehaviourFit,
-    TanhGaussian,
-    fit_tanh_behaviour,
-    tanh_gaussian_log_prob,
-)
+from rkl_bench.algos import default_hyperparams, learner_names, make_config, make_learner
+from rkl_bench.algos.behaviour import GaussianBehaviour, TanhBehaviourFit, fit_tanh_behaviour
+from rkl_bench.algos.bc_signals import BCReverseKL
+from rkl_bench.algos.tanh_gaussian import TanhGaussian, tanh_gaussian_log_prob
 from rkl_bench.algos.regularisers import forward_kl, reverse_kl
 from rkl_bench.data.dataset import OfflineDataset, TensorSampler
 from rkl_bench.errors import RklBenchError
@@ -163,7 +157,7 @@ def test_behaviour_fit_recovers_the_noise_and_the_entropy_bonus_widens_it(toy):
     actions = torch.tanh(u + 0.03 * torch.randn(u.shape, generator=torch.Generator().manual_seed(0)))
     fits = {}
     for bonus in (False, True):
-        model, stats = fit_tanh_behaviour(obs, actions, TanhBehaviourFit(steps=1200, hidden=(64, 64), entropy_bonus=bonus),
+        model, stats = fit_tanh_behaviour(obs, actions, TanhBehaviourFit(steps=1200, hidden_dim=64, entropy_bonus=bonus),
                                           seed=0)
         fits[bonus] = stats
         with torch.no_grad():
@@ -239,13 +233,14 @@ def test_resume_is_bit_exact(toy, name, monkeypatch):
     torch.save(a.state_dict(), buf)
     metrics_a = [a.update(batch) for batch in batches[20:]]
 
-    import rkl_bench.algos.bc_signals as bc_signals
+    import rkl_bench.algos.brac as brac
+    import rkl_bench.algos.td3_rkl as td3_rkl
 
     def no_refit(*args, **kwargs):
         raise AssertionError("resume must not refit the behaviour model")
 
-    monkeypatch.setattr(bc_signals, "fit_tanh_behaviour", no_refit)
-    monkeypatch.setattr(bc_signals, "fit_behaviour", no_refit)
+    monkeypatch.setattr(brac, "fit_tanh_behaviour", no_refit)  # bc_reverse_kl fits BRAC's behaviour policy
+    monkeypatch.setattr(td3_rkl, "fit_behaviour", no_refit)  # bc_weighted_rkl fits TD3+RKL's
     buf.seek(0)
     fresh = make_learner(name, dataset, SMALL[name], seed=99, state=torch.load(buf, weights_only=True))
     metrics_b = [fresh.update(batch) for batch in batches[20:]]
@@ -293,7 +288,7 @@ def test_act_is_deterministic_bounded_and_leaves_the_global_rng_alone(toy, name)
 def test_unfitted_learner_refuses_to_train_and_other_checkpoints_are_refused(toy):
     dataset = toy[0]
     mean, std = dataset.state_stats()
-    config = BCReverseKLConfig(**SMALL["bc_reverse_kl"])
+    config = make_config("bc_reverse_kl", SMALL["bc_reverse_kl"])
     learner = BCReverseKL((dataset.observations - mean) / std, dataset.actions, config, fit=False)
     with pytest.raises(RklBenchError, match="checkpoint"):
         learner.update(sampler(dataset).sample())

@@ -7,7 +7,7 @@ import torch
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
-from rkl_bench.algos.base import config_from_dict
+from rkl_bench.algos.config import config_from_dict
 from rkl_bench.algos.behaviour import (
     BehaviourConfig,
     GaussianBehaviour,
@@ -18,7 +18,7 @@ from rkl_bench.algos.behaviour import (
 )
 from rkl_bench.errors import RklBenchError
 
-SMALL = dict(steps=600, batch_size=128, lr=3e-3, hidden=(32, 32))
+SMALL = dict(steps=600, batch_size=128, lr=3e-3, hidden_dim=32)
 
 
 def _two_clusters(n=1000, seed=0):
@@ -41,8 +41,8 @@ def fitted():
 
 
 # ------------------------------------------------------------------ config
-def test_config_from_dict_accepts_yaml_lists_and_rejects_unknown_keys():
-    cfg = config_from_dict(BehaviourConfig, {"hidden": [64, 64], "squash": "tanh", "steps": 10}, "behaviour")
+def test_config_from_dict_builds_it_and_rejects_unknown_keys():
+    cfg = config_from_dict(BehaviourConfig, {"hidden_dim": 64, "squash": "tanh", "steps": 10}, "behaviour")
     assert cfg.hidden == (64, 64) and cfg.squash == "tanh" and cfg.steps == 10
     with pytest.raises(RklBenchError, match="unknown key.*'hiden'"):
         config_from_dict(BehaviourConfig, {"hiden": [64]}, "behaviour")
@@ -130,7 +130,7 @@ def test_zscore_statistics_standardise_the_dataset_and_survive_state_dict(fitted
 def test_fit_is_deterministic_for_a_seed_and_leaves_global_rng_alone():
     s_w, a_w, s_n, a_n = _two_clusters(n=200)
     obs, act = torch.cat([s_w, s_n]), torch.cat([a_w, a_n])
-    cfg = BehaviourConfig(steps=50, batch_size=64, hidden=(16,))
+    cfg = BehaviourConfig(steps=50, batch_size=64, hidden_dim=16, hidden_layers=1)
     rng_before = torch.get_rng_state()
     m1, st1 = fit_behaviour(obs, act, cfg, seed=7)
     assert torch.equal(torch.get_rng_state(), rng_before)
@@ -144,7 +144,7 @@ def test_fit_is_deterministic_for_a_seed_and_leaves_global_rng_alone():
 
 
 def test_fit_rejects_mismatched_or_non_finite_data():
-    cfg = BehaviourConfig(steps=1, hidden=(8,))
+    cfg = BehaviourConfig(steps=1, hidden_dim=8, hidden_layers=1)
     with pytest.raises(RklBenchError, match="10 observations but 9 actions"):
         fit_behaviour(torch.zeros(10, 2), torch.zeros(9, 1), cfg, seed=0)
     with pytest.raises(RklBenchError, match="2-D observations"):
@@ -159,7 +159,7 @@ def test_tanh_fit_runs_on_actions_at_the_bounds():
     g = torch.Generator().manual_seed(0)
     obs = torch.randn(300, 2, generator=g)
     act = torch.sign(obs[:, :1])  # all actions exactly +-1
-    model, stats = fit_behaviour(obs, act, BehaviourConfig(steps=30, hidden=(8,), squash="tanh"), seed=0)
+    model, stats = fit_behaviour(obs, act, BehaviourConfig(steps=30, hidden_dim=8, hidden_layers=1, squash="tanh"), seed=0)
     assert math.isfinite(stats["nll"]) and math.isfinite(stats["raw_beta_mean"])
 
 

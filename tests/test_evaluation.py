@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -120,9 +124,17 @@ def test_bad_arguments(kwargs, message):
         evaluate_policy(torch_policy(), ENV, args.pop("episodes"), args.pop("seed"), *stats(), **args)
 
 
+def env_speed():
+    """``benchmarks/env_speed.py``, the speed benchmark's evaluation and generation sections."""
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module("benchmarks.env_speed")
+
+
 def test_speed_benchmark_replays_exactly_the_evaluated_trajectories():
     """The benchmark's references must step the same physics as the Evaluator (bench docstring)."""
-    from rkl_bench.evaluation.bench import EVAL_SEED, record_evaluation
+    EVAL_SEED, record_evaluation = env_speed().EVAL_SEED, env_speed().record_evaluation
 
     policy = torch_policy(scale=1.0)  # large actions: Hopper falls, so episodes end early and slots refill
     mean, std = stats()
@@ -141,7 +153,7 @@ def test_speed_benchmark_replays_exactly_the_evaluated_trajectories():
 
 
 def test_speed_benchmark_replays_exactly_the_generated_rows():
-    from rkl_bench.evaluation.bench import dataset_recording
+    dataset_recording = env_speed().dataset_recording
     from rkl_bench.forge.generate import rollout
 
     arrays = rollout(ENV, None, 300, seed=3, num_envs=3, progress=False)

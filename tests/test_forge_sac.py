@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from rkl_bench.errors import RklBenchError
-from rkl_bench.forge.sac import SACAgent, SACConfig, tanh_gaussian_sample
+from rkl_bench.algos.tanh_gaussian import tanh_gaussian_sample
+from rkl_bench.forge.sac import SACAgent, SACConfig
 from rkl_bench.forge.train_policy import SACTrainConfig, train_behaviour_policy
 
 SMALL = SACConfig(hidden=(32, 32), batch_size=32)
@@ -56,15 +57,17 @@ def test_fast_path_matches_plain_path_and_stays_finite():
 
 
 def test_compile_failure_falls_back_with_warning(monkeypatch):
-    agent = SACAgent(5, 2, SMALL, seed=0, fast=True)
-
     def broken(*args, **kwargs):
         raise RuntimeError("simulated compiler failure")
 
-    monkeypatch.setattr(agent, "_build_fast_step", lambda: broken)
+    monkeypatch.setattr(torch, "compile", broken)
+    agent = SACAgent(5, 2, SMALL, seed=0, fast=True)
+    plain = SACAgent(5, 2, SMALL, seed=0, fast=False)
+    batch = _batches(1)[0]
     with pytest.warns(UserWarning, match="falling back"):
-        metrics = agent.update(_batches(1)[0])
+        metrics = agent.update(batch)
     assert not agent.fast and np.isfinite(metrics["critic_loss"])
+    assert metrics == plain.update(batch)  # the failed update was redone on the plain path
 
 
 def _tiny_config():

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from rkl_bench.algos.bc_signals import TanhGaussianActor
+from rkl_bench.algos.nets import TanhGaussianActor
 from rkl_bench.algos import inference
 from rkl_bench.algos.inference import MAX_BUFFERED_ROWS, actor_actions
 from rkl_bench.algos.nets import DeterministicActor

@@ -16,8 +16,8 @@ import torch
 from torch.distributions import Independent, Normal
 from test_learner_td3_rkl import synthetic_dataset
 
-from rkl_bench.algos import default_hyperparams, make_learner
-from rkl_bench.algos.brac import BRAC, BRACConfig
+from rkl_bench.algos import default_hyperparams, make_config, make_learner
+from rkl_bench.algos.brac import BRAC
 from rkl_bench.data.dataset import OfflineDataset, TensorSampler
 from rkl_bench.errors import RklBenchError
 
@@ -160,7 +160,7 @@ def test_critic_loss_is_the_brac_target(dataset, fitted_state, value_penalty):
         y = batch.rewards + batch.not_dones * 0.99 * v
         q = learner.critic(batch.observations, batch.actions)
         expected = sum(((q[j] - y) ** 2).mean() for j in range(2))
-    metrics = learner.critic_step(batch)
+    _, metrics = learner.critic_loss(learner.nets(), batch, learner.inputs(batch, ("critic", "actor")))
     torch.testing.assert_close(metrics["critic_loss"], expected, rtol=1e-5, atol=1e-6)
 
 
@@ -174,7 +174,10 @@ def test_actor_loss_is_kl_penalty_minus_q(dataset, fitted_state):
         kl = kl_by_hand(learner, batch.observations, mean, log_std, gen, 4)
         q = learner.critic(batch.observations, action).amin(0)
         expected = 0.3 * kl.mean() - q.mean()
-    metrics = learner.actor_step(batch, q_on=True)
+    draws = copy_of(learner.sample_generator)  # the actor's noise, drawn as the hand computation drew it
+    inputs = {"policy": torch.randn(batch.actions.shape, generator=draws),
+              "kl": torch.randn((4, *batch.actions.shape), generator=draws), "q_on": True}
+    _, metrics = learner.actor_loss(learner.nets(), batch, inputs)
     torch.testing.assert_close(metrics["actor_loss"], expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(metrics["kl"], kl.mean(), rtol=1e-5, atol=1e-5)
 
@@ -184,8 +187,9 @@ def test_kl_estimate_approaches_the_closed_form(dataset, fitted_state):
     learner = from_fit(dataset, fitted_state, kl_samples=4000)
     obs = sampler(dataset).sample().observations[:64]
     with torch.no_grad():
-        policy = learner.actor.distribution(obs, learner.sample_generator)
-        estimate = learner.kl(policy, obs)
+        policy = learner.actor.distribution(obs)
+        noise = torch.randn((4000, *obs.shape[:1], dataset.act_dim), generator=learner.sample_generator)
+        estimate = learner.kl(policy, obs, noise)
         b_mean, b_log_std = learner.behaviour(obs)
         s1, s2 = policy.log_std.exp(), b_log_std.exp()
         closed = (b_log_std - policy.log_std + (s1**2 + (policy.mean - b_mean) ** 2) / (2 * s2**2) - 0.5).sum(-1)
@@ -254,7 +258,7 @@ def test_global_rng_untouched_and_act_is_the_mode(dataset):
 
 def test_unfitted_learner_refuses_to_train_and_other_configs_are_refused(dataset, fitted_state):
     mean, std = dataset.state_stats()
-    learner = BRAC((dataset.observations - mean) / std, dataset.actions, BRACConfig(**SMALL), fit=False)
+    learner = BRAC((dataset.observations - mean) / std, dataset.actions, make_config("brac", SMALL), fit=False)
     with pytest.raises(RklBenchError, match="checkpoint"):
         learner.update(sampler(dataset).sample())
     with pytest.raises(RklBenchError, match="kl_weight"):

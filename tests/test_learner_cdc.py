@@ -137,8 +137,9 @@ def test_actor_loss_is_q_plus_lambda_log_likelihood(dataset):
         dist = TransformedDistribution(Independent(Normal(mean, log_std.exp()), 1), [TanhTransform()])
         nll = -dist.log_prob(batch.actions.clamp(-1 + 1e-3, 1 - 1e-3))
         expected = -q.mean() + 0.4 * nll.mean()
-    policy = learner.actor.distribution(batch.observations, learner.sample_generator)
-    metrics = learner.actor_step(batch, policy)
+    inputs = {"pi": learner.actor.distribution(batch.observations),
+              "policy": torch.randn(batch.actions.shape, generator=copy_of(learner.sample_generator))}
+    _, metrics = learner.actor_loss(learner.nets(), batch, inputs)
     torch.testing.assert_close(metrics["actor_loss"], expected, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(metrics["nll"], nll.mean(), rtol=1e-4, atol=1e-4)
 

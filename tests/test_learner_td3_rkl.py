@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rkl_bench.algos import default_hyperparams, make_learner
+from rkl_bench.algos import default_hyperparams, make_config, make_learner
 from rkl_bench.data.dataset import OfflineDataset, TensorSampler
 from rkl_bench.errors import RklBenchError
 
@@ -190,9 +190,9 @@ def test_resume_is_bit_exact_and_never_refits(dataset, fitted_state, monkeypatch
 
 
 def test_unfitted_learner_refuses_to_train(dataset):
-    from rkl_bench.algos.td3_rkl import TD3RKL, TD3RKLConfig
+    from rkl_bench.algos.td3_rkl import TD3RKL
 
-    learner = TD3RKL(normalised_obs(dataset), dataset.actions, TD3RKLConfig(**SMALL), fit=False)
+    learner = TD3RKL(normalised_obs(dataset), dataset.actions, make_config("td3_rkl", SMALL), fit=False)
     with pytest.raises(RklBenchError, match="checkpoint"):
         learner.update(sampler(dataset).sample())
 
@@ -244,7 +244,7 @@ def test_actor_loss_is_eq7_weighted_by_eq18(dataset, fitted_state, form):
     q1 = learner.critic(batch.observations, pi)[0]
     gen = torch.Generator().manual_seed(0)
     gen.set_state(learner.negatives_generator.get_state())
-    loss, metrics = learner.actor_loss(batch, pi, q1)
+    loss, metrics = learner.actor_loss(batch, pi, q1, learner.signal_inputs(batch))  # draws a1, a2 from the stream
 
     rows = torch.randint(0, len(dataset), (2 * len(pi),), generator=gen)
     a1, a2 = learner.dataset_actions[rows[: len(pi)]], learner.dataset_actions[rows[len(pi) :]]
@@ -258,3 +258,18 @@ def test_actor_loss_is_eq7_weighted_by_eq18(dataset, fitted_state, form):
     expected = -2.5 / q1.abs().mean() * q1.mean() + (lam * reg).mean()
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(metrics["lambda_mean"], lam.mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_behaviour_section_by_nested_mapping_dotted_names_or_old_flat_names():
+    """The behaviour model is a nested section; its old flat names stay valid (configs, searches, checkpoints)."""
+    nested = make_config("td3_rkl", {"behaviour": {"steps": 7, "beta_normalization": "range"}})
+    dotted = make_config("td3_rkl", {"behaviour.steps": 7, "behaviour.beta_normalization": "range"})
+    flat = make_config("td3_rkl", {"behaviour_steps": 7, "beta_normalization": "range"})
+    assert nested == dotted == flat and flat.behaviour.steps == 7 and flat.behaviour.beta_normalization == "range"
+    with pytest.raises(RklBenchError, match="give it once"):
+        make_config("td3_rkl", {"behaviour_steps": 7, "behaviour.steps": 8})
+    with pytest.raises(RklBenchError, match="'behaviour.stepz'"):
+        make_config("td3_rkl", {"behaviour": {"stepz": 7}})
+    hp = default_hyperparams("td3_rkl")
+    assert hp["behaviour.steps"] == hp["behaviour_steps"] == 50_000
+    assert make_config("brac", {"behaviour_entropy_bonus": False}) == make_config("brac", {"behaviour.entropy_bonus": False})

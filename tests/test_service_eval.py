@@ -59,7 +59,7 @@ def test_blocks_merged_equal_one_evaluation(policy, reference):
 
 
 def test_snapshot_acts_like_the_learner(policy):
-    from rkl_bench.algos.td3_bc import act_with
+    from rkl_bench.algos.base import act_with
 
     obs = np.random.default_rng(0).normal(size=(16, OBS_DIM)).astype(np.float32)
     np.testing.assert_array_equal(policy(obs), act_with(policy.actor, obs, OBS_DIM))

@@ -731,6 +731,91 @@ def test_staged_search_trial_restarts_from_its_checkpoint_as_if_uninterrupted(lo
             kept.close()
 
 
+def interrupt_after_first_rung():
+    """A Tune callback pressing Ctrl-C once a staged trial has every pair past the first rung
+    but is not finished (while the flag is set)."""
+    from ray.tune import Callback
+
+    class Interrupt(Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if os.environ.get(INTERRUPT_FLAG) and result.get("stage_steps", 0) >= 30 and result.get("pairs_done") == 0:
+                os.environ.pop(INTERRUPT_FLAG)
+                os.kill(os.getpid(), signal.SIGINT)
+
+    return Interrupt()
+
+
+def test_interrupted_staged_search_goes_on_from_the_checkpoints_it_left(local_ray, tmp_path, monkeypatch):
+    """A session stopped mid-trial: the next one asks for that trial again and it goes on from its
+    last checkpoint (what it trained is not trained again), carrying its reported rungs, and the
+    rows of both sessions together are one trial's rows: each (pair, step) once, as in an uninterrupted run."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from rkl_bench.service.search import run_search
+
+    write_smoke_datasets()
+    data = staged_data(name="staged_resume")
+    data["search"]["num_samples"] = 2
+    config = write_yaml(tmp_path, data)
+    storage = tmp_path / "runs"
+    monkeypatch.setenv(INTERRUPT_FLAG, "1")
+    first = run_search(config, storage=storage, verbose=0, callbacks=[interrupt_after_first_rung()])
+    assert first.interrupted >= 1, first
+    url = first.storage
+    before = optuna.load_study(study_name="staged_resume", storage=url).trials
+    left = {t.number: t for t in before if t.state == TrialState.RUNNING}
+    assert any(t.intermediate_values.get(30) is not None for t in left.values()), "one was past the first rung"
+    old_rows = tune_rows(storage / "staged_resume")
+
+    second = run_search(config, storage=storage, resume=True, verbose=0)
+    assert second.interrupted == 0
+    after = optuna.load_study(study_name="staged_resume", storage=url).trials
+    reruns = {t.user_attrs["rerun_of"]: t for t in after if "rerun_of" in t.user_attrs}
+    assert set(reruns) == set(left)
+    rows = tune_rows(storage / "staged_resume")
+    whole = [(0, 30), (1, 30), (0, 60), (1, 60)]  # (seed, step) of a staged trial: both pairs to each rung
+    resumed = 0
+    for number, old in left.items():
+        rerun = reruns[number]
+        assert rerun.state.is_finished() and rerun.params == old.params
+        if not old_rows.get(number):
+            assert "resume_from" not in rerun.user_attrs  # nothing reported, no checkpoint: from scratch
+            continue
+        resumed += 1
+        checkpoint = Path(rerun.user_attrs["resume_from"])
+        assert checkpoint.parent.parent == (storage / "staged_resume").resolve() and checkpoint.is_dir()
+        # Its history in the study starts with what it had reported before the interruption.
+        for step, value in old.intermediate_values.items():
+            assert rerun.intermediate_values[step] == value
+        progress = json.loads((checkpoint / "search_progress.json").read_text())
+        covered = sum(len(scores) for scores in progress["scores"])
+        earlier, later = old_rows[number][:covered], rows[rerun.number]
+        assert covered >= 1 and [(r["seed"], r["step"]) for r in earlier + later] == whole[:len(earlier) + len(later)]
+        if rerun.state == TrialState.COMPLETE:
+            assert len(earlier) + len(later) == len(whole)
+            scores = {seed: [r["normalized_score"] for r in earlier + later if r["seed"] == seed] for seed in (0, 1)}
+            assert rerun.value == pytest.approx(np.mean([np.mean(s[-2:]) for s in scores.values()]))
+    assert resumed >= 1
+
+
+def test_a_new_sessions_asha_compares_with_the_earlier_sessions_rungs():
+    """Seeded rungs: a trial below the earlier sessions' cutoff at a rung is stopped, one above goes on."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    from rkl_bench.service.private_apis import seed_asha_rungs
+
+    scheduler = ASHAScheduler(time_attr="stage_steps", metric="objective", mode="max", max_t=100, grace_period=25,
+                              reduction_factor=2)
+    assert seed_asha_rungs(scheduler, {25: [10.0, 20.0, 30.0, 40.0], 50: [35.0], 7: [99.0]}) == 5
+    bracket = scheduler._brackets[0]
+    low, high = SimpleNamespace(trial_id="low"), SimpleNamespace(trial_id="high")
+    assert bracket.on_result(low, 25, 12.0) == TrialScheduler.STOP  # under the median of 10..40
+    assert bracket.on_result(high, 25, 33.0) == TrialScheduler.CONTINUE
+
+
 def test_cli_tune_refuses_object_storage_in_one_line(tmp_path, capsys):
     """A search's Optuna study and summaries are local files: s3:// storage is `rkl-bench run`'s only."""
     write_smoke_datasets()

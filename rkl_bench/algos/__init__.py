@@ -1,13 +1,14 @@
-"""Learners (one file per algorithm), shared nets, the behaviour model and BC regularisers.
+"""Learners (one file per algorithm), the learner core, shared nets, the behaviour models and BC regularisers.
 
 Build learners by name through :func:`make_learner`; see ``algos/registry.py``
-for the state-normalisation convention.
+for the state-normalisation convention and ``algos/base.py`` (or
+``docs/architecture.md``) for what a learner declares.
 """
 
-from rkl_bench.algos.base import Learner, config_from_dict
+from rkl_bench.algos.base import Learner, Step
+from rkl_bench.algos.config import ConfigError, config_from_dict
 from rkl_bench.algos.registry import (
     LEARNERS,
-    LearnerEntry,
     default_hyperparams,
     learner_names,
     make_config,
@@ -16,8 +17,9 @@ from rkl_bench.algos.registry import (
 
 __all__ = [
     "LEARNERS",
+    "ConfigError",
     "Learner",
-    "LearnerEntry",
+    "Step",
     "config_from_dict",
     "default_hyperparams",
     "learner_names",

@@ -29,11 +29,14 @@ The paper leaves three things open; each is an explicit option of
 
 The weights are computed once per dataset row after the fit
 (:func:`dataset_lambdas`); the learner looks them up by row index.
+
+BRAC's behaviour policy (also the reverse-KL signal's of Fig. 5) is the same
+network with ``squash="tanh"``, fitted by :func:`fit_tanh_behaviour`:
+maximum likelihood plus BRAC's tuned entropy bonus (docs/baselines.md).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -41,18 +44,19 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from rkl_bench.algos.nets import GaussianHead
+from rkl_bench.algos.config import Checked, one_of, positive, positive_int, within
+from rkl_bench.algos.nets import GaussianHead, adam, make_generator, seeded_init
+from rkl_bench.algos.tanh_gaussian import CLIP_EPS, normal_log_prob, tanh_gaussian_log_prob, tanh_gaussian_sample
 from rkl_bench.errors import RklBenchError
 
 SQUASHES = ("none", "tanh")
 BETA_REDUCES = ("mean", "sum", "max")
 BETA_NORMALIZATIONS = ("none", "zscore", "range")
 RANGE_QUANTILES = (0.05, 0.95)
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 @dataclass(frozen=True)
-class BehaviourConfig:
+class BehaviourConfig(Checked):
     """How the behaviour model is fitted and how its log-variance becomes ``beta(s)``.
 
     ``steps = 50_000`` minibatches of 256 is ~12 passes over a 1M-row D4RL
@@ -66,37 +70,32 @@ class BehaviourConfig:
     steps: int = 50_000
     batch_size: int = 256
     lr: float = 1e-3
-    hidden: tuple[int, ...] = (256, 256)
+    hidden_dim: int = 256
+    hidden_layers: int = 2
     squash: str = "none"
+    """``"none"``: a Gaussian on the actions; ``"tanh"``: on the pre-tanh actions."""
     beta_reduce: str = "mean"
+    """How the per-dimension log-variances become one ``beta``."""
     beta_normalization: str = "zscore"
     tanh_eps: float = 1e-4
     """Actions are clipped to ``[-1 + eps, 1 - eps]`` before ``atanh`` (``squash="tanh"`` only)."""
 
-    def __post_init__(self) -> None:
-        _choice("squash", self.squash, SQUASHES)
-        _choice("beta_reduce", self.beta_reduce, BETA_REDUCES)
-        _choice("beta_normalization", self.beta_normalization, BETA_NORMALIZATIONS)
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise RklBenchError(f"behaviour model: 'steps' must be a whole number >= 1, got {self.steps!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise RklBenchError(f"behaviour model: 'batch_size' must be a whole number >= 1, got {self.batch_size!r}")
-        if not self.lr > 0:
-            raise RklBenchError(f"behaviour model: 'lr' must be > 0, got {self.lr!r}")
-        if not 0.0 < self.tanh_eps < 0.5:
-            raise RklBenchError(f"behaviour model: 'tanh_eps' must be in (0, 0.5), got {self.tanh_eps!r}")
-        try:
-            hidden = tuple(int(h) for h in self.hidden)
-        except (TypeError, ValueError):
-            raise RklBenchError(f"behaviour model: 'hidden' must be a list of layer widths, got {self.hidden!r}") from None
-        if not hidden or min(hidden) < 1:
-            raise RklBenchError(f"behaviour model: 'hidden' must be positive layer widths, got {self.hidden!r}")
-        object.__setattr__(self, "hidden", hidden)  # YAML gives lists
+    def check(self) -> None:
+        check_options(self)
+        positive_int(self, "steps", "batch_size", "hidden_dim", "hidden_layers")
+        positive(self, "lr")
+        within(self, "tanh_eps", 0, 0.5, low_open=True, high_open=True)
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return (self.hidden_dim,) * self.hidden_layers
 
 
-def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise RklBenchError(f"behaviour model: {key!r} must be one of {', '.join(allowed)}; got {value!r}")
+def check_options(config: Any) -> None:
+    """``squash``, ``beta_reduce`` and ``beta_normalization`` are among their choices."""
+    one_of(config, "squash", SQUASHES)
+    one_of(config, "beta_reduce", BETA_REDUCES)
+    one_of(config, "beta_normalization", BETA_NORMALIZATIONS)
 
 
 class GaussianBehaviour(nn.Module):
@@ -122,12 +121,10 @@ class GaussianBehaviour(nn.Module):
         tanh_eps: float = 1e-4,
     ) -> None:
         super().__init__()
-        _choice("squash", squash, SQUASHES)
-        _choice("beta_reduce", beta_reduce, BETA_REDUCES)
-        _choice("beta_normalization", beta_normalization, BETA_NORMALIZATIONS)
+        self.squash, self.beta_reduce, self.beta_normalization = squash, beta_reduce, beta_normalization
+        check_options(self)
         self.head = GaussianHead(obs_dim, act_dim, tuple(hidden))
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.squash, self.beta_reduce, self.beta_normalization = squash, beta_reduce, beta_normalization
         self.tanh_eps = float(tanh_eps)
         self.register_buffer("beta_shift", torch.zeros(()))
         self.register_buffer("beta_scale", torch.ones(()))
@@ -150,11 +147,8 @@ class GaussianBehaviour(nn.Module):
         """
         mean, log_std = self(obs)
         if self.squash == "tanh":
-            a = actions.clamp(-1.0 + self.tanh_eps, 1.0 - self.tanh_eps)
-            u = torch.atanh(a)
-            log_jacobian = torch.log1p(-a.pow(2))  # d tanh(u)/du = 1 - a^2
-            return (_normal_log_prob(u, mean, log_std) - log_jacobian).sum(dim=-1)
-        return _normal_log_prob(actions, mean, log_std).sum(dim=-1)
+            return tanh_gaussian_log_prob(actions, mean, log_std, self.tanh_eps)
+        return normal_log_prob(actions, mean, log_std).sum(dim=-1)
 
     def mean_action(self, obs: Tensor) -> Tensor:
         """The model's central action (``tanh`` of the mean when squashed)."""
@@ -195,11 +189,6 @@ class GaussianBehaviour(nn.Module):
                 f"behaviour model checkpoint was saved with {state}, but this model is configured with {mine}; "
                 "build the model with the checkpoint's options"
             )
-
-
-def _normal_log_prob(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
-    """Per-dimension ``log N(x; mean, exp(log_std)^2)``."""
-    return -0.5 * ((x - mean) * torch.exp(-log_std)).pow(2) - log_std - 0.5 * LOG_2PI
 
 
 # ----------------------------------------------------------------------- fit
@@ -306,6 +295,112 @@ def _summary(prefix: str, x: Tensor) -> dict[str, float]:
 @torch.no_grad()
 def _chunked(fn: Any, obs: Tensor, chunk: int = 65536) -> Tensor:
     return torch.cat([fn(o) for o in obs.split(chunk)])
+
+
+# ------------------------------------------------------ BRAC's behaviour policy
+@dataclass(frozen=True)
+class TanhBehaviourFit(Checked):
+    """How BRAC's behaviour policy is fitted (defaults: BRAC's ``run_bc.sh`` / ``bc_agent.py``)."""
+
+    steps: int = 300_000
+    batch_size: int = 256
+    lr: float = 5e-4
+    hidden_dim: int = 200
+    hidden_layers: int = 2
+    entropy_bonus: bool = True
+    """BRAC's BC agent adds ``alpha_e * log pi_b(x)``, ``x ~ pi_b``, with ``alpha_e`` tuned to entropy
+    ``-act_dim``; false: plain maximum likelihood."""
+
+    def check(self) -> None:
+        positive_int(self, "steps", "batch_size", "hidden_dim", "hidden_layers")
+        positive(self, "lr")
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return (self.hidden_dim,) * self.hidden_layers
+
+
+def fit_tanh_behaviour(
+    observations: Tensor, actions: Tensor, fit: TanhBehaviourFit, seed: int, progress: bool = False,
+    clip_eps: float = CLIP_EPS, fused_adam: bool = True,
+) -> tuple[GaussianBehaviour, dict[str, float]]:
+    """Fit BRAC's behaviour policy ``pi_b`` on NORMALISED states; return it (eval mode) and fit statistics.
+
+    Per minibatch (BRAC's ``bc_agent.py``)::
+
+        L_b     = mean_B [ alpha_e * log pi_b(x|s) - log pi_b(clip(a)|s) ],   x ~ pi_b(.|s)
+        L_alpha = alpha_e * mean_B [ -log pi_b(x|s) - target ],               target = -act_dim
+
+    ``alpha_e = relu(v)``, ``v`` starts at 1 and follows Adam on ``L_alpha``
+    with BRAC's ``relu_v2`` gradient (zero only when ``v <= 0`` and the
+    gradient would lower it further). ``entropy_bonus=False`` is plain
+    maximum likelihood. Dataset actions are clipped by ``clip_eps`` (also the
+    model's ``tanh_eps``). Seeds: init, batches and sampling noise are
+    separate streams of ``seed``; the global RNG is untouched.
+    """
+    obs, act = observations.float(), actions.float()
+    n, obs_dim = obs.shape
+    act_dim = act.shape[1]
+    device = obs.device
+    with seeded_init(seed, "behaviour_init"):
+        model = GaussianBehaviour(obs_dim, act_dim, fit.hidden, squash="tanh", beta_normalization="none",
+                                  tanh_eps=clip_eps)
+    model.to(device)
+    optimiser = adam(model.parameters(), fit.lr, fused_adam, device)
+    alpha_var = torch.ones((), device=device, requires_grad=True)
+    alpha_optimiser = torch.optim.Adam([alpha_var], lr=fit.lr)
+    target_entropy = -float(act_dim)
+    batches = make_generator(seed, "behaviour_batches", device)
+    noise_gen = make_generator(seed, "behaviour_noise", device)
+
+    bar = tqdm(range(fit.steps), desc="behaviour model", disable=not progress, leave=False, unit="step")
+    for step in bar:
+        idx = torch.randint(n, (fit.batch_size,), generator=batches, device=device)
+        mean, log_std = model(obs.index_select(0, idx))
+        nll = -tanh_gaussian_log_prob(act.index_select(0, idx), mean, log_std, clip_eps).mean()
+        loss = nll
+        if fit.entropy_bonus:
+            noise = torch.randn(mean.shape, generator=noise_gen, device=device)
+            _, log_pi = tanh_gaussian_sample(mean, log_std, noise)
+            loss = loss + alpha_var.detach().clamp_min(0.0) * log_pi.mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if fit.entropy_bonus:
+            grad = -log_pi.detach().mean() - target_entropy  # d L_alpha / d alpha_e
+            alpha_var.grad = grad * ((alpha_var.detach() > 0) | (grad < 0)).float()  # relu_v2
+            alpha_optimiser.step()
+        if progress and step % 1000 == 0:
+            bar.set_postfix(nll=f"{nll.item():.3f}")
+    bar.close()
+    model.eval()
+    model.requires_grad_(False)
+
+    with torch.no_grad():
+        nlls, log_stds = [], []
+        for o, a in zip(obs.split(65536), act.split(65536)):
+            mean, log_std = model(o)
+            nlls.append(-tanh_gaussian_log_prob(a, mean, log_std, clip_eps))
+            log_stds.append(log_std.mean(dim=-1))
+        nll_all, log_std_all = torch.cat(nlls), torch.cat(log_stds)
+    stats = {
+        "nll": float(nll_all.mean()),
+        "log_std_mean": float(log_std_all.mean()),
+        "log_std_q05": float(torch.quantile(log_std_all.double(), 0.05)),
+        "log_std_q95": float(torch.quantile(log_std_all.double(), 0.95)),
+        "alpha_entropy": float(alpha_var.detach().clamp_min(0.0)),
+        "steps": float(fit.steps),
+    }
+    return model, stats
+
+
+def unfitted_tanh_behaviour(
+    obs_dim: int, act_dim: int, fit: TanhBehaviourFit, device: torch.device, clip_eps: float = CLIP_EPS
+) -> GaussianBehaviour:
+    """The behaviour network, unfitted, to load a checkpoint into (``fit=False`` learners)."""
+    model = GaussianBehaviour(obs_dim, act_dim, fit.hidden, squash="tanh", beta_normalization="none",
+                              tanh_eps=clip_eps)
+    return model.to(device).eval().requires_grad_(False)
 
 
 # ------------------------------------------------------------------- Eq. 18

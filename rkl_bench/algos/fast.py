@@ -1,22 +1,23 @@
-"""The fast update path every learner shares: one compiled function per update step.
+"""The fast runner every learner shares: a learner's update steps as one compiled function.
 
-A learner's *plain* path is readable eager PyTorch: modules, ``loss.backward()``,
-``torch.optim.Adam``. It is the numerical reference. Its *fast* path runs the
-same loss code (the learner writes each loss once, as a function of the
-networks it is handed) inside one pure function per update step that also
-takes the gradients and applies Adam and the Polyak averaging, and compiles
-that function with ``torch.compile``. What the compiled step removes:
+A learner's *plain* path (:meth:`rkl_bench.algos.base.Updater.plain_update`)
+is readable eager PyTorch: modules, ``loss.backward()``, ``torch.optim.Adam``.
+It is the numerical reference. The *fast* path (:func:`run_steps`) runs the
+same losses (each written once, as a function of the networks it is handed)
+through the networks' functional forms, takes their gradients, applies Adam
+and the Polyak averaging, all in one pure function that ``torch.compile``
+turns into one graph. What the compiled step removes:
 
 * Python and dispatcher overhead between the ~100 small kernels of a step,
   autograd's bookkeeping, and the allocator traffic of temporaries (inductor
   plans the buffers once and fuses the elementwise work: ReLU masks, loss
   heads, Adam and the target update become a handful of loops);
-* on CPUs where MKL runs its AVX2 kernels (AMD), half of the matrix-multiply
-  time: :func:`linear` sends the big matrix multiplies (both sides >= 64) to
-  oneDNN, whose JIT kernels use AVX-512 and run ~2x faster there (measured in
-  ``docs/speed.md``); small ones stay on MKL, which has less fixed cost.
+* on CPUs where MKL runs its AVX2 kernels (AMD), much of the matrix-multiply
+  time: :func:`linear` sends matrix multiplies whose sizes are all at least
+  :data:`DNN_MIN_DIM` to oneDNN, whose JIT kernels use AVX-512; narrow ones
+  stay on MKL, which has less fixed cost (measurements in ``docs/speed.md``).
 
-Pieces here (learners import them, nothing here knows a learner):
+Pieces here (nothing here knows a particular learner):
 
 * :func:`linear` and the ``rkl_bench::linear_<hash>`` op (oneDNN matmul +
   autograd; the hash of this file in its name keeps inductor's caches honest);
@@ -26,15 +27,17 @@ Pieces here (learners import them, nothing here knows a learner):
   a pure function over the optimiser's own state tensors, so checkpoints keep
   ``torch.optim.Adam.state_dict()``'s format and either path can resume the
   other's checkpoint. The step count lives in Python and reaches the compiled
-  code as bias-correction tensors of shape ``(1,)``: torch.compile 2.13 on CPU
-  was seen to drop an in-place ``add_`` on a 0-d step tensor (so a counter kept
-  in the graph stayed at 0 and the weights became NaN);
-* :class:`CompiledStep`: ``torch.compile`` with fall-back: any failure while
-  compiling or running warns once and tells the learner to use its plain path.
+  code as bias-correction tensors of shape ``(1,)`` (nothing 0-d is mutated in
+  the graph; docs/speed.md says why);
+* :func:`run_steps`: the runner itself; :class:`FastUpdate` drives it
+  (parameter views, Adam state, compilation) and :class:`CompiledStep` is
+  ``torch.compile`` with fall-back: any failure while compiling or running
+  warns once and tells the learner to use its plain path.
 
 Noise and other random draws never happen inside a compiled step: the learner
-draws them from its own generators beforehand, so both paths consume identical
-random streams and a resumed run draws what an uninterrupted one would.
+draws them from its own generators beforehand (``Updater.inputs``), so both
+paths consume identical random streams and a resumed run draws what an
+uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -48,11 +51,8 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import Tensor
 
-UPDATE_PATHS = ("fast", "plain")
-
 RECOMPILE_LIMIT = 64
 """Graphs dynamo keeps per step function (``torch._dynamo.config.recompile_limit`` is raised to this)."""
-"""Values of a learner config's ``update_path``."""
 
 DNN_MIN_DIM = 16
 """A matrix multiply goes to oneDNN when its reduction and output sizes are both >= this
@@ -114,7 +114,7 @@ def _register_dnn_op() -> bool:
 
     def cpu_impl(x: Tensor, w: Tensor, b: Tensor | None, grad_in_out: bool) -> Tensor:
         # oneDNN wants x in rows (a strided x, e.g. a column view of the sampler's gathered
-        # block, runs a reference kernel ~100x slower or fails) and w in rows or columns.
+        # block, runs a far slower reference kernel or fails) and w in rows or columns.
         if not _readable_weight(w):
             w = w.contiguous()
         return pointwise(x.contiguous(), w, b, "none", [], "")
@@ -283,9 +283,6 @@ class AdamState:
             state = self.optimizer.state[p]
             state["step"] = self._step_tensor(self.step, p)
 
-    def moments(self) -> tuple[list[Tensor], list[Tensor]]:
-        return self.exp_avg, self.exp_avg_sq
-
 
 def adam_step(
     params: Sequence[Tensor],
@@ -337,10 +334,6 @@ def adam_apply(
     return new_p
 
 
-def adam_hyper(state: AdamState) -> tuple[float, float, float, float]:
-    return (state.lr, state.beta1, state.beta2, state.eps)
-
-
 def polyak(target: list[Tensor], source: Sequence[Tensor], tau: float) -> None:
     """``target <- (1 - tau) target + tau source`` in place (the same ``lerp`` as the plain path)."""
     torch._foreach_lerp_(target, list(source), tau)
@@ -349,36 +342,6 @@ def polyak(target: list[Tensor], source: Sequence[Tensor], tau: float) -> None:
 def detached(params: Iterable[Tensor]) -> list[Tensor]:
     """Plain tensors sharing storage with ``params`` (what a compiled step mutates in place)."""
     return [p.detach() for p in params]
-
-
-class NoiseQueue:
-    """Standard-normal noise drawn before an update, handed out in the order it was drawn.
-
-    Learners that sample inside their losses (BRAC, CDC: ``TanhGaussian.rsample``)
-    draw every noise tensor of an update up front, from their own generator in
-    the order the loss code consumes them, and pass this queue where the loss
-    would take a generator. Drawing up front gives the same numbers as drawing
-    in place (same generator, same order, same shapes), and the loss becomes a
-    pure function of its inputs, as a compiled step needs.
-    """
-
-    def __init__(self, tensors: Sequence[Tensor]) -> None:
-        self._tensors = list(tensors)
-        self._next = 0
-
-    def take(self, shape: Sequence[int]) -> Tensor:
-        if self._next >= len(self._tensors):
-            raise RuntimeError("NoiseQueue is empty: the update drew more noise than was prepared for it")
-        noise = self._tensors[self._next]
-        if tuple(noise.shape) != tuple(shape):
-            raise RuntimeError(f"NoiseQueue: next noise has shape {tuple(noise.shape)}, the loss asked for {tuple(shape)}")
-        self._next += 1
-        return noise
-
-    @classmethod
-    def draw(cls, shapes: Sequence[Sequence[int]], generator: torch.Generator, like: Tensor) -> "NoiseQueue":
-        """Draw ``torch.randn`` of each shape in turn from ``generator`` (device and dtype of ``like``)."""
-        return cls([torch.randn(tuple(s), generator=generator, device=like.device, dtype=like.dtype) for s in shapes])
 
 
 # ---------------------------------------------------------------- compile
@@ -432,35 +395,73 @@ class CompiledStep:
             raise FastPathFailed(self.what) from exc
 
 
+def run_steps(
+    params: dict[str, list[Tensor]],
+    adam: dict[str, tuple],
+    learner: Any,
+    batch: Any,
+    inputs: dict[str, Any],
+    names: tuple[str, ...],
+) -> dict[str, Tensor]:
+    """The fast runner: ``learner``'s steps on the modules in ``names``, as one pure function.
+
+    Mirrors the plain runner step by step: each step's loss on the networks'
+    functional forms (``learner.nets(params)``, the earlier steps' new
+    parameters in place of the old), its gradient (autograd, or the step's
+    own ``grad``), the Adam step written into the parameter and moment
+    tensors, and after a step with ``targets`` the Polyak update of the target
+    pairs. ``learner.prepare`` is evaluated inside each step's objective (the
+    plain runner evaluates it once: the values are the same, the parameters it
+    reads are not stepped before the step that uses them). Returns the metrics
+    as 0-d tensors. Compiled by :class:`FastUpdate`.
+    """
+    current = dict(params)
+    metrics: dict[str, Tensor] = {}
+    for step in learner.steps:
+        if step.module not in names:
+            continue
+        if step.grad is None:
+            def objective(leaves: list[Tensor], step: Any = step, current: dict = current, inputs: dict = inputs):
+                nets = learner.nets({**current, step.module: leaves})
+                return step.loss(nets, batch, learner.prepare(nets, batch, inputs))
+
+            grads, _, aux = value_and_grad(objective, current[step.module])
+        else:
+            nets = learner.nets(current)
+            grads, aux = step.grad(nets, batch, learner.prepare(nets, batch, inputs)), {}
+        current[step.module] = adam_apply(params[step.module], grads, *adam[step.module])
+        inputs = step.hand_on(aux, inputs, metrics)
+        if step.targets:
+            for target, source in learner.targets.items():
+                polyak(params[target], current[source], learner.config.tau)
+    return metrics
+
+
 class FastUpdate:
-    """Drives a learner's fast step: parameter views, Adam state, compilation and fall-back.
+    """Drives :func:`run_steps` for one learner: parameter views, Adam state, compilation and fall-back.
 
-    ``step(params, adam, *args)`` is the learner's pure update function:
+    ``params[name]`` are the parameters of ``modules[name]`` (a module or a
+    list of tensors) as plain tensors sharing their storage (the step writes
+    new values into them); ``adam[name]``, for each optimiser that steps on
+    this call, ``(exp_avg, exp_avg_sq, bc1, bc2_sqrt, (lr, beta1, beta2,
+    eps))``: the arguments of :func:`adam_apply` after the gradients.
 
-    * ``params[name]``: the parameters of ``modules[name]`` (a module or a
-      list of tensors) as plain tensors sharing their storage (the step
-      writes new values into them);
-    * ``adam[name]``: for each optimiser that steps on this call,
-      ``(exp_avg, exp_avg_sq, bc1, bc2_sqrt, (lr, beta1, beta2, eps))``, the
-      arguments of :func:`adam_apply` after the gradients.
-
-    ``FastUpdate(...)(stepping, *args)`` advances the step counts of the
-    optimisers named in ``stepping`` and runs the compiled step. On failure it
-    undoes the count, writes the optimiser state back and re-raises
-    :class:`FastPathFailed` (after one warning), so the caller can redo the
-    update on its plain path with nothing lost.
+    ``FastUpdate(...)(learner, names, batch, inputs)`` advances the step
+    counts of the optimisers in ``names`` and runs the compiled step. On
+    failure it undoes the count, writes the optimiser state back and
+    re-raises :class:`FastPathFailed` (after one warning), so the caller can
+    redo the update on its plain path with nothing lost.
     """
 
     def __init__(
         self,
         what: str,
-        step: Callable[..., Any],
         modules: dict[str, torch.nn.Module | Sequence[Tensor]],
-        optimizers: dict[str, torch.optim.Adam],
+        optimizers: dict[str, torch.optim.Optimizer],
         compile: bool = True,
     ) -> None:
         self.what = what
-        self.compiled = CompiledStep(step, what, compile, options=compile_options(modules))
+        self.compiled = CompiledStep(run_steps, what, compile, options=compile_options(modules))
         self.modules = modules
         self.optimizers = optimizers
         self._params: dict[str, list[Tensor]] | None = None
@@ -476,22 +477,23 @@ class FastUpdate:
             for state in self._adam.values():
                 state.sync()
 
-    def __call__(self, stepping: Sequence[str], *args: Any) -> Any:
+    def __call__(self, learner: Any, names: tuple[str, ...], batch: Any, inputs: dict[str, Any]) -> dict[str, Tensor]:
         if self._params is None or self._adam is None:
             self._params = {
                 name: detached(m.parameters() if isinstance(m, torch.nn.Module) else m)
                 for name, m in self.modules.items()
             }
-            self._adam = {name: AdamState(opt) for name, opt in self.optimizers.items()}
+            self._adam = {name: AdamState(opt) for name, opt in self.optimizers.items()}  # type: ignore[arg-type]
         adam = {}
-        for name in stepping:
+        for name in names:
             state = self._adam[name]
             bc1, bc2_sqrt = state.advance()
-            adam[name] = (state.exp_avg, state.exp_avg_sq, bc1, bc2_sqrt, adam_hyper(state))
+            hyper = (state.lr, state.beta1, state.beta2, state.eps)
+            adam[name] = (state.exp_avg, state.exp_avg_sq, bc1, bc2_sqrt, hyper)
         try:
-            return self.compiled(self._params, adam, *args)
+            return self.compiled(self._params, adam, learner, batch, inputs, names)
         except FastPathFailed:
-            for name in stepping:
+            for name in names:
                 self._adam[name].step -= 1
             self.sync()
             raise
@@ -506,8 +508,8 @@ def compile_options(modules: dict[str, Any]) -> dict[str, Any]:
 
     On CPU, ``cpp_wrapper``: the compiled step's driver code (the ~50-100
     kernel and library calls of one update) is generated as C++ instead of
-    Python. Measured: +5% update steps/s for BC, +3% for TD3+BC, at about
-    twice the compile time (docs/speed.md).
+    Python: a few percent more update steps/s at about twice the compile
+    time (docs/speed.md).
     """
     devices = set()
     for m in modules.values():
@@ -518,26 +520,3 @@ def compile_options(modules: dict[str, Any]) -> dict[str, Any]:
 
 class FastPathFailed(RuntimeError):
     """Raised by :class:`CompiledStep` after it warned; the learner continues on its plain path."""
-
-
-def check_update_path(value: str) -> None:
-    if value not in UPDATE_PATHS:
-        raise ValueError(f"'update_path' must be one of {', '.join(UPDATE_PATHS)}; got {value!r}")
-
-
-def all_finite(tensors: Iterable[Tensor]) -> bool:
-    """True when every tensor holds only finite numbers."""
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
-
-
-def networks_finite(modules: Iterable[torch.nn.Module], optimizers: Iterable[torch.optim.Optimizer]) -> bool:
-    """True when every parameter of ``modules`` and every tensor of the optimisers' state is finite.
-
-    The learners' ``parameters_finite``: a compiled step that silently drops an
-    in-place update (seen with torch 2.13) shows up as NaN weights or moments.
-    """
-    tensors = [p for module in modules for p in module.parameters()]
-    for optimizer in optimizers:
-        for state in optimizer.state.values():
-            tensors += [v for v in state.values() if isinstance(v, Tensor)]
-    return all_finite(tensors)

@@ -7,10 +7,9 @@ an eager forward spends a good part of its time outside the matrix
 multiplies: module calls, autograd bookkeeping, a fresh tensor for every
 layer's output. :func:`actor_actions` runs the same kernels (``torch.addmm``
 per layer, in-place ReLU, the actor's own head) into buffers kept per batch
-size, so the numbers are bit-identical to ``actor(obs)``; a 10-row call of a
-256x256 actor went from 38.9 to 30.1 us on one thread (from the previous
-``act``, itself already without module calls). ``benchmarks/speed.py``
-prints the evaluation loop against raw env stepping.
+size, so the numbers are bit-identical to ``actor(obs)`` and a small call
+costs markedly less (measured in ``docs/speed.md``; ``benchmarks/speed.py``
+prints the evaluation loop against raw env stepping).
 
 An actor opts in by having ``net`` (an :func:`~rkl_bench.algos.nets.mlp`:
 ``Linear``/``ReLU`` layers) and ``head_into(z, out)``, which writes
@@ -70,7 +69,7 @@ class _Plan:
         x_numpy, x, hidden, out = buffers
         x_numpy[...] = obs
         # Weights and biases are detached views and the buffers plain tensors: nothing here
-        # records autograd history, so no inference-mode context (~1 us) is needed.
+        # records autograd history, so no inference-mode context is needed.
         for (weight_t, bias, relu), z in zip(self.layers, hidden):
             torch.addmm(bias, x, weight_t, out=z)
             if relu:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import zlib
+from functools import partial
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -29,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from rkl_bench.algos.fast import linear, linear_in_out
+from rkl_bench.algos.tanh_gaussian import CLIP_EPS, TanhGaussian, squash_log_std
 
 LOG_STD_MIN = -5.0
 LOG_STD_MAX = 2.0
@@ -110,6 +112,17 @@ class EnsembleCritic(nn.Module):
                 x = layer(x)
         return x
 
+    def functional(self, params: Sequence[Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+        return partial(critic_apply, params)
+
+
+def ensemble_value(q: Tensor, nu: float) -> Tensor:
+    """``nu * min_j Q_j + (1 - nu) * max_j Q_j`` over the leading critic axis (BRAC's
+    ``ensemble_q_lambda``, CDC Eq. 5); ``nu = 1`` is the min itself."""
+    if nu == 1.0:
+        return q.amin(dim=0)
+    return nu * q.amin(dim=0) + (1.0 - nu) * q.amax(dim=0)
+
 
 class DeterministicActor(nn.Module):
     """mu(s) = max_action * tanh(MLP(s)), TD3's actor."""
@@ -132,27 +145,75 @@ class DeterministicActor(nn.Module):
         if self.max_action != 1.0:  # x * 1.0 == x exactly: skipping it changes no bit
             out.mul_(self.max_action)
 
-    def apply_params(self, params: Sequence[Tensor], obs: Tensor, dnn: bool = True) -> Tensor:
-        """The same function from an explicit parameter list (see :func:`actor_apply`)."""
-        return actor_apply(params, obs, self.max_action, dnn)
+    def functional(self, params: Sequence[Tensor]) -> Callable[[Tensor], Tensor]:
+        return partial(actor_apply, params, max_action=self.max_action)
 
 
 class GaussianHead(nn.Module):
-    """An MLP that outputs a diagonal Gaussian's mean and log-std per state.
+    """An MLP that outputs a diagonal Gaussian's mean and log-std per state: ``forward(obs) -> (mean, log_std)``.
 
-    The log-std is squashed smoothly into ``[LOG_STD_MIN, LOG_STD_MAX]`` so
-    that it can neither collapse nor explode during fitting.
+    The log-std is squashed smoothly into ``[log_std_min, log_std_max]``
+    (:func:`~rkl_bench.algos.tanh_gaussian.squash_log_std`) so that it can
+    neither collapse nor explode during fitting. The behaviour models and
+    SAC's actor use it as it is; :class:`TanhGaussianActor` is the policy
+    form of the same network.
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (256, 256)) -> None:
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (256, 256),
+                 log_std_min: float = LOG_STD_MIN, log_std_max: float = LOG_STD_MAX) -> None:
         super().__init__()
         self.net = mlp(obs_dim, 2 * act_dim, hidden)
         self.act_dim = act_dim
+        self.log_std_min, self.log_std_max = float(log_std_min), float(log_std_max)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, raw_log_std = self.net(obs).split(self.act_dim, dim=-1)
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw_log_std) + 1.0)
-        return mean, log_std
+        return mean, squash_log_std(raw_log_std, self.log_std_min, self.log_std_max)
+
+    def functional(self, params: Sequence[Tensor]) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+        return partial(gaussian_apply, params, act_dim=self.act_dim, log_std_min=self.log_std_min,
+                       log_std_max=self.log_std_max)
+
+
+class TanhGaussianActor(GaussianHead):
+    """``pi(.|s)``: a tanh-Gaussian policy (BRAC's ``ActorNetwork``; BRAC, CDC, the Fig. 5 KL signals).
+
+    ``forward(obs)`` is the deterministic mode ``tanh(mean(s))``, what is
+    evaluated, so the module drops into every evaluation path;
+    :meth:`params` gives ``(mean, log_std)`` and :meth:`distribution` the
+    :class:`~rkl_bench.algos.tanh_gaussian.TanhGaussian`.
+    """
+
+    def params(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        return super().forward(obs)
+
+    def distribution(self, obs: Tensor, generator: torch.Generator | None = None,
+                     clip_eps: float = CLIP_EPS) -> TanhGaussian:
+        mean, log_std = self.params(obs)
+        return TanhGaussian(mean, log_std, generator, clip_eps)
+
+    def forward(self, obs: Tensor) -> Tensor:  # type: ignore[override]
+        return torch.tanh(self.params(obs)[0])
+
+    def head_into(self, z: Tensor, out: Tensor) -> None:
+        """``forward``'s head of the MLP output ``z``, written into ``out`` (same kernels, for
+        :mod:`rkl_bench.algos.inference`)."""
+        torch.tanh(z[:, : self.act_dim], out=out)
+
+    def functional(self, params: Sequence[Tensor]) -> "FunctionalTanhGaussianActor":  # type: ignore[override]
+        return FunctionalTanhGaussianActor(super().functional(params))
+
+
+class FunctionalTanhGaussianActor:
+    """:class:`TanhGaussianActor` as a function of its parameters (``params``/``distribution``)."""
+
+    def __init__(self, head: Callable[[Tensor], tuple[Tensor, Tensor]]) -> None:
+        self.params = head
+
+    def distribution(self, obs: Tensor, generator: torch.Generator | None = None,
+                     clip_eps: float = CLIP_EPS) -> TanhGaussian:
+        mean, log_std = self.params(obs)
+        return TanhGaussian(mean, log_std, generator, clip_eps)
 
 
 # ------------------------------------------------------- functional forms
@@ -171,11 +232,11 @@ def actor_apply(params: Sequence[Tensor], obs: Tensor, max_action: float, dnn: b
     return max_action * torch.tanh(mlp_apply(params, obs, dnn))
 
 
-def gaussian_apply(params: Sequence[Tensor], obs: Tensor, act_dim: int, dnn: bool = True) -> tuple[Tensor, Tensor]:
+def gaussian_apply(params: Sequence[Tensor], obs: Tensor, act_dim: int, dnn: bool = True,
+                   log_std_min: float = LOG_STD_MIN, log_std_max: float = LOG_STD_MAX) -> tuple[Tensor, Tensor]:
     """:class:`GaussianHead` as a function of its parameters: ``(mean, log_std)``."""
     mean, raw_log_std = mlp_apply(params, obs, dnn).split(act_dim, dim=-1)
-    log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw_log_std) + 1.0)
-    return mean, log_std
+    return mean, squash_log_std(raw_log_std, log_std_min, log_std_max)
 
 
 def critic_member_apply(params: Sequence[Tensor], x: Tensor, index: int, dnn: bool = True) -> Tensor:
@@ -214,7 +275,9 @@ class Nets:
     """Named networks handed to a loss function: modules (plain path) or bound functional forms (fast path).
 
     A loss reads ``nets.actor(obs)``, ``nets.critic(obs, a)``, ... and never
-    knows which it got. Build the fast-path view with :meth:`functional`.
+    knows which it got. The learner core builds both views
+    (:meth:`rkl_bench.algos.base.Updater.nets`): each module's ``functional(params)``
+    is the fast-path stand-in for the module.
     """
 
     def __init__(self, **callables: Callable[..., Any]) -> None:
@@ -271,8 +334,8 @@ def adam(params: Iterable[nn.Parameter], lr: float, fused: bool, device: str | t
     """``torch.optim.Adam(params, lr)``, fused into one kernel when asked and available.
 
     Fused Adam (CPU and CUDA in torch >= 2.4) does the same arithmetic in one
-    pass over all parameters instead of one op per tensor; on 2 CPU cores it
-    is several times faster than the default for-each implementation. Results
+    pass over all parameters instead of one op per tensor, much faster on a
+    small CPU than the default for-each implementation. Results
     agree with the unfused optimiser to float rounding (~1e-6 after hundreds of
     steps), not bit for bit, so the choice is part of a learner's config.
     """

@@ -9,9 +9,10 @@ arrays given to :class:`~rkl_bench.data.dataset.TensorSampler`). If they are
 omitted, ``dataset.state_stats()`` (TD3+BC's normalisation) is used, which is
 what the training loop should use too. Learners that need the dataset itself
 (TD3+RKL fits its behaviour model and per-row lambdas on the normalised
-observations) normalise it with those statistics; the others only read
-``obs_dim`` and ``act_dim``. Batches passed to ``update`` and observations
-passed to ``act`` are always normalised.
+observations) get it normalised with those statistics; every learner is
+built the same way, ``cls(observations, actions, config, seed, device,
+progress=..., fit=...)``, and most read only the shapes. Batches passed to
+``update`` and observations passed to ``act`` are always normalised.
 
 Each learner's config dataclass also carries ``batch_size``; the training
 loop reads it from ``learner.config.batch_size`` (or
@@ -20,113 +21,29 @@ loop reads it from ``learner.config.batch_size`` (or
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
-from rkl_bench.algos.base import Learner, config_from_dict
-from rkl_bench.algos.bc import BC, BCConfig
-from rkl_bench.algos.bc_signals import (
-    BCMSE,
-    BCForwardKL,
-    BCForwardKLConfig,
-    BCReverseKL,
-    BCReverseKLConfig,
-    BCWeightedRKL,
-    BCWeightedRKLConfig,
-)
-from rkl_bench.algos.brac import BRAC, BRACConfig
-from rkl_bench.algos.cdc import CDC, CDCConfig
-from rkl_bench.algos.td3_bc import TD3BC, TD3BCConfig
-from rkl_bench.algos.td3_rkl import TD3RKL, TD3RKLConfig
+from rkl_bench.algos.base import Learner
+from rkl_bench.algos.config import config_from_dict, flat_defaults
+from rkl_bench.algos.bc import BC
+from rkl_bench.algos.bc_signals import BCMSE, BCForwardKL, BCReverseKL, BCWeightedRKL
+from rkl_bench.algos.brac import BRAC
+from rkl_bench.algos.cdc import CDC
+from rkl_bench.algos.td3_bc import TD3BC
+from rkl_bench.algos.td3_rkl import TD3RKL
 from rkl_bench.data.dataset import OfflineDataset
 from rkl_bench.errors import RklBenchError
 
-Builder = Callable[..., Learner]
-"""``build(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner``.
-
-``fit=False`` asks the builder to skip construction-time fitting because a
-checkpoint will be loaded right after (TD3+RKL, BRAC and the KL-based BC signals fit
-a behaviour model when built)."""
-
-
-@dataclass(frozen=True)
-class LearnerEntry:
-    """One registered algorithm: its config dataclass and how to build it from a dataset."""
-
-    name: str
-    config_cls: type
-    build: Builder
-    summary: str
-
-
-def _build_bc(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
-    return BC(dataset.obs_dim, dataset.act_dim, config, seed, device)
-
-
-def _build_td3_bc(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
-    return TD3BC(dataset.obs_dim, dataset.act_dim, config, seed, device)
-
-
-def _build_td3_rkl(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
-    observations = (dataset.observations - state_mean) / state_std
-    return TD3RKL(observations, dataset.actions, config, seed, device, progress=progress, fit=fit)
-
-
-def _build_brac(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
-    observations = (dataset.observations - state_mean) / state_std
-    return BRAC(observations, dataset.actions, config, seed, device, progress=progress, fit=fit)
-
-
-def _build_cdc(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
-    return CDC(dataset.obs_dim, dataset.act_dim, config, seed, device)
-
-
-def _build_bc_mse(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
-    return BCMSE(dataset.obs_dim, dataset.act_dim, config, seed, device)
-
-
-def _build_bc_weighted_rkl(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
-    observations = (dataset.observations - state_mean) / state_std
-    return BCWeightedRKL(observations, dataset.actions, config, seed, device, progress=progress, fit=fit)
-
-
-def _build_bc_forward_kl(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
-    return BCForwardKL(dataset.obs_dim, dataset.act_dim, config, seed, device)
-
-
-def _build_bc_reverse_kl(dataset, config, seed, device, progress, state_mean, state_std, fit) -> Learner:
-    observations = (dataset.observations - state_mean) / state_std
-    return BCReverseKL(observations, dataset.actions, config, seed, device, progress=progress, fit=fit)
-
-
-LEARNERS: dict[str, LearnerEntry] = {
-    "bc": LearnerEntry("bc", BCConfig, _build_bc, "behaviour cloning, deterministic MSE"),
-    "td3_bc": LearnerEntry("td3_bc", TD3BCConfig, _build_td3_bc, "TD3+BC (Fujimoto & Gu 2021), Eq. 6"),
-    "td3_rkl": LearnerEntry(
-        "td3_rkl", TD3RKLConfig, _build_td3_rkl, "TD3+RKL (the paper): Eq. 7 BC term weighted by Eq. 18"
-    ),
-    "brac": LearnerEntry(
-        "brac", BRACConfig, _build_brac, "BRAC (Wu et al. 2019), Eq. 5: KL(pi || pi_b) penalty, tanh-Gaussian actor"
-    ),
-    "cdc": LearnerEntry(
-        "cdc", CDCConfig, _build_cdc, "CDC (Fakoor et al. 2021), Eq. 4: log pi(a|s) term and the Delta critic penalty"
-    ),
-    # Fig. 5: the four BC signals alone (no RL signal), for expert datasets.
-    "bc_weighted_rkl": LearnerEntry(
-        "bc_weighted_rkl", BCWeightedRKLConfig, _build_bc_weighted_rkl, "Fig. 5: TD3+RKL's BC signal alone (Eq. 7 x Eq. 18)"
-    ),
-    "bc_mse": LearnerEntry("bc_mse", BCConfig, _build_bc_mse, "Fig. 5: TD3+BC's BC signal alone (Eq. 6, MSE)"),
-    "bc_forward_kl": LearnerEntry(
-        "bc_forward_kl", BCForwardKLConfig, _build_bc_forward_kl, "Fig. 5: CDC's BC signal alone (forward KL, Eq. 4)"
-    ),
-    "bc_reverse_kl": LearnerEntry(
-        "bc_reverse_kl", BCReverseKLConfig, _build_bc_reverse_kl, "Fig. 5: BRAC's BC signal alone (reverse KL, Eq. 5)"
-    ),
+LEARNERS: dict[str, type[Learner]] = {
+    cls.algo: cls
+    for cls in (BC, TD3BC, TD3RKL, BRAC, CDC,
+                # Fig. 5: the four BC signals alone (no RL signal), for expert datasets.
+                BCWeightedRKL, BCMSE, BCForwardKL, BCReverseKL)
 }
+"""Every learner by name; each class carries its ``config_cls`` (and says what it is in its docstring)."""
 
 
 VARIANT_LABEL = re.compile(r"[a-z0-9][a-z0-9_.]*")
@@ -156,7 +73,7 @@ def learner_names() -> list[str]:
     return sorted(LEARNERS)
 
 
-def _entry(name: str) -> LearnerEntry:
+def _learner(name: str) -> type[Learner]:
     try:
         return LEARNERS[name]
     except (KeyError, TypeError):
@@ -166,8 +83,13 @@ def _entry(name: str) -> LearnerEntry:
 
 
 def default_hyperparams(name: str) -> dict[str, Any]:
-    """The default hyper-parameters of algorithm ``name`` as a plain dict."""
-    return dataclasses.asdict(_entry(name).config_cls())
+    """The default hyper-parameters of algorithm ``name``, flat: every name one can be given by.
+
+    A nested section's fields appear under their dotted names
+    (``behaviour.steps``) and under the flat names they had before
+    (``behaviour_steps``), which configs, searches and checkpoints still use.
+    """
+    return flat_defaults(_learner(name).config_cls)
 
 
 def make_config(name: str, hyperparams: Mapping[str, Any] | Any | None = None) -> Any:
@@ -175,12 +97,12 @@ def make_config(name: str, hyperparams: Mapping[str, Any] | Any | None = None) -
 
     Unknown keys and bad values raise :class:`RklBenchError` naming the algorithm.
     """
-    entry = _entry(name)
-    if isinstance(hyperparams, entry.config_cls):
+    config_cls = _learner(name).config_cls
+    if isinstance(hyperparams, config_cls):
         return hyperparams
     owner = f"{name} hyper-parameters"
     try:
-        return config_from_dict(entry.config_cls, hyperparams, owner)
+        return config_from_dict(config_cls, hyperparams, owner)
     except RklBenchError as err:
         message = str(err)
         raise RklBenchError(message if name in message else f"{owner}: {message}") from None
@@ -212,7 +134,7 @@ def make_learner(
     Building without ``state`` and calling ``load_state_dict`` later is
     equivalent but refits TD3+RKL's behaviour model first, only to replace it.
     """
-    entry = _entry(name)
+    cls = _learner(name)
     config = make_config(name, hyperparams)
     if state_mean is None or state_std is None:
         mean, std = dataset.state_stats()
@@ -225,7 +147,8 @@ def make_learner(
             f"state_mean/state_std must have shape ({dataset.obs_dim},) for dataset {dataset.name!r}; "
             f"got {state_mean.shape} and {state_std.shape}"
         )
-    learner = entry.build(dataset, config, int(seed), device, progress, state_mean, state_std, state is None)
+    observations = (dataset.observations - state_mean) / state_std
+    learner = cls(observations, dataset.actions, config, int(seed), device, progress=progress, fit=state is None)
     if state is not None:
         learner.load_state_dict(dict(state))
     return learner

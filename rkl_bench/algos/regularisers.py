@@ -141,6 +141,7 @@ def reverse_kl(
     policy: Distribution,
     behaviour_log_prob: Callable[[Tensor], Tensor],
     n_samples: int = 1,
+    noise: Tensor | None = None,
 ) -> Tensor:
     """BRAC's BC signal (Eq. 5, Eq. 13): ``KL(pi_phi || pi_b)`` estimated by sampling.
 
@@ -149,10 +150,16 @@ def reverse_kl(
     shape ``(n, B, act_dim)`` to joint log-densities ``(n, B)`` under the
     fitted behaviour model (e.g. ``lambda x: model.log_prob(obs, x)``). The
     ``log pi_phi`` part is the negative entropy the paper warns about (Eq. 13).
+    ``noise`` (standard normal, ``(n, B, act_dim)``) is handed to the policy's
+    ``rsample`` when the draws were made before the update
+    (:class:`~rkl_bench.algos.tanh_gaussian.TanhGaussian`).
     """
     if n_samples < 1:
         raise RklBenchError(f"reverse_kl needs n_samples >= 1, got {n_samples}")
-    x = policy.rsample((n_samples,))
+    if noise is None:
+        x = policy.rsample((n_samples,))
+    else:
+        x = policy.rsample((n_samples,), noise=noise)  # type: ignore[call-arg]
     log_pi = _joint(policy.log_prob(x), x)
     return (log_pi - behaviour_log_prob(x)).mean(dim=0)
 

@@ -15,8 +15,8 @@ networks and Q normalisation it keeps; Sec. IV-C) with two changes:
    up by the batch's row indices (line 16 needs it only on batch states).
    How the per-dimension log-variances become one ``beta`` and whether the
    Gaussian lives before or after a tanh are options of
-   :class:`~rkl_bench.algos.behaviour.BehaviourConfig` (``behaviour_*`` here,
-   defaults taken from there).
+   :class:`~rkl_bench.algos.behaviour.BehaviourConfig`, the config's nested
+   ``behaviour`` section (``behaviour.beta_reduce``, ``behaviour.squash``, ...).
 
 2. **The BC term** (Eq. 7, line 17). The actor minimises::
 
@@ -49,35 +49,26 @@ and ``lambda_mean`` (mean lambda over the batch states).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rkl_bench.algos.behaviour import (
-    BETA_NORMALIZATIONS,
-    BETA_REDUCES,
-    SQUASHES,
-    BehaviourConfig,
-    GaussianBehaviour,
-    dataset_lambdas,
-    fit_behaviour,
-    lambda_weights,
-)
-from rkl_bench.algos.nets import derive_seed, hidden_sizes, make_generator
+from rkl_bench.algos.config import finite, non_negative, one_of, positive
+from rkl_bench.algos.behaviour import BehaviourConfig, GaussianBehaviour, dataset_lambdas, fit_behaviour, lambda_weights
+from rkl_bench.algos.nets import derive_seed
 from rkl_bench.algos.regularisers import FORMS, bc_loss
-from rkl_bench.algos.td3_bc import TD3BC, TD3BCConfig, check_checkpoint, positive, positive_int
+from rkl_bench.algos.td3_bc import TD3BC, TD3BCConfig
 from rkl_bench.data.dataset import Batch
 from rkl_bench.errors import RklBenchError
 
-_BEHAVIOUR = BehaviourConfig()
-
 
 @dataclass(frozen=True)
-class TD3RKLConfig(TD3BCConfig):
-    """TD3+BC's hyper-parameters plus the paper's (Sec. V: zeta1 = 10, zeta2 = 5, alpha = 1.0)."""
+class WeightedRKLFields:
+    """The weighted-RKL signal's settings (``td3_rkl``, ``bc_weighted_rkl``; Sec. V: zeta1 = 10, zeta2 = 5,
+    alpha = 1.0), and its behaviour model."""
 
     zeta1: float = 10.0
     """Slope of Eq. 18 in ``beta`` (paper: 10)."""
@@ -90,107 +81,66 @@ class TD3RKLConfig(TD3BCConfig):
     kernel_sigma: float = math.sqrt(0.5)
     """Kernel width for ``"kernel"``: with ``sigma^2 = 1/2`` the kernel's gradient near the data
     equals the ``"mse"`` form's, so ``q_weight`` keeps its TD3+BC meaning (regularisers.py)."""
-    behaviour_steps: int = _BEHAVIOUR.steps
-    behaviour_batch_size: int = _BEHAVIOUR.batch_size
-    behaviour_lr: float = _BEHAVIOUR.lr
-    behaviour_hidden_dim: int = _BEHAVIOUR.hidden[0]
-    behaviour_hidden_layers: int = len(_BEHAVIOUR.hidden)
-    behaviour_squash: str = _BEHAVIOUR.squash
-    beta_reduce: str = _BEHAVIOUR.beta_reduce
-    beta_normalization: str = _BEHAVIOUR.beta_normalization
+    behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
+    """The behaviour model (Algorithm 1, lines 6-8) and how ``beta(s)`` is read from it: ``behaviour.steps``,
+    ``behaviour.beta_normalization``, ... (docs/regularisers.md)."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        positive(self, "kernel_sigma", "behaviour_lr")
-        positive_int(self, "behaviour_steps", "behaviour_batch_size", "behaviour_hidden_dim", "behaviour_hidden_layers")
-        for key, allowed in (
-            ("regulariser", FORMS),
-            ("behaviour_squash", SQUASHES),
-            ("beta_reduce", BETA_REDUCES),
-            ("beta_normalization", BETA_NORMALIZATIONS),
-        ):
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"{key!r} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
-        if self.rkl_alpha < 0:
-            raise ValueError(f"'rkl_alpha' must be >= 0, got {self.rkl_alpha!r}")
-        for key in ("zeta1", "zeta2"):
-            if not math.isfinite(getattr(self, key)):
-                raise ValueError(f"{key!r} must be a finite number, got {getattr(self, key)!r}")
+    aliases: ClassVar[dict[str, str]] = {
+        "behaviour_steps": "behaviour.steps", "behaviour_batch_size": "behaviour.batch_size",
+        "behaviour_lr": "behaviour.lr", "behaviour_hidden_dim": "behaviour.hidden_dim",
+        "behaviour_hidden_layers": "behaviour.hidden_layers", "behaviour_squash": "behaviour.squash",
+        "beta_reduce": "behaviour.beta_reduce", "beta_normalization": "behaviour.beta_normalization",
+    }
+    """The flat names these had before the nested section (configs, searches and checkpoints use them)."""
 
-    def behaviour_config(self) -> BehaviourConfig:
-        return BehaviourConfig(
-            steps=self.behaviour_steps,
-            batch_size=self.behaviour_batch_size,
-            lr=self.behaviour_lr,
-            hidden=hidden_sizes(self.behaviour_hidden_dim, self.behaviour_hidden_layers),
-            squash=self.behaviour_squash,
-            beta_reduce=self.beta_reduce,
-            beta_normalization=self.beta_normalization,
-        )
+    def check(self) -> None:
+        positive(self, "kernel_sigma")
+        one_of(self, "regulariser", FORMS)
+        non_negative(self, "rkl_alpha")
+        finite(self, "zeta1", "zeta2")
 
 
-class TD3RKL(TD3BC):
-    """The TD3+RKL learner (see the module docstring)."""
+@dataclass(frozen=True)
+class TD3RKLConfig(WeightedRKLFields, TD3BCConfig):
+    """TD3+BC's hyper-parameters plus the weighted-RKL signal's."""
 
-    algo = "td3_rkl"
-    config: TD3RKLConfig
 
-    def __init__(
-        self,
-        observations: np.ndarray | torch.Tensor,
-        actions: np.ndarray | torch.Tensor,
-        config: TD3RKLConfig | None = None,
-        seed: int = 0,
-        device: str = "cpu",
-        progress: bool = False,
-        fit: bool = True,
-    ) -> None:
-        """``observations`` are the dataset's NORMALISED states, ``actions`` its actions, row by row.
+class WeightedRKLSignal:
+    """TD3+RKL's BC signal and what it needs: ``mean_B lambda(s) * reg(mu(s), a, a1, a2)``.
 
-        ``fit=False`` skips the behaviour fit (Algorithm 1, lines 6-8): the
-        learner is then only usable after :meth:`load_state_dict` of a
-        checkpoint, which carries the fitted model and the per-row lambdas.
-        """
-        config = config or TD3RKLConfig()
-        obs = torch.as_tensor(np.asarray(observations, np.float32) if isinstance(observations, np.ndarray) else observations)
-        act = torch.as_tensor(np.asarray(actions, np.float32) if isinstance(actions, np.ndarray) else actions)
-        if obs.dim() != 2 or act.dim() != 2 or len(obs) != len(act):
-            raise RklBenchError(
-                f"td3_rkl needs observations (N, obs_dim) and actions (N, act_dim) of equal length; "
-                f"got {tuple(obs.shape)} and {tuple(act.shape)}"
-            )
-        super().__init__(obs.shape[1], act.shape[1], config, seed, device)
-        self.dataset_actions = act.float().to(self.device).contiguous()
-        self.negatives_generator = make_generator(seed, "negative_actions", self.device)
+    Mixed into a learner (``td3_rkl``, ``bc_weighted_rkl``): the behaviour
+    model fitted before training (Algorithm 1, lines 6-8), ``lambda(s)`` of
+    every dataset row computed once after it (:attr:`lambda_table`, in the
+    checkpoint), and the negative actions ``a1, a2`` drawn from the dataset's
+    actions with the learner's ``negatives_generator``.
+    """
+
+    fits_behaviour = True
+    config: Any
+
+    def build_signal(self, actions: torch.Tensor) -> None:
+        self.dataset_actions = actions
+        self.add_generator("negatives_generator", self.seed, "negative_actions")  # type: ignore[attr-defined]
         self._rows: torch.Tensor | None = None
 
-        behaviour_config = config.behaviour_config()
-        if fit:
-            obs_dev = obs.float().to(self.device)
-            self.behaviour, self.behaviour_stats = fit_behaviour(
-                obs_dev, self.dataset_actions, behaviour_config, derive_seed(seed, "behaviour"), progress=progress
-            )
-            self.lambda_table = dataset_lambdas(self.behaviour, obs_dev, config.zeta1, config.zeta2)
-        else:
-            self.behaviour = GaussianBehaviour.from_config(self.obs_dim, self.act_dim, behaviour_config).to(self.device)
-            self.behaviour.eval()
-            self.behaviour_stats = {}
-            self.lambda_table = torch.full((len(obs),), float("nan"), device=self.device)
-        self.fitted = fit
+    def fit_behaviour(self, observations: torch.Tensor, actions: torch.Tensor,
+                      progress: bool) -> tuple[GaussianBehaviour, dict[str, float]]:
+        cfg = self.config
+        behaviour, stats = fit_behaviour(observations, actions, cfg.behaviour,
+                                         derive_seed(self.seed, "behaviour"), progress=progress)
+        self.lambda_table = dataset_lambdas(behaviour, observations, cfg.zeta1, cfg.zeta2)
+        return behaviour, stats
 
-    # ------------------------------------------------------------------ update
-    def update(self, batch: Batch) -> dict[str, float]:
-        if not self.fitted:
-            raise RklBenchError("td3_rkl learner was built with fit=False; load a checkpoint before update()")
-        return super().update(batch)
+    def unfitted_behaviour(self, rows: int) -> GaussianBehaviour:
+        self.lambda_table = torch.full((rows,), float("nan"), device=self.device)
+        model = GaussianBehaviour.from_config(self.obs_dim, self.act_dim, self.config.behaviour)
+        return model.to(self.device).eval()
 
-    def actor_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def signal_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
         """``lambda(s)`` of the batch rows (looked up, Eq. 18) and the negative actions ``a1, a2``.
 
-        ``a1, a2`` are ``2B`` rows drawn uniformly from the whole dataset with
-        the learner's own generator (Eq. 7). Done before the step, into
-        buffers reused from step to step, so the loss is a pure function and
-        both update paths see the same draws.
+        ``a1, a2`` are ``2B`` rows drawn uniformly from the whole dataset
+        (Eq. 7), into buffers reused from update to update.
         """
         b = len(batch.indices)
         if self._rows is None or len(self._rows) != 2 * b:
@@ -203,29 +153,16 @@ class TD3RKL(TD3BC):
         weights = torch.index_select(self.lambda_table, 0, batch.indices, out=self._weights)  # lambda(s), (B,)
         return {"weights": weights, "a1": negatives[0], "a2": negatives[1]}
 
-    def actor_loss(
-        self, batch: Batch, pi: torch.Tensor, q1: torch.Tensor, inputs: dict[str, torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Eq. 7 with Eq. 18's per-state weights, TD3+BC's Q normalisation.
-
-        ``inputs`` come from :meth:`actor_inputs` (drawn here when not given).
-        """
-        cfg = self.config
-        if inputs is None:
-            inputs = self.actor_inputs(batch)
-        lmbda = cfg.q_weight / q1.abs().mean().detach()
-        weights = inputs["weights"]
+    def weighted_signal(self, batch: Batch, pi: torch.Tensor,
+                        inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. 7 (or 17, or 6) weighted by Eq. 18: ``mean_B lambda(s) * reg`` and its metrics."""
+        cfg, weights = self.config, inputs["weights"]
         reg = bc_loss(cfg.regulariser, pi, batch.actions, inputs["a1"], inputs["a2"], cfg.rkl_alpha,
                       cfg.kernel_sigma)  # (B,)
         reg_loss = (weights * reg).mean()
-        metrics = {
-            "bc_loss": F.mse_loss(pi.detach(), batch.actions),
-            "reg_loss": reg_loss.detach(),
-            "lambda_mean": weights.mean(),
-        }
-        return -lmbda * q1.mean() + reg_loss, metrics
+        return reg_loss, {"bc_loss": F.mse_loss(pi.detach(), batch.actions), "reg_loss": reg_loss.detach(),
+                          "lambda_mean": weights.mean()}
 
-    # ------------------------------------------------------------- lambda(s)
     @torch.no_grad()
     def lambdas(self, observations_normalised: np.ndarray) -> np.ndarray:
         """Eq. 18's ``lambda(s)`` for any normalised states ``(B, obs_dim)`` -> ``(B,)`` float32
@@ -240,32 +177,41 @@ class TD3RKL(TD3BC):
 
     @property
     def dataset_lambdas(self) -> np.ndarray:
-        """``lambda(s_i)`` of every dataset row, ``(N,)`` float32 (a copy of :attr:`lambda_table`)."""
+        """``lambda(s_i)`` of every dataset row, ``(N,)`` float32 (a copy of :attr:`lambda_table`; Fig. 4)."""
         return self.lambda_table.to("cpu", torch.float32).numpy().copy()
 
-    # ------------------------------------------------------------- checkpoint
-    def _state(self) -> dict[str, Any]:
-        state = super()._state()
-        state.update(
-            behaviour=self.behaviour.state_dict(),
-            behaviour_stats=dict(self.behaviour_stats),
-            lambda_table=self.lambda_table,
-            negatives_generator=self.negatives_generator.get_state(),
-        )
-        return state
+    def extra_state(self) -> dict[str, Any]:
+        return {"lambda_table": self.lambda_table}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        check_checkpoint(self, state)
+    def check_state(self, state: Mapping[str, Any]) -> None:
         table = state["lambda_table"]
         if tuple(table.shape) != tuple(self.lambda_table.shape):
             raise RklBenchError(
-                f"td3_rkl checkpoint has lambdas for {len(table)} dataset rows but this dataset has "
+                f"{self.algo} checkpoint has lambdas for {len(table)} dataset rows but this dataset has "
                 f"{len(self.lambda_table)}; resume on the dataset the checkpoint was trained on"
             )
-        super().load_state_dict(state)
-        self.behaviour.load_state_dict(state["behaviour"])
-        self.behaviour.eval()
-        self.behaviour_stats = dict(state["behaviour_stats"])
-        self.lambda_table = table.to(self.device, torch.float32).clone()
-        self.negatives_generator.set_state(state["negatives_generator"])
-        self.fitted = True
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.lambda_table = state["lambda_table"].to(self.device, torch.float32).clone()
+
+
+class TD3RKL(WeightedRKLSignal, TD3BC):
+    """The TD3+RKL learner: TD3+BC with the weighted-RKL signal as its BC term (module docstring)."""
+
+    algo = "td3_rkl"
+    config_cls = TD3RKLConfig
+
+    def build(self, observations: torch.Tensor, actions: torch.Tensor) -> None:
+        super().build(observations, actions)
+        self.build_signal(actions)
+
+    def inputs(self, batch: Batch, steps: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        inputs = super().inputs(batch, steps)
+        return {**inputs, **self.signal_inputs(batch)} if "actor" in steps else inputs
+
+    def actor_loss(self, batch: Batch, pi: torch.Tensor, q1: torch.Tensor,
+                   inputs: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. 7 with Eq. 18's per-state weights, TD3+BC's Q normalisation."""
+        lmbda = self.config.q_weight / q1.abs().mean().detach()
+        reg_loss, metrics = self.weighted_signal(batch, pi, inputs)
+        return -lmbda * q1.mean() + reg_loss, metrics

@@ -1,7 +1,7 @@
 """Roll a behaviour policy out into D4RL-layout arrays, batched over envs.
 
 Determinism is by construction, not by luck: episode ``k`` of a dataset always
-resets with seed ``episode_seed(seed, k)`` and takes its action noise (and,
+resets with seed ``dataset_episode_seed(seed, k)`` and takes its action noise (and,
 for the random policy, its actions) from its own generator
 ``default_rng([seed, k])``, drawn for the whole episode when it starts. Envs
 run in lockstep and take the next episode index when they free up; the policy
@@ -55,7 +55,10 @@ class RolloutArrays:
     """Returns of the complete episodes laid out (the cut one excluded)."""
 
 
-def episode_seed(seed: int, episode: int) -> int:
+def dataset_episode_seed(seed: int, episode: int) -> int:
+    """Reset seed of episode ``episode`` of a dataset made with ``seed``. Another formula than
+    ``train_policy.training_episode_seed`` (the SAC run's own episodes), so that a dataset does not
+    replay the episodes its behaviour policy was trained on."""
     return (seed * 7_919 + 17) * 1_000_003 + episode
 
 
@@ -89,7 +92,7 @@ class _Slot:
     def start(self, index: int, seed: int, random_policy: bool) -> None:
         """Reset for episode ``index``: its seed, its noise (or random actions) for every step."""
         self.index, self.t = index, 0
-        self.obs[0], _ = self.env.reset(seed=episode_seed(seed, index))
+        self.obs[0], _ = self.env.reset(seed=dataset_episode_seed(seed, index))
         rng = np.random.default_rng([seed, index])
         shape = self.noise.shape
         self.noise[:] = rng.uniform(-1.0, 1.0, shape) if random_policy else rng.standard_normal(shape)

@@ -77,7 +77,7 @@ def default_work_dir(env: str) -> Path:
     return Path(root) / env
 
 
-def episode_seed(seed: int, episode: int) -> int:
+def training_episode_seed(seed: int, episode: int) -> int:
     """Reset seed of training episode ``episode``: fixed up front, never timing-dependent."""
     return seed * 1_000_003 + episode
 
@@ -108,7 +108,7 @@ class SACRun:
         self.episode_return = 0.0
         self.episode_length = 0
         self.warmup_until = config.start_steps
-        self.obs, _ = self.env.reset(seed=episode_seed(seed, 0))
+        self.obs, _ = self.env.reset(seed=training_episode_seed(seed, 0))
         self.recent_returns: list[float] = []
         self.last_metrics: dict[str, float] = {}
 
@@ -128,7 +128,7 @@ class SACRun:
             self.recent_returns = (self.recent_returns + [self.episode_return])[-10:]
             self.episode += 1
             self.episode_return, self.episode_length = 0.0, 0
-            self.obs, _ = self.env.reset(seed=episode_seed(self.seed, self.episode))
+            self.obs, _ = self.env.reset(seed=training_episode_seed(self.seed, self.episode))
         if self.steps >= self.warmup_until:
             batch = self.buffer.sample(self.config.sac.batch_size, self.agent.generator)
             self.last_metrics = self.agent.update(batch)
@@ -204,7 +204,7 @@ class SACRun:
         self.episode_length = state["episode_length"]
         self.warmup_until = state["warmup_until"]
         self.recent_returns = list(state["recent_returns"])
-        self.env.reset(seed=episode_seed(self.seed, self.episode))
+        self.env.reset(seed=training_episode_seed(self.seed, self.episode))
         mujoco.mj_setState(self.env.model, self.env.data, _float64(state["mj_state"]), _STATE_SPEC)
         self.obs = _float64(state["obs"])
         try:

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Sequence
 
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import LAMBDAS_FILE
 from rkl_bench.report.aggregate import DEFAULT_REPS, aggregate_metrics, aggregate_tables, write_aggregate_csv
 from rkl_bench.report.algos import column_order
 from rkl_bench.report.compare import build_comparison, write_comparison_csv
 from rkl_bench.report.fig5 import FIG5_TITLE, bc_signal_figures
 from rkl_bench.report.figures import copy_toys, iqm_plot, lambda_histograms, learning_curves
 from rkl_bench.report.html import PageSection, render_page
-from rkl_bench.report.lambdas import LAMBDAS_FILE, find_lambdas
+from rkl_bench.report.lambdas import find_lambdas
 from rkl_bench.report.output import atomic_dir, display_path
 from rkl_bench.report.paper import load_paper_table
 from rkl_bench.report.render import latex_document, to_markdown

@@ -24,13 +24,13 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from rkl_bench.layout import FIGURES_DIR
 from rkl_bench.report.aggregate import Estimate
 from rkl_bench.report.algos import algo_label
 from rkl_bench.report.lambdas import LambdaSet
 from rkl_bench.report.results import Run
 from rkl_bench.report.table2 import Section, row_label
 
-FIGURES_DIR = "figures"
 PANEL = (4.0, 3.0)
 
 

@@ -26,10 +26,10 @@ from typing import Iterable
 import numpy as np
 
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import LAMBDAS_FILE
 from rkl_bench.report.datasets import DatasetKey
 from rkl_bench.report.results import Run
 from rkl_bench.training.archive import LAMBDA_BINS
-from rkl_bench.training.lambdas import LAMBDAS_FILE
 
 FIRST_COMPONENT = "random"
 """Drawn first, so it takes the first colour (blue, as in the paper)."""

@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import RESULT_FILES
 from rkl_bench.report.algos import canonical_algo
 from rkl_bench.report.datasets import DatasetKey, dataset_key
 from rkl_bench.training.archive import is_archive, load_archive
 
-RESULT_FILES = ("metrics.jsonl", "result.json")
 SCORE_KEY = "normalized_score"
 REQUIRED_KEYS = ("algo", "dataset", "seed", "step", SCORE_KEY)
 

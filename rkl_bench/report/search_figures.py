@@ -30,7 +30,8 @@ from typing import Any, Mapping, Sequence
 
 from matplotlib.figure import Figure
 
-FIGURES_DIR = "figures"
+from rkl_bench.layout import FIGURES_DIR, SEARCH_SUMMARY_FILE
+
 PANEL = (4.0, 3.0)
 COMPLETE, PRUNED = "COMPLETE", "PRUNED"
 
@@ -87,10 +88,8 @@ def write_search_figures(
 def draw_search_summary(experiment_dir: Path) -> list[Path]:
     """Draw the figures of the search in ``experiment_dir`` from its ``search_summary.json``;
     returns the PNG paths (PDFs beside them)."""
-    from rkl_bench.service.search import SUMMARY_FILE
-
     experiment_dir = Path(experiment_dir)
-    summary = json.loads((experiment_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    summary = json.loads((experiment_dir / SEARCH_SUMMARY_FILE).read_text(encoding="utf-8"))
     trials = [
         SearchTrial(
             row["number"], row["state"], row["value"], row["params"],

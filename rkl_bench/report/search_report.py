@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import BEST_CONFIG_FILE, SEARCH_RECORD_FILE, SEARCH_SUMMARY_FILE, TRIALS_FILE
 from rkl_bench.report.algos import algo_label
 from rkl_bench.report.figures import FigureFile
 from rkl_bench.report.html import PageSection, render_page
@@ -39,10 +40,7 @@ from rkl_bench.report.output import atomic_dir, display_path
 from rkl_bench.report.render import MISSING, Cell, Table, to_markdown
 from rkl_bench.report.results import load_experiment
 
-SUMMARY = "search_summary.json"
-RECORD = "rkl_bench_search.json"
-"""What defines the search (its experiment config and objective), written before it starts."""
-COPIED = ("best_config.yaml", "trials.csv", SUMMARY, RECORD)
+COPIED = (BEST_CONFIG_FILE, TRIALS_FILE, SEARCH_SUMMARY_FILE, SEARCH_RECORD_FILE)
 FIGURE_STEMS = (
     ("search_history", "Objective per trial (best so far as a line)"),
     ("search_importances", "Hyper-parameter importances"),
@@ -123,7 +121,7 @@ def build_search_report(
 def read_search_summary(search_dir: Path) -> dict[str, Any]:
     """``search_summary.json`` plus, from the search's record, ``steps`` and ``final_evals``."""
     data = {}
-    for name in (SUMMARY, RECORD):
+    for name in (SEARCH_SUMMARY_FILE, SEARCH_RECORD_FILE):
         file = search_dir / name
         if not file.is_file():
             raise RklBenchError(f"{search_dir} holds no {name}; pass the experiment directory of an `rkl-bench tune` run")
@@ -131,7 +129,7 @@ def read_search_summary(search_dir: Path) -> dict[str, Any]:
             data[name] = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RklBenchError(f"cannot read {file} ({exc}); run `rkl-bench tune ... --resume` to rewrite it") from None
-    summary, record = data[SUMMARY], data[RECORD]
+    summary, record = data[SEARCH_SUMMARY_FILE], data[SEARCH_RECORD_FILE]
     try:
         summary = {**summary, "steps": int(record["config"]["steps"]),
                    "final_evals": int(record["search"]["objective"]["final_evals"])}

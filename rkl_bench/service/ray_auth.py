@@ -35,6 +35,7 @@ import sys
 from pathlib import Path
 
 from rkl_bench.errors import RklBenchError
+from rkl_bench.service.private_apis import reload_ray_auth_mode
 
 AUTH_MODE_VAR = "RAY_AUTH_MODE"
 TOKEN_VAR = "RAY_AUTH_TOKEN"
@@ -102,8 +103,7 @@ def prepare_token_auth(address: str, timeout: float = PROBE_TIMEOUT_S) -> str | 
         raise RklBenchError(
             f"the Ray cluster at {address} refused the token from {source}: it is not this cluster's; {TOKEN_HELP}")
     os.environ[AUTH_MODE_VAR] = "token"  # for Ray in this process and every process it starts
-    if "ray._raylet" in sys.modules:  # Ray imported already (tests): it caches its config
-        sys.modules["ray._raylet"].Config.initialize("")
+    reload_ray_auth_mode()  # Ray imported already (tests): it caches its config
     return source
 
 

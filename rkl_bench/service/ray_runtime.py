@@ -50,6 +50,7 @@ from typing import Any, Iterator
 
 from rkl_bench.errors import RklBenchError
 from rkl_bench.service.ray_auth import PROBE_TIMEOUT_S, join_hint, prepare_token_auth
+from rkl_bench.service.private_apis import RAY_WORKER_LOGGER, disable_imported_cluster_mode
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_CONNECT_TIMEOUT_S = 60.0
@@ -69,9 +70,7 @@ def configure_ray_environment(local: bool) -> None:
     if not local:
         return
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    constants = sys.modules.get("ray._private.ray_constants")
-    if constants is not None:
-        constants.ENABLE_RAY_CLUSTER = False
+    disable_imported_cluster_mode()
 
 
 def check_dashboard_available() -> None:
@@ -183,7 +182,7 @@ def join_cluster(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> No
     # ray.init sets its SIGTERM handler only from the main thread: set the same one here.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
-    worker_log = logging.getLogger("ray._private.worker")
+    worker_log = logging.getLogger(RAY_WORKER_LOGGER)
     quiet = _DropThreadWarning()
     worker_log.addFilter(quiet)
     helper = threading.Thread(target=connect, name="rkl-bench-ray-connect", daemon=True)

@@ -38,13 +38,12 @@ from rkl_bench.data.envs import gym_env_id
 from rkl_bench.data.registry import load_dataset
 from rkl_bench.data.validate import check_env_spaces
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import EXPERIMENT_RECORD_FILE, TUNER_FILE
 from rkl_bench.service.config import ExperimentConfig, load_config
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
 from rkl_bench.service.ray_runtime import DEFAULT_CONNECT_TIMEOUT_S, check_dashboard_available, ray_session
 from rkl_bench.storage import Location, check_reachable, location, native
 from rkl_bench.service.tune_state import (
-    RECORD_FILE,
-    TUNER_FILE,
     check_private,
     read_record,
     record_digests,
@@ -58,7 +57,7 @@ DEFAULT_STORAGE = Path("ray_results")
 
 
 @dataclass(frozen=True)
-class RunSummary:
+class GridSummary:
     experiment_dir: Path | Location
     """A local directory, or a location in an object store (``--storage s3://...``)."""
     trials: int
@@ -88,7 +87,7 @@ def run_experiment(
     verbose: int = 1,
     callbacks: Sequence[Any] = (),
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
-) -> RunSummary:
+) -> GridSummary:
     """Run the experiment ``config_path`` describes; see the module docstring.
 
     ``resume`` is ``True`` to go on from the experiment directory's Tune state,
@@ -114,7 +113,7 @@ def run_experiment(
     skip = archived_cells(archive, record, config, specs) if archive is not None else set()
     total = len(config.algorithms) * len(specs) * len(config.seeds)
     if archive is not None and len(skip) == total:
-        return RunSummary(experiment_dir, total, total, 0, len(config.seeds), archived=total, archive=archive)
+        return GridSummary(experiment_dir, total, total, 0, len(config.seeds), archived=total, archive=archive)
     # An archive resume starts the missing trials in a new directory, or goes on with one it started.
     fresh_from_archive = archive is not None and not location(experiment_dir).is_nonempty_dir()
     _check_experiment_dir(experiment_dir, record, bool(resume) and not fresh_from_archive)
@@ -141,7 +140,7 @@ def run_experiment(
         # do runs none, so its new session files are recorded here.
         record_digests(experiment_dir, list(state_files(experiment_dir)))
         archived = total - len(grid)
-        return RunSummary(
+        return GridSummary(
             experiment_dir, total, archived + finished_trials(grid, config.steps), grid.num_errors,
             len(config.seeds), trial_errors(grid, TrialErrors.seen), archived=archived, archive=archive,
         )
@@ -254,7 +253,7 @@ def _check_experiment_dir(experiment_dir: Path | Location, record: dict[str, Any
     check_private(experiment_dir)
     recorded = read_record(experiment_dir)
     if recorded is None or not all(key in recorded for key in IDENTITY_KEYS):
-        raise RklBenchError(f"{experiment_dir} was not started by rkl-bench run ({RECORD_FILE} missing or unreadable)")
+        raise RklBenchError(f"{experiment_dir} was not started by rkl-bench run ({EXPERIMENT_RECORD_FILE} missing or unreadable)")
     if any(recorded[key] != record[key] for key in IDENTITY_KEYS):
         raise RklBenchError(
             f"{experiment_dir} was started with a different config ({_difference(recorded, record)} differ); "

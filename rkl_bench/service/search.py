@@ -26,9 +26,13 @@ spec must define the same trials: only ``num_samples`` and
 ``max_concurrent`` may change, so a search can be extended), counts its
 finished trials (COMPLETE, PRUNED, FAIL) against ``num_samples``, marks
 trials left RUNNING by an interrupted session as FAIL (user attribute
-``interrupted``) and enqueues their parameters again, so they are re-run
-first, from scratch. TPE sees every earlier trial. The Tune trials of every
-session share the experiment directory ``<storage>/<name>/``.
+``interrupted``) and enqueues their parameters again, so they run first.
+Such a trial goes on from its last checkpoint when the experiment directory
+still holds it (user attribute ``resume_from``; on another machine it starts
+from scratch), with the intermediate values it had reported. ASHA's rungs
+start with every earlier session's running scores, so a resumed study prunes
+as an uninterrupted one would. TPE sees every earlier trial. The Tune trials
+of every session share the experiment directory ``<storage>/<name>/``.
 
 At the end (and after an interruption) the driver writes, in the experiment
 directory: ``best_config.yaml`` (the best COMPLETE trial as a spec
@@ -53,20 +57,30 @@ from typing import Any, Sequence
 import yaml
 
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import (
+    BEST_CONFIG_FILE,
+    RESULT_FILE,
+    SEARCH_PROGRESS_FILE,
+    SEARCH_RECORD_FILE,
+    SEARCH_SUMMARY_FILE,
+    TRIAL_CHECKPOINT_FILE,
+    TRIALS_FILE,
+)
 from rkl_bench.service.config import load_config
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
+from rkl_bench.service.private_apis import fail_trial, seed_asha_rungs
 from rkl_bench.service.ray_runtime import ray_session
 from rkl_bench.service.run import DEFAULT_STORAGE, experiment_record
 from rkl_bench.service.search_config import JOURNAL_PREFIX, SearchConfig, load_search_config, storage_url
 
 RECORD_ATTR = "rkl_bench_search"
 """Study user attribute holding what defines the search (compared on ``--resume``)."""
-RECORD_FILE = "rkl_bench_search.json"
-BEST_CONFIG_FILE = "best_config.yaml"
-TRIALS_FILE = "trials.csv"
-SUMMARY_FILE = "search_summary.json"
 INTERRUPTED_ATTR = "interrupted"
 RERUN_ATTR = "rerun_of"
+RESUME_ATTR = "resume_from"
+"""User attribute of a re-asked interrupted trial: the checkpoint directory it goes on from."""
+RESUMED_VALUES_ATTR = "resumed_values"
+"""... and the intermediate values ``[step, value]`` it had reported before (copied into the new trial)."""
 TUNE_TRIAL_ATTR = "tune_trial_id"
 
 logger = logging.getLogger(__name__)
@@ -133,13 +147,13 @@ def run_search(
     make_missing_forge_datasets(specs, config.experiment)
 
     experiment_dir.mkdir(parents=True, exist_ok=True)
-    _write_text(experiment_dir / RECORD_FILE, json.dumps(record, indent=2) + "\n")
+    _write_text(experiment_dir / SEARCH_RECORD_FILE, json.dumps(record, indent=2) + "\n")
     if study is None:
         study_storage = study_storage or open_storage(url)
         study, seed_offset = _create_study(study_storage, config, record), 0
     else:
         seed_offset = len(study.get_trials(deepcopy=False))
-        _requeue_interrupted(study)
+        _requeue_interrupted(study, experiment_dir)
     remaining = max(0, config.search.num_samples - _finished_count(study))
     trials_run = 0
     if remaining:
@@ -262,19 +276,97 @@ def _load_study(storage: Any, name: str) -> Any:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def _requeue_interrupted(study: Any) -> list[int]:
-    """Trials left RUNNING by a stopped session: FAIL (``interrupted``) and their parameters enqueued again."""
+def _requeue_interrupted(study: Any, experiment_dir: Path) -> list[int]:
+    """Trials left RUNNING by a stopped session: FAIL (``interrupted``) and their parameters enqueued
+    again; one whose last checkpoint is still in ``experiment_dir`` goes on from it (``resume_from``),
+    carrying the intermediate values it had reported, so nothing it had finished is trained again."""
     from optuna.trial import TrialState
 
-    storage = study._storage
+    trials = study.get_trials(deepcopy=False)
     numbers = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
-        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    for trial in trials:
+        if trial.state != TrialState.RUNNING:
+            continue
+        fail_trial(study, trial, INTERRUPTED_ATTR)
         if trial.params:
-            study.enqueue_trial(dict(trial.params), user_attrs={RERUN_ATTR: trial.number})
+            attrs: dict[str, Any] = {RERUN_ATTR: trial.number}
+            found = furthest_checkpoint(trial, trials, experiment_dir)
+            if found is not None:
+                source, checkpoint = found
+                attrs[RESUME_ATTR] = str(checkpoint)
+                attrs[RESUMED_VALUES_ATTR] = [[int(k), float(v)] for k, v in sorted(source.intermediate_values.items())]
+            study.enqueue_trial(dict(trial.params), user_attrs=attrs)
         numbers.append(trial.number)
     return numbers
+
+
+def furthest_checkpoint(trial: Any, trials: Sequence[Any], experiment_dir: Path) -> tuple[Any, Path] | None:
+    """The checkpoint ``trial`` goes on from, and the Optuna trial that wrote it: of ``trial`` and the
+    interrupted trials it re-runs (``rerun_of``, same parameters and job, so their states are its
+    states too), the one that got furthest. None when none is in ``experiment_dir``."""
+    by_number = {t.number: t for t in trials}
+    best: tuple[int, Any, Path] | None = None
+    seen: set[int] = set()
+    current = trial
+    while current is not None and current.number not in seen:
+        seen.add(current.number)
+        found = last_checkpoint(experiment_dir, current.user_attrs.get(TUNE_TRIAL_ATTR))
+        if found is not None and (best is None or found[1] > best[0]):
+            best = (found[1], current, found[0])
+        current = by_number.get(current.user_attrs.get(RERUN_ATTR))
+    return None if best is None else (best[1], best[2])
+
+
+def last_checkpoint(experiment_dir: Path, tune_trial_id: Any) -> tuple[Path, int] | None:
+    """The checkpoint of the last row Tune logged for trial ``tune_trial_id`` in ``experiment_dir``
+    (its ``checkpoint_dir_name``) if it is still there and whole, with the rows logged up to it;
+    else None (another machine).
+
+    Not simply the newest checkpoint directory: a worker writes a row's checkpoint before the
+    driver logs the row, so a stop can leave a checkpoint newer than ``result.json``; going on
+    from it would leave that row out of the trial's rows.
+    """
+    if not isinstance(tune_trial_id, str) or not tune_trial_id.isalnum():
+        return None
+    for folder in experiment_dir.glob(f"trial_*_{tune_trial_id}"):
+        try:
+            lines = (folder / RESULT_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        rows = []
+        for line in lines:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue  # a torn last line
+        for count in range(len(rows), 0, -1):
+            name = rows[count - 1].get("checkpoint_dir_name") if isinstance(rows[count - 1], dict) else None
+            checkpoint = folder / str(name)
+            if name and _whole_checkpoint(checkpoint):
+                return checkpoint.resolve(), count
+    return None
+
+
+def _whole_checkpoint(checkpoint: Path) -> bool:
+    try:
+        json.loads((checkpoint / SEARCH_PROGRESS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (checkpoint / TRIAL_CHECKPOINT_FILE).is_file()
+
+
+def rung_history(study: Any) -> dict[int, list[float]]:
+    """Every earlier trial's running objective at each step it reported (the study's intermediate values),
+    by step: what an ASHA of a new session compares its trials with. Interrupted trials are left out:
+    they go on in the new session and report their rungs there."""
+    history: dict[int, list[float]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get(INTERRUPTED_ATTR):
+            continue
+        for step, value in trial.intermediate_values.items():
+            if math.isfinite(value):
+                history.setdefault(int(step), []).append(float(value))
+    return history
 
 
 def _finished_count(study: Any) -> int:
@@ -414,6 +506,8 @@ def build_search_tuner(
             grace_period=config.grace_period,
             reduction_factor=search.early_stopping.reduction_factor,
         )
+        # A resumed study: this session's ASHA compares its trials with every earlier session's too.
+        seed_asha_rungs(scheduler, rung_history(_load_study(study_storage, config.study_name)))
     else:
         scheduler = FIFOScheduler()
     job = SearchJob(
@@ -500,7 +594,7 @@ def summarise(
         "space": {p.name: p.as_dict() for p in config.search.space},
         "trials": rows,
     }
-    _write_text(experiment_dir / SUMMARY_FILE, json.dumps(summary_data, indent=2, default=str) + "\n")
+    _write_text(experiment_dir / SEARCH_SUMMARY_FILE, json.dumps(summary_data, indent=2, default=str) + "\n")
     states = [t.state for t in trials]
     return SearchSummary(
         experiment_dir=experiment_dir,

@@ -41,10 +41,17 @@ The rows then also carry
 Their checkpoints hold every pair's latest trainer state (the row's own pair
 as ``checkpoint.pt``, the others as ``pair_<i>.pt``), so a restarted staged
 trial goes on where it stopped.
+
+**Across sessions.** A trial a stopped session left unfinished is asked for
+again by the next session with its parameters (``search.py``); when its last
+checkpoint is still in the experiment directory, its config carries that
+directory as ``resume_from`` and the trial goes on from it, as a restart
+within a session does from Tune's checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -54,23 +61,25 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from ray import tune
 
+from rkl_bench.layout import SEARCH_PROGRESS_FILE, TRIAL_CHECKPOINT_FILE
 from rkl_bench.service.datasets_store import DatasetRefs, fetch_dataset
-from rkl_bench.service.trainable import CHECKPOINT_FILE, TrialSettings, run_pair
+from rkl_bench.service.trainable import TrialSettings, run_pair
 from rkl_bench.training.trainer import read_checkpoint
 
 TRIAL_KEY = "search_trial"
 """Key of the fixed part of a search trial's config (the rest are the sampled hyper-parameters)."""
-PROGRESS_FILE = "search_progress.json"
 OBJECTIVE = "objective"
 PAIRS_DONE = "pairs_done"
 STAGE_STEPS = "stage_steps"
 """ASHA's clock in a staged search: the last rung every pair has been trained to."""
 PAIR_SCORES = "pair_scores"
+RESUME_KEY = "resume_from"
+"""Config key of a trial that goes on from an earlier session's checkpoint: that checkpoint's directory."""
 
 
 @dataclass(frozen=True)
@@ -133,10 +142,11 @@ def run_search_trial(config: dict[str, Any], datasets: DatasetRefs) -> None:
     # A conditional parameter absent from a trial's sample keeps the learner's default.
     hyperparams = {**job.fixed, **{name: config[name] for name in job.params if name in config}}
     number = config.get("optuna_trial")
+    resume_from = config.get(RESUME_KEY)
     if job.stages:
-        _run_staged(job, settings, hyperparams, number, datasets, entered)
+        _run_staged(job, settings, hyperparams, number, datasets, entered, resume_from)
         return
-    progress, state = _restore()
+    progress, state = _restore(resume_from)
     start = progress.pair + 1 if progress.pair_finished else progress.pair
     if progress.pair_finished:
         state = None
@@ -151,13 +161,24 @@ def run_search_trial(config: dict[str, Any], datasets: DatasetRefs) -> None:
         state, entered = None, time.perf_counter()
 
 
-def _restore() -> tuple[Progress, dict[str, Any] | None]:
+@contextlib.contextmanager
+def _checkpoint_folder(resume_from: str | None) -> Iterator[Path | None]:
+    """The checkpoint to go on from: Tune's (a restart in this session) first, else the earlier
+    session's ``resume_from`` (a trial that session left unfinished), else none."""
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return Progress(), None
-    with checkpoint.as_directory() as folder:
-        progress = Progress(**json.loads((Path(folder) / PROGRESS_FILE).read_text(encoding="utf-8")))
-        return progress, read_checkpoint(Path(folder) / CHECKPOINT_FILE)
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            yield Path(folder)
+    else:
+        yield None if resume_from is None else Path(resume_from)
+
+
+def _restore(resume_from: str | None = None) -> tuple[Progress, dict[str, Any] | None]:
+    with _checkpoint_folder(resume_from) as folder:
+        if folder is None:
+            return Progress(), None
+        progress = Progress(**json.loads((folder / SEARCH_PROGRESS_FILE).read_text(encoding="utf-8")))
+        return progress, read_checkpoint(folder / TRIAL_CHECKPOINT_FILE)
 
 
 class _PairReporter:
@@ -174,7 +195,7 @@ class _PairReporter:
             final = pair_final(progress.scores, self.job.final_evals)
             progress.finals.append(final)
             progress.scores = []
-        (checkpoint_dir / PROGRESS_FILE).write_text(json.dumps(asdict(progress)), encoding="utf-8")
+        (checkpoint_dir / SEARCH_PROGRESS_FILE).write_text(json.dumps(asdict(progress)), encoding="utf-8")
         # Search fields first: Tune's progress table shows a result's first four numbers.
         row = {
             OBJECTIVE: aggregate_scores(progress.finals, self.job.aggregate),
@@ -216,11 +237,12 @@ def _run_staged(
     number: int | None,
     datasets: DatasetRefs,
     entered: float,
+    resume_from: str | None = None,
 ) -> None:
     """Every pair to each rung in turn (module docstring, "Staged trials")."""
     states = Path(tempfile.mkdtemp(prefix="rkl_bench_pairs_"))
     try:
-        progress = _restore_staged(job, states)
+        progress = _restore_staged(job, states, resume_from)
         while progress.stage < len(job.stages):
             stage, index = progress.stage, progress.pair
             spec, seed = job.pairs[index]
@@ -237,16 +259,14 @@ def _run_staged(
         shutil.rmtree(states, ignore_errors=True)
 
 
-def _restore_staged(job: SearchJob, states: Path) -> StagedProgress:
+def _restore_staged(job: SearchJob, states: Path, resume_from: str | None = None) -> StagedProgress:
     """The progress of the last reported row, and every pair's state copied into ``states``."""
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return StagedProgress(scores=[[] for _ in job.pairs])
-    with checkpoint.as_directory() as folder:
-        folder = Path(folder)
-        progress = StagedProgress(**json.loads((folder / PROGRESS_FILE).read_text(encoding="utf-8")))
+    with _checkpoint_folder(resume_from) as folder:
+        if folder is None:
+            return StagedProgress(scores=[[] for _ in job.pairs])
+        progress = StagedProgress(**json.loads((folder / SEARCH_PROGRESS_FILE).read_text(encoding="utf-8")))
         for index in range(len(job.pairs)):
-            source = folder / (CHECKPOINT_FILE if index == progress.checkpoint_pair else _pair_file(index))
+            source = folder / (TRIAL_CHECKPOINT_FILE if index == progress.checkpoint_pair else _pair_file(index))
             if source.exists():
                 shutil.copyfile(source, states / _pair_file(index))
     return progress
@@ -271,7 +291,7 @@ class _StagedReporter:
         progress, job = self.progress, self.job
         index, stage = progress.pair, progress.stage
         progress.scores[index].append(float(fields["normalized_score"]))
-        shutil.copyfile(checkpoint_dir / CHECKPOINT_FILE, self.states / _pair_file(index))
+        shutil.copyfile(checkpoint_dir / TRIAL_CHECKPOINT_FILE, self.states / _pair_file(index))
         at_rung = fields["step"] >= job.stages[stage]
         final = pair_final(progress.scores[index], job.final_evals) if at_rung and stage == len(job.stages) - 1 else None
         if at_rung:
@@ -280,7 +300,7 @@ class _StagedReporter:
         for other in range(len(job.pairs)):
             if other != index and (self.states / _pair_file(other)).exists():
                 shutil.copyfile(self.states / _pair_file(other), checkpoint_dir / _pair_file(other))
-        (checkpoint_dir / PROGRESS_FILE).write_text(json.dumps(asdict(progress)), encoding="utf-8")
+        (checkpoint_dir / SEARCH_PROGRESS_FILE).write_text(json.dumps(asdict(progress)), encoding="utf-8")
         finished_rungs = len(progress.stage_scores)
         scores = progress.stage_scores[-1] if finished_rungs else []
         total = job.stages[-1]

@@ -24,10 +24,11 @@ from typing import Any
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from rkl_bench.service.private_apis import searcher_completed, searcher_study, searcher_trials
+from rkl_bench.service.search import RESUME_ATTR, RESUMED_VALUES_ATTR, TUNE_TRIAL_ATTR
 from rkl_bench.service.search_config import ParamSpace
-from rkl_bench.service.search_trial import OBJECTIVE, PAIR_SCORES, PAIRS_DONE
+from rkl_bench.service.search_trial import OBJECTIVE, PAIR_SCORES, PAIRS_DONE, RESUME_KEY
 
-TUNE_TRIAL_ATTR = "tune_trial_id"
 logger = logging.getLogger(__name__)
 
 
@@ -57,7 +58,8 @@ def suggest(trial: Any, param: ParamSpace) -> Any:
 
 
 class StudySearch(OptunaSearch):
-    """See the module docstring; constructed like ``OptunaSearch``, plus ``clock``:
+    """See the module docstring; constructed like ``OptunaSearch``, plus ``clock``
+    (it reads ``OptunaSearch``'s own state through ``private_apis.py``):
     the result field that counts the trial's progress (``pairs_done``, or
     ``stage_steps`` in a staged search)."""
 
@@ -70,12 +72,20 @@ class StudySearch(OptunaSearch):
         config = super().suggest(trial_id)
         if config is None:
             return None
-        ot_trial = self._ot_trials[trial_id]
+        ot_trial = searcher_trials(self)[trial_id]
         ot_trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
-        return {**config, "optuna_trial": ot_trial.number}
+        resume_from = ot_trial.user_attrs.get(RESUME_ATTR)
+        if resume_from is None:
+            return {**config, "optuna_trial": ot_trial.number}
+        # An interrupted trial of an earlier session, going on from its checkpoint: what it had
+        # reported there is this trial's history too.
+        for step, value in ot_trial.user_attrs.get(RESUMED_VALUES_ATTR, []):
+            ot_trial.report(float(value), step=int(step))
+            self._pairs_reported[trial_id] = max(self._pairs_reported.get(trial_id, 0), int(step))
+        return {**config, "optuna_trial": ot_trial.number, RESUME_KEY: resume_from}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._ot_trials and trial_id not in self._completed_trials:
+        if trial_id in searcher_trials(self) and trial_id not in searcher_completed(self):
             self._report_pairs(trial_id, result)
 
     def _report_pairs(self, trial_id: str, result: dict) -> None:
@@ -83,7 +93,7 @@ class StudySearch(OptunaSearch):
         if not done or value is None or not math.isfinite(value):
             return
         if self._pairs_reported.get(trial_id, 0) < done:
-            ot_trial = self._ot_trials[trial_id]
+            ot_trial = searcher_trials(self)[trial_id]
             ot_trial.report(float(value), step=int(done))
             if result.get(PAIR_SCORES) is not None:
                 ot_trial.set_user_attr(PAIR_SCORES, [float(x) for x in result[PAIR_SCORES]])
@@ -91,9 +101,9 @@ class StudySearch(OptunaSearch):
             self._pairs_reported[trial_id] = int(done)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in searcher_completed(self) or trial_id not in searcher_trials(self):
             return
-        ot_trial = self._ot_trials[trial_id]
+        ot_trial = searcher_trials(self)[trial_id]
         value = None
         finished = bool(result) and result.get(PAIRS_DONE) is not None and result.get(PAIRS_DONE) == result.get("pairs_total")
         if error:
@@ -114,7 +124,7 @@ class StudySearch(OptunaSearch):
                     ot_trial.set_user_attr(f"stopped_at_{self._clock}", int(result.get(self._clock) or 0))
             state = TrialState.PRUNED
         try:
-            self._ot_study.tell(ot_trial, value, state=state)
+            searcher_study(self).tell(ot_trial, value, state=state)
         except Exception as exc:  # noqa: BLE001 - a storage hiccup must not end the search
             logger.warning("could not record trial %s in the study: %s", ot_trial.number, exc)
-        self._completed_trials.add(trial_id)
+        searcher_completed(self).add(trial_id)

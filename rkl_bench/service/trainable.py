@@ -39,16 +39,14 @@ from rkl_bench.data.dataset import OfflineDataset
 from rkl_bench.data.envs import gym_env_id
 from rkl_bench.data.validate import check_env_spaces
 from rkl_bench.errors import RklBenchError
-from rkl_bench.evaluation import EvalResult
+from rkl_bench.layout import LAMBDAS_FILE, TRIAL_CHECKPOINT_FILE
 from rkl_bench.service.config import ExperimentConfig
 from rkl_bench.service.datasets_store import DatasetRefs, fetch_dataset
 from rkl_bench.service.eval_actors import EvalPool, PendingEvaluation, PolicySnapshot, release_pool, trial_pool
-from rkl_bench.training.lambdas import LAMBDAS_FILE, save_lambdas
+from rkl_bench.training.lambdas import save_lambdas
 from rkl_bench.training.metrics import LossMeter
-from rkl_bench.training.provenance import code_fields
+from rkl_bench.training.result_row import finish_row, progress_fields, score_fields
 from rkl_bench.training.trainer import Trainer, eval_seed, read_checkpoint
-
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -168,9 +166,9 @@ def trial_artifact_dir() -> Path:
     driver's staging directory for a new worker but the working directory for
     a reused one (``reuse_actors``), and only the latter is synced.
     """
-    from ray.train._internal.session import get_session
+    from rkl_bench.service.private_apis import trial_working_directory
 
-    return Path(get_session().storage.trial_working_directory)
+    return trial_working_directory()
 
 
 def _restored_state() -> dict[str, Any] | None:
@@ -187,7 +185,7 @@ def readable_checkpoint(folder: Path) -> dict[str, Any] | None:
     (start over). The trial then reports again the rows after that checkpoint's step, with
     the same numbers (training resumes bit-exactly); the report keeps one row per step."""
     try:
-        return read_checkpoint(folder / CHECKPOINT_FILE)
+        return read_checkpoint(folder / TRIAL_CHECKPOINT_FILE)
     except RklBenchError as first:
         problem = str(first)
     older = sorted(
@@ -196,7 +194,7 @@ def readable_checkpoint(folder: Path) -> dict[str, Any] | None:
     )
     for candidate in older:
         try:
-            state = read_checkpoint(candidate / CHECKPOINT_FILE)
+            state = read_checkpoint(candidate / TRIAL_CHECKPOINT_FILE)
         except RklBenchError:
             continue
         warnings.warn(f"{problem}; resuming from the older {candidate.name} instead", RuntimeWarning, stacklevel=2)
@@ -260,21 +258,20 @@ class _TrialLoop:
         trainer = self.trainer
         wall_time = self.wall_time()
         folder = Path(tempfile.mkdtemp(prefix="rkl_bench_ckpt_"))
-        trainer.save(folder / CHECKPOINT_FILE, {"wall_time": wall_time, "dataset_version": self.base["dataset_version"]})
+        trainer.save(folder / TRIAL_CHECKPOINT_FILE, {"wall_time": wall_time, "dataset_version": self.base["dataset_version"]})
         policy = PolicySnapshot.of(trainer.learner.actor, trainer.state_mean, trainer.state_std)
         evaluation = self.pool.submit(
             policy, trainer.step, self.settings.eval_episodes, eval_seed(trainer.seed, trainer.step)
         )
-        fields = {
-            **self.base,
-            "step": trainer.step,
-            "total_steps": self.settings.steps,
-            **meter.means(),
-            "wall_time": wall_time,
-            "steps_per_second": steps_per_second,
-            "setup_seconds": self.setup_seconds,
-        }
-        return _Row(fields, evaluation, folder)
+        fields = progress_fields(
+            self.base,
+            step=trainer.step,
+            total_steps=self.settings.steps,
+            losses=meter.means(),
+            wall_time=wall_time,
+            steps_per_second=steps_per_second,
+        )
+        return _Row({**fields, "setup_seconds": self.setup_seconds}, evaluation, folder)
 
     def finish_pending(self) -> None:
         """Collect the pending row's evaluation and report it with its checkpoint."""
@@ -283,8 +280,7 @@ class _TrialLoop:
             return
         try:
             result = self.pool.collect(row.evaluation)
-            # Last: the code the row came from (package version, git commit, evaluation loop).
-            fields = {**row.fields, **score_fields(result), "eval_actor_restarts": self.pool.replaced, **code_fields()}
+            fields = finish_row(row.fields, score_fields(result), eval_actor_restarts=self.pool.replaced)
             self.report(fields, row.checkpoint_dir)
         finally:
             shutil.rmtree(row.checkpoint_dir, ignore_errors=True)
@@ -294,15 +290,3 @@ class _TrialLoop:
         if self.pending is not None:
             shutil.rmtree(self.pending.checkpoint_dir, ignore_errors=True)
             self.pending = None
-
-
-def score_fields(result: EvalResult) -> dict[str, Any]:
-    """The evaluation part of a result row (``docs/architecture.md``, "Result rows")."""
-    return {
-        "eval_episodes": result.episodes,
-        "return_mean": result.return_mean,
-        "return_std": result.return_std,
-        "normalized_score": result.normalized_mean,
-        "normalized_std": result.normalized_std,
-        "eval_seconds": result.seconds,
-    }

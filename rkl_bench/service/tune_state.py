@@ -63,18 +63,17 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Union
 
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import EXPERIMENT_RECORD_FILE, TUNER_FILE
 from rkl_bench.storage import Location, native
 
 Where = Union[Path, Location]
 """An experiment directory: a local path, or a location in an object store (``rkl_bench.storage``)."""
 
-RECORD_FILE = "rkl_bench_experiment.json"
 DIGESTS_KEY = "tune_state"
 STATE_SUFFIXES = (".pkl", ".json")
 """Top-level files Tune unpickles (or may) on restore."""
 KEEP = 16
 """Digests accepted per state file: the newest staged versions."""
-TUNER_FILE = "tuner.pkl"
 
 
 def digest(path: Where) -> str:
@@ -86,13 +85,13 @@ def state_files(experiment_dir: Where) -> Iterator[Where]:
     experiment_dir = native(experiment_dir)
     entries = sorted(experiment_dir.iterdir()) if isinstance(experiment_dir, Path) else experiment_dir.children()
     for path in entries:
-        if path.name != RECORD_FILE and path.suffix in STATE_SUFFIXES:
+        if path.name != EXPERIMENT_RECORD_FILE and path.suffix in STATE_SUFFIXES:
             yield path
 
 
 def read_record(experiment_dir: Where) -> dict[str, Any] | None:
     try:
-        record = json.loads((native(experiment_dir) / RECORD_FILE).read_text(encoding="utf-8"))
+        record = json.loads((native(experiment_dir) / EXPERIMENT_RECORD_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
@@ -103,15 +102,15 @@ def write_record(directory: Where, record: Mapping[str, Any]) -> None:
     store one PUT, which is atomic there)."""
     directory = native(directory)
     if isinstance(directory, Location):
-        (directory / RECORD_FILE).write_bytes((json.dumps(record, indent=2) + "\n").encode("utf-8"))
+        (directory / EXPERIMENT_RECORD_FILE).write_bytes((json.dumps(record, indent=2) + "\n").encode("utf-8"))
         return
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{RECORD_FILE}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{EXPERIMENT_RECORD_FILE}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json.dumps(record, indent=2) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, directory / RECORD_FILE)
+        os.replace(tmp, directory / EXPERIMENT_RECORD_FILE)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -138,7 +137,7 @@ def record_digests(experiment_dir: Where, sources: list[Where], staging_dir: Pat
         merged = list(dict.fromkeys([digest(source), *keep, *old]))
         accepted[source.name] = merged[: max(KEEP, len(keep) + 1)]
     record[DIGESTS_KEY] = accepted
-    if staging_dir is not None and (staging_dir / RECORD_FILE).is_file():
+    if staging_dir is not None and (staging_dir / EXPERIMENT_RECORD_FILE).is_file():
         write_record(staging_dir, record)
     write_record(experiment_dir, record)
 
@@ -155,7 +154,7 @@ def verify_tune_state(experiment_dir: Where) -> None:
         return
     if not isinstance(accepted, dict) or not accepted:
         raise RklBenchError(
-            f"{experiment_dir / RECORD_FILE} holds no digests of Tune's state files (the experiment was started by an "
+            f"{experiment_dir / EXPERIMENT_RECORD_FILE} holds no digests of Tune's state files (the experiment was started by an "
             "older rkl-bench, or not by `rkl-bench run`), so resuming would unpickle files nobody vouched for; "
             "start a new experiment (another name or --storage)"
         )
@@ -164,7 +163,7 @@ def verify_tune_state(experiment_dir: Where) -> None:
             raise RklBenchError(f"{path} is not a regular file; Tune state must be the files this service wrote")
         if digest(path) not in accepted.get(path.name, ()):
             raise RklBenchError(
-                f"{path} is not Tune state this service wrote (its SHA-256 is not in {RECORD_FILE}), so it was "
+                f"{path} is not Tune state this service wrote (its SHA-256 is not in {EXPERIMENT_RECORD_FILE}), so it was "
                 "not loaded: resuming would unpickle it and run whatever it holds; put back the original file "
                 "or start a new experiment (another name or --storage)"
             )

@@ -40,7 +40,7 @@ from rkl_bench.algos.behaviour import (
 
 # ------------------------------------------------------------------- Fig. 3
 FIG3_POINTS = 4000
-FIG3_CONFIG = BehaviourConfig(steps=1000, batch_size=256, lr=3e-3, hidden=(32, 32), beta_normalization="none")
+FIG3_CONFIG = BehaviourConfig(steps=1000, batch_size=256, lr=3e-3, hidden_dim=32, beta_normalization="none")
 """Small and quick: a 1-D toy needs no 256x256 net (Spearman > 0.997 on seeds 0-3)."""
 
 

@@ -54,19 +54,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import ARCHIVE_FILE, EXPERIMENT_RECORD_FILE, LAMBDAS_FILE, RESULT_FILE, ROWS_FILE
 from rkl_bench.storage import Location, check_reachable, location, mirror, upload_dir
 
-ARCHIVE_FILE = "archive.json"
-ROWS_FILE = "rows.jsonl"
 ARCHIVE_FORMAT = 1
-RESULT_FILE = "result.json"
-RECORD_FILE = "rkl_bench_experiment.json"
-"""The experiment record ``rkl-bench run`` writes in its experiment directory (config + dataset specs)."""
 IDENTITY_KEYS = ("config", "dataset_specs")
 """The record keys that define an experiment; an archive keeps only these (not the machine's Tune state digests)."""
 CELL_KEY = "cell"
 """The trial-config key of a grid that runs only some of its trials (``rkl-bench run --resume ARCHIVE``)."""
-LAMBDAS_FILE = "lambdas.npz"
 LAMBDA_BINS = 50
 TUNE_KEYS = frozenset({
     "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration", "trial_id", "date",
@@ -248,7 +243,7 @@ def _export_local(source: Path, out: Path) -> ExportSummary:
     source = source.expanduser()
     if not source.is_dir():
         raise RklBenchError(f"experiment directory {source} does not exist (or is not a directory)")
-    record_file = source / RECORD_FILE
+    record_file = source / EXPERIMENT_RECORD_FILE
     record = identity(_read_json(record_file)) if record_file.is_file() else None
     finished, unfinished = experiment_trials(source)
     if not finished and not is_archive(out):

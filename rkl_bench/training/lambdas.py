@@ -17,9 +17,8 @@ import numpy as np
 from rkl_bench.data.dataset import OfflineDataset
 from rkl_bench.data.registry import parse_dataset_name
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import LAMBDAS_FILE
 from rkl_bench.training.files import write_atomic
-
-LAMBDAS_FILE = "lambdas.npz"
 
 
 def component_name(name: str) -> str:

@@ -32,15 +32,13 @@ from rkl_bench.data.envs import gym_env_id
 from rkl_bench.data.registry import load_dataset
 from rkl_bench.data.validate import check_env_spaces
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import LAMBDAS_FILE, METRICS_FILE, RUN_CHECKPOINT_FILE, RUN_FILE
 from rkl_bench.training.files import check_writable_dir, save_json
-from rkl_bench.training.lambdas import LAMBDAS_FILE, save_lambdas
+from rkl_bench.training.lambdas import save_lambdas
 from rkl_bench.training.metrics import LossMeter, append_row, read_rows, truncate_rows
-from rkl_bench.training.provenance import code_fields
+from rkl_bench.training.result_row import finish_row, progress_fields, score_fields
 from rkl_bench.training.trainer import Trainer, read_checkpoint
 
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_FILE = "checkpoint.pt"
 TIMING_KEYS = ("wall_time", "steps_per_second", "eval_seconds")
 """Row keys that measure the machine, not the run; left out of equality checks."""
 IDENTITY_KEYS = ("algo", "dataset", "seed", "steps", "eval_every", "eval_episodes", "evaluate", "hyperparams")
@@ -91,7 +89,7 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
-class RunSummary:
+class SingleRunSummary:
     """What a call to :func:`train` did."""
 
     out_dir: Path
@@ -103,17 +101,17 @@ class RunSummary:
     already_finished: bool
 
 
-def train(spec: TrainSpec) -> RunSummary:
+def train(spec: TrainSpec) -> SingleRunSummary:
     """Train (or resume, or report a finished) run; see the module docstring."""
     out = spec.out_dir
     check_writable_dir(out, "--out")
-    run_file, metrics_file, checkpoint_file = out / RUN_FILE, out / METRICS_FILE, out / CHECKPOINT_FILE
+    run_file, metrics_file, checkpoint_file = out / RUN_FILE, out / METRICS_FILE, out / RUN_CHECKPOINT_FILE
     recorded = _check_run_dir(spec, run_file, metrics_file, checkpoint_file)
     checkpoint = read_checkpoint(checkpoint_file) if recorded and checkpoint_file.exists() else None
     if checkpoint is not None and checkpoint["step"] >= spec.steps:
         print(f"run in {out} already finished ({spec.steps} steps); results in {metrics_file}")
         rows = read_rows(metrics_file)
-        return RunSummary(out, int(checkpoint["step"]), rows[-1] if rows else None, int(checkpoint["step"]), True)
+        return SingleRunSummary(out, int(checkpoint["step"]), rows[-1] if rows else None, int(checkpoint["step"]), True)
 
     dataset = load_dataset(spec.dataset, d4rl_dir=spec.d4rl_dir)
     if recorded and recorded.get("dataset_version") != dataset.version:
@@ -189,7 +187,7 @@ def _run_record(spec: TrainSpec, dataset: OfflineDataset, env_id: str | None, tr
     }
 
 
-def _loop(spec: TrainSpec, trainer: Trainer, dataset: OfflineDataset, checkpoint: dict | None) -> RunSummary:
+def _loop(spec: TrainSpec, trainer: Trainer, dataset: OfflineDataset, checkpoint: dict | None) -> SingleRunSummary:
     """Train from ``trainer.step`` to ``spec.steps``, writing rows and checkpoints on schedule."""
     out = spec.out_dir
     meter = LossMeter()
@@ -230,10 +228,10 @@ def _loop(spec: TrainSpec, trainer: Trainer, dataset: OfflineDataset, checkpoint
                 bar.set_postfix(_postfix(last_row), refresh=False)
             if step % spec.checkpoint_interval == 0 or step == spec.steps:
                 clock["wall_time"] = time.perf_counter() - session_start
-                trainer.save(out / CHECKPOINT_FILE, {"losses": meter.state_dict(), "clock": clock})
+                trainer.save(out / RUN_CHECKPOINT_FILE, {"losses": meter.state_dict(), "clock": clock})
     finally:
         bar.close()
-    return RunSummary(out, trainer.step, last_row, resumed_from, False)
+    return SingleRunSummary(out, trainer.step, last_row, resumed_from, False)
 
 
 def _row(
@@ -245,40 +243,18 @@ def _row(
     steps_since_row: int,
     session_start: float,
 ) -> dict[str, Any]:
-    """One result row (keys: docs/architecture.md, "Result rows")."""
-    row: dict[str, Any] = {
-        "algo": spec.algo,
-        "dataset": spec.dataset,
-        "dataset_version": dataset.version,
-        "seed": spec.seed,
-        "step": trainer.step,
-        "total_steps": spec.steps,
-        "eval_episodes": 0,
-        "return_mean": None,
-        "return_std": None,
-        "normalized_score": None,
-        "normalized_std": None,
-    }
-    eval_seconds = 0.0
-    if spec.evaluate:
-        result = trainer.evaluate(spec.eval_episodes)
-        eval_seconds = result.seconds
-        row.update(
-            eval_episodes=result.episodes,
-            return_mean=result.return_mean,
-            return_std=result.return_std,
-            normalized_score=result.normalized_mean,
-            normalized_std=result.normalized_std,
-        )
-    row.update(meter.means())
+    """One result row (``result_row.py``; keys: docs/architecture.md, "Result rows")."""
+    result = trainer.evaluate(spec.eval_episodes) if spec.evaluate else None
     train_seconds = clock["train_seconds"]
-    row.update(
+    progress = progress_fields(
+        {"algo": spec.algo, "dataset": spec.dataset, "dataset_version": dataset.version, "seed": spec.seed},
+        step=trainer.step,
+        total_steps=spec.steps,
+        losses=meter.means(),
         wall_time=time.perf_counter() - session_start,
         steps_per_second=steps_since_row / train_seconds if train_seconds > 0 else None,
-        eval_seconds=eval_seconds,
     )
-    row.update(code_fields())  # package version, git commit, evaluation-loop version
-    return row
+    return finish_row(progress, score_fields(result))
 
 
 def _postfix(row: dict[str, Any]) -> dict[str, str]:

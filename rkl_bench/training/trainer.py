@@ -20,7 +20,6 @@ loss sums and clock there).
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -129,10 +128,6 @@ class Trainer:
             self.state_std,
         )
 
-    def policy_weights(self) -> dict[str, torch.Tensor]:
-        """A copy of the policy network's ``state_dict`` (every registered learner keeps it in ``.actor``)."""
-        return copy.deepcopy(self.learner.actor.state_dict())
-
     def close(self) -> None:
         if self._evaluator is not None:
             self._evaluator.close()
@@ -153,12 +148,6 @@ class Trainer:
                 "extra": dict(extra or {}),
             },
         )
-
-    def restore(self, path: Path) -> dict[str, Any]:
-        """Load a checkpoint into this trainer; returns its ``extra``."""
-        checkpoint = read_checkpoint(Path(path))
-        self._load(checkpoint, learner=True)
-        return dict(checkpoint["extra"])
 
     def _load(self, checkpoint: Mapping[str, Any], learner: bool) -> None:
         if checkpoint["algo"] != self.algo or checkpoint["seed"] != self.seed:

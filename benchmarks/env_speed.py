@@ -1,6 +1,6 @@
 """How close evaluation and dataset generation come to raw env stepping.
 
-    python -m rkl_bench.evaluation.bench [--env HalfCheetah-v4] [--rounds 3]
+    python benchmarks/env_speed.py [--env HalfCheetah-v4] [--rounds 3]
 
 (also printed by ``benchmarks/speed.py``). Rounds interleave, so other jobs
 sharing the CPU weigh on every loop alike; medians are printed.
@@ -16,7 +16,7 @@ actions would measure other physics, not loop overhead:
 * ``raw replay``: the same ``gym.make`` sub-envs (wrappers included), each
   episode reset with its seed and stepped with its recorded actions,
   round-robin over the sub-envs as the Evaluator runs them; nothing else in
-  the loop: the ceiling, the "raw vector-env stepping" of issue 3;
+  the loop: the ceiling, "raw vector-env stepping";
 * ``sync replay``: gymnasium's ``SyncVectorEnv`` over as many such envs,
   stepped in lockstep with the recorded actions (exact for envs whose
   episodes all run to the time limit, like HalfCheetah; elsewhere sub-envs
@@ -41,26 +41,30 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import sys
 import time
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from rkl_bench.evaluation.rollouts import DEFAULT_MAX_ENVS, Evaluator, Policy, make_env
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-if TYPE_CHECKING:  # forge modules are imported where used (see generation_rates); here only for the annotation
-    from rkl_bench.forge.generate import RolloutArrays
+from rkl_bench.algos.nets import GaussianHead  # noqa: E402
+from rkl_bench.algos.td3_bc import TD3BC, TD3BCConfig  # noqa: E402
+from rkl_bench.evaluation.rollouts import DEFAULT_MAX_ENVS, Evaluator, Policy, make_env  # noqa: E402
+from rkl_bench.forge.generate import RolloutArrays, dataset_episode_seed, rollout  # noqa: E402
+from rkl_bench.forge.make import PROFILES  # noqa: E402
+from rkl_bench.forge.policies import SnapshotPolicy  # noqa: E402
 
 
 def td3_actor(obs_dim: int, act_dim: int) -> Policy:
     """An untrained TD3+BC learner's ``act``: the per-call cost of a real policy."""
-    from rkl_bench.algos.td3_bc import TD3BC, TD3BCConfig
-
-    return TD3BC(obs_dim, act_dim, TD3BCConfig(update_path="plain"), seed=0).act
+    rows = np.zeros((1, obs_dim), np.float32), np.zeros((1, act_dim), np.float32)  # the learner reads their shapes
+    return TD3BC(*rows, TD3BCConfig(update_path="plain"), seed=0).act
 
 
 EVAL_SEED = 0
@@ -206,21 +210,17 @@ GEN_SEED = 0
 
 def dataset_recording(arrays: RolloutArrays, seed: int) -> Recording:
     """The episodes of a forge rollout as a :class:`Recording`: episode ``k`` (layout order is
-    index order) with its reset seed ``episode_seed(seed, k)`` and its sampled actions."""
-    from rkl_bench.forge.generate import episode_seed
+    index order) with its reset seed ``dataset_episode_seed(seed, k)`` and its sampled actions."""
 
     ends = np.flatnonzero(arrays.terminals | arrays.timeouts) + 1
     starts = np.concatenate([[0], ends[:-1]])
     return Recording(
-        [(episode_seed(seed, k), arrays.actions[a:b]) for k, (a, b) in enumerate(zip(starts, ends))], []
+        [(dataset_episode_seed(seed, k), arrays.actions[a:b]) for k, (a, b) in enumerate(zip(starts, ends))], []
     )
 
 
 def generation_rates(env_id: str, rounds: int, num_envs: int, transitions: int = 32_000) -> dict[str, list[float]]:
     """Forge ``rollout`` vs raw stepping of the same rows on as many envs, interleaved per round."""
-    from rkl_bench.algos.nets import GaussianHead
-    from rkl_bench.forge.generate import rollout
-    from rkl_bench.forge.policies import SnapshotPolicy
 
     probe = gym.make(env_id)
     obs_dim, act_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
@@ -253,7 +253,6 @@ def generation_rates(env_id: str, rounds: int, num_envs: int, transitions: int =
 
 
 def _rollout_rate(env_id: str, policy, transitions: int, seed: int, num_envs: int) -> float:
-    from rkl_bench.forge.generate import rollout
 
     start = time.perf_counter()
     rollout(env_id, policy, transitions, seed=seed, num_envs=num_envs, progress=False)
@@ -286,8 +285,6 @@ def env_speed_table(
               f" Eval replay / raw replay: {100 * median['Eval replay'] / median['raw replay']:.0f}%)")
     if generation:
         gen_env = env_id.replace("-v4", "-v5")
-        from rkl_bench.forge.make import PROFILES
-
         num_envs = PROFILES["full"].num_envs
         rates = generation_rates(gen_env, rounds, num_envs)
         print(f"\nDataset generation ({gen_env}, {num_envs} envs as the full forge profile, SAC-sized policy, sampled actions)")

@@ -102,6 +102,11 @@ def test_a_grid_writes_to_s3_resumes_from_there_and_reports_from_there(tmp_path,
     assert f"experiment directory: s3://{BUCKET}/results/s3grid" in out
     assert (tmp_path / "reports" / "s3grid" / "table2.csv").is_file()
 
+    # Without --resume the experiment in the bucket is refused, as a local one would be.
+    assert cli.main(["run", str(config), "--storage", storage]) == 2
+    assert (f"error: experiment directory s3://{BUCKET}/results/s3grid already exists; pass --resume"
+            in capsys.readouterr().err)
+
     # The report reads the bucket; so does the exporter, which writes an archive there.
     code = cli.main(["report", f"s3://{BUCKET}/results/s3grid", "--out", str(tmp_path / "from-s3"), "--seeds", "1"])
     assert code == 0, capsys.readouterr().err

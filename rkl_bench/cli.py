@@ -177,11 +177,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"experiment directory: {summary.experiment_dir}")
     if summary.finished and not args.no_report:
         from rkl_bench.report import build_report
+        from rkl_bench.storage import mirror
 
         finished_here = summary.finished > summary.archived
         sources = [p for p, used in ((summary.archive, summary.archived), (summary.experiment_dir, finished_here)) if used]
         out = Path(args.report_dir) if args.report_dir else Path("reports") / summary.experiment_dir.name
-        paths = build_report(sources, out, expected_seeds=summary.seeds)
+        with mirror(sources, "report input") as local_sources:  # an object store's result files, copied
+            paths = build_report(local_sources, out, expected_seeds=summary.seeds)
         _print_warnings(paths.warnings)
         print(f"report: {paths.index_html.resolve()} (tables: {paths.table2_md.resolve()})")
     if summary.errored:
@@ -254,11 +256,18 @@ def _cmd_results_export(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------- report
 def _cmd_report(args: argparse.Namespace) -> int:
+    from rkl_bench.storage import mirror
+
+    # Object-store inputs (s3://...) are read from a local copy of their result files.
+    with mirror(args.experiment, "report input") as inputs:
+        return _report(args, inputs)
+
+
+def _report(args: argparse.Namespace, inputs: list[Path]) -> int:
     from rkl_bench.layout import SEARCH_SUMMARY_FILE
     from rkl_bench.report import build_report
     from rkl_bench.report.search_report import build_search_report
 
-    inputs = [Path(p) for p in args.experiment]
     experiment = inputs[0]
     if (experiment / SEARCH_SUMMARY_FILE).is_file():  # an `rkl-bench tune` experiment: the search's own report
         if len(inputs) > 1:
@@ -365,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="go on with an interrupted experiment (finished trials are kept); with a results archive "
                           "(after CONFIG: run CONFIG --resume results/NAME), run only the trials it does not hold, "
                           "also on a machine without the experiment directory")
-    run.add_argument("--storage", default=None, help="where experiment directories live (default ./ray_results)")
+    run.add_argument("--storage", default=None,
+                     help="where experiment directories live: a directory or an s3://, gs://, file:// URI (default ./ray_results; docs/cluster.md)")
     run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1 (local Ray only)")
     run.add_argument("--connect-timeout", type=_positive_float, default=60.0, metavar="SECONDS",
                      help="with --address: give up joining the cluster after this long (default 60)")
@@ -379,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--address", default=None, help="join this Ray cluster (default: start a local Ray on this machine)")
     tune.add_argument("--resume", action="store_true",
                       help="go on with the study (finished trials count; unfinished ones are re-run; raise num_samples to extend)")
-    tune.add_argument("--storage", default=None, help="where experiment directories live (default ./ray_results)")
+    tune.add_argument("--storage", default=None, help="where experiment directories live: a local or NFS directory (default ./ray_results)")
     tune.set_defaults(func=_cmd_tune)
 
     # toys

@@ -814,3 +814,14 @@ def test_a_new_sessions_asha_compares_with_the_earlier_sessions_rungs():
     low, high = SimpleNamespace(trial_id="low"), SimpleNamespace(trial_id="high")
     assert bracket.on_result(low, 25, 12.0) == TrialScheduler.STOP  # under the median of 10..40
     assert bracket.on_result(high, 25, 33.0) == TrialScheduler.CONTINUE
+
+
+def test_cli_tune_refuses_object_storage_in_one_line(tmp_path, capsys):
+    """A search's Optuna study and summaries are local files: s3:// storage is `rkl-bench run`'s only."""
+    write_smoke_datasets()
+    path = write_yaml(tmp_path, smoke_data(name="s"))
+    assert cli.main(["tune", str(path), "--storage", "s3://bucket/runs"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: --storage s3://bucket/runs: a search keeps its Optuna study and summaries as files in the "
+                   "experiment directory, so it needs a local or shared (NFS) directory; object storage is for "
+                   "`rkl-bench run` (docs/cluster.md)\n")

@@ -16,6 +16,10 @@ alone (the service tests exercise every function below):
 * A new session's ASHA starts with empty rungs; the earlier sessions' results
   are written into its rungs (``_brackets``, ``_rungs``), so a resumed study
   prunes as one uninterrupted study would.
+* Token authentication (``ray_auth.py``): whether a GCS accepts this
+  process's credentials is asked with Ray's own GCS client
+  (``ray._raylet.GcsClient``), and turning token mode on in a process that
+  imported Ray already re-reads Ray's cached config (``ray._raylet.Config``).
 * A local-only Ray switches off cluster mode in ``ray._private.ray_constants``
   when Ray was already imported, and the connect timeout silences a warning of
   the ``ray._private.worker`` logger.
@@ -84,3 +88,26 @@ def disable_imported_cluster_mode() -> None:
     constants = sys.modules.get("ray._private.ray_constants")
     if constants is not None:
         constants.ENABLE_RAY_CLUSTER = False
+
+
+# ------------------------------------------------------------ token authentication
+def gcs_verdict(address: str) -> str:
+    """``accepted`` or ``refused`` (an authentication error) for a GCS client of this process at ``address``;
+    ``unknown <error>`` otherwise. Ray reads ``RAY_AUTH_MODE`` once per process: call it in a fresh one."""
+    import ray._raylet as raylet
+
+    try:
+        client = raylet.GcsClient(address=address, cluster_id=None)
+        client.internal_kv_keys(b"rkl-bench-probe", namespace=None, timeout=5)
+    except raylet.AuthenticationError:
+        return "refused"
+    except Exception as exc:  # noqa: BLE001 - reported as unknown
+        return f"unknown {type(exc).__name__}"
+    return "accepted"
+
+
+def reload_ray_auth_mode() -> None:
+    """After ``RAY_AUTH_MODE`` changed: make an already imported Ray read it again (a no-op before the import)."""
+    raylet = sys.modules.get("ray._raylet")
+    if raylet is not None:
+        raylet.Config.initialize("")

@@ -14,6 +14,11 @@
   at once (a plain TCP probe first); otherwise ``ray.init`` runs in a helper
   thread and the driver gives up at the deadline with one error line (the
   helper is a daemon thread, left to die with the process).
+* Token authentication (Ray 2.60: ``ray start --head`` turns it on when a
+  token exists, and ``ray.init`` makes one in ``~/.ray/auth_token``): before joining, the
+  driver asks the cluster whether it wants a token and turns Ray's token
+  mode on only then (``ray_auth.py``); a missing or refused token is one
+  error line before ``ray.init``.
 * Ray already initialised in this process (tests, notebooks): used as it is
   and left running.
 
@@ -44,6 +49,7 @@ import time
 from typing import Any, Iterator
 
 from rkl_bench.errors import RklBenchError
+from rkl_bench.service.ray_auth import PROBE_TIMEOUT_S, join_hint, prepare_token_auth
 from rkl_bench.service.private_apis import RAY_WORKER_LOGGER, disable_imported_cluster_mode
 
 LOOPBACK = "127.0.0.1"
@@ -158,10 +164,11 @@ def stop_reaper(watcher: "subprocess.Popen[bytes] | None") -> None:
 
 def join_cluster(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> None:
     """``ray.init(address=address)``, given up after ``timeout`` seconds with one error line."""
-    import ray
-
     deadline = time.monotonic() + timeout
     _probe(address, timeout)
+    source = prepare_token_auth(address, max(1.0, min(PROBE_TIMEOUT_S, deadline - time.monotonic())))
+    import ray
+
     outcome: dict[str, Any] = {}
 
     def connect() -> None:
@@ -192,7 +199,7 @@ def join_cluster(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> No
     error = outcome.get("error")
     if error is not None:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RklBenchError(f"cannot join the Ray cluster at {address} ({detail}); check --address")
+        raise RklBenchError(f"cannot join the Ray cluster at {address} ({detail}){join_hint(source)}; check --address")
 
 
 class _DropThreadWarning(logging.Filter):

@@ -6,6 +6,12 @@ directory versus ``--resume``) is checked before Ray starts, and missing
 forge datasets are made before Ray starts too, so Ray's start-up is only paid
 for a run that can go through.
 
+``--storage`` is a local directory or a URI of an object store (``s3://``,
+``gs://``; ``rkl_bench.storage``): Tune writes there through a pyarrow
+filesystem, and the record, the digest checks and the archive of a resume
+read there through the same layer. A bucket that does not exist or does not
+answer is one error line before Ray starts.
+
 The experiment directory ``<storage>/<name>/`` is Tune's, plus
 ``rkl_bench_experiment.json``: the config it was started with. ``--resume``
 refuses a directory started with another config, and a run without
@@ -36,6 +42,7 @@ from rkl_bench.layout import EXPERIMENT_RECORD_FILE, TUNER_FILE
 from rkl_bench.service.config import ExperimentConfig, load_config
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
 from rkl_bench.service.ray_runtime import DEFAULT_CONNECT_TIMEOUT_S, check_dashboard_available, ray_session
+from rkl_bench.storage import Location, check_reachable, location, native
 from rkl_bench.service.tune_state import (
     check_private,
     read_record,
@@ -51,7 +58,8 @@ DEFAULT_STORAGE = Path("ray_results")
 
 @dataclass(frozen=True)
 class GridSummary:
-    experiment_dir: Path
+    experiment_dir: Path | Location
+    """A local directory, or a location in an object store (``--storage s3://...``)."""
     trials: int
     finished: int
     errored: int
@@ -61,7 +69,7 @@ class GridSummary:
     """One line per failed trial: its name and the last line of its error."""
     archived: int = 0
     """Trials of the grid taken from a results archive (``resume=ARCHIVE``), not run; counted in ``finished``."""
-    archive: Path | None = None
+    archive: Path | Location | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -96,17 +104,18 @@ def run_experiment(
     specs = resolve_datasets(config)
     from rkl_bench.training.files import check_writable_dir
 
-    storage_dir = Path(storage or DEFAULT_STORAGE).expanduser().resolve()
-    check_writable_dir(storage_dir, "--storage")
+    storage_dir = storage_location(storage)
     experiment_dir = storage_dir / config.name
     record = experiment_record(config, specs)
-    archive = None if isinstance(resume, bool) else Path(resume).expanduser()
+    archive = None if isinstance(resume, bool) else native(location(resume, "--resume"))
+    if isinstance(archive, Location):
+        check_reachable(archive, "--resume")
     skip = archived_cells(archive, record, config, specs) if archive is not None else set()
     total = len(config.algorithms) * len(specs) * len(config.seeds)
     if archive is not None and len(skip) == total:
         return GridSummary(experiment_dir, total, total, 0, len(config.seeds), archived=total, archive=archive)
     # An archive resume starts the missing trials in a new directory, or goes on with one it started.
-    fresh_from_archive = archive is not None and not (experiment_dir.is_dir() and any(experiment_dir.iterdir()))
+    fresh_from_archive = archive is not None and not location(experiment_dir).is_nonempty_dir()
     _check_experiment_dir(experiment_dir, record, bool(resume) and not fresh_from_archive)
     make_missing_forge_datasets(specs, config, refresh=not resume)
     check_datasets(specs, config)
@@ -120,9 +129,9 @@ def run_experiment(
             verify_tune_state(experiment_dir)  # again: nothing may have changed since the check before Ray
             tuner = restore_tuner(config, refs, experiment_dir)
         else:
-            experiment_dir.mkdir(parents=True, exist_ok=True)
+            location(experiment_dir).makedirs()
             write_record(experiment_dir, {**record, **({"archived_trials": sorted(skip)} if skip else {})})
-            tuner = build_tuner(config, specs, refs, experiment_dir.parent, callbacks, verbose, skip=skip)
+            tuner = build_tuner(config, specs, refs, storage_dir, callbacks, verbose, skip=skip)
             record_digests(experiment_dir, [experiment_dir / TUNER_FILE])
         TrialErrors.seen.clear()
         grid = tuner.fit()
@@ -137,8 +146,24 @@ def run_experiment(
         )
 
 
+def storage_location(storage: str | Path | None) -> Path | Location:
+    """``--storage`` checked before Ray starts: a local directory this user can write (resolved),
+    or an object-store location whose bucket exists and answers."""
+    from rkl_bench.training.files import check_writable_dir
+
+    where = native(location(storage or DEFAULT_STORAGE, "--storage"))
+    if isinstance(where, Location):
+        check_reachable(where, "--storage")
+        if where.is_file():
+            raise RklBenchError(f"--storage {where} is a file, not a directory; pass a prefix to write under")
+        return where
+    where = where.resolve()
+    check_writable_dir(where, "--storage")
+    return where
+
+
 def archived_cells(
-    archive: Path, record: Mapping[str, Any], config: ExperimentConfig, specs: Sequence[str]
+    archive: Path | Location, record: Mapping[str, Any], config: ExperimentConfig, specs: Sequence[str]
 ) -> set[TrialKey]:
     """The grid cells a results archive of this experiment holds (finished trials: not run again).
 
@@ -212,10 +237,10 @@ def experiment_record(config: ExperimentConfig, specs: Sequence[str]) -> dict[st
     return json.loads(json.dumps({"config": config.to_dict(), "dataset_specs": list(specs)}))
 
 
-def _check_experiment_dir(experiment_dir: Path, record: dict[str, Any], resume: bool) -> None:
+def _check_experiment_dir(experiment_dir: Path | Location, record: dict[str, Any], resume: bool) -> None:
     if experiment_dir.exists() and not experiment_dir.is_dir():
         raise RklBenchError(f"{experiment_dir} is a file, not an experiment directory; change the config's name or --storage")
-    exists = experiment_dir.is_dir() and any(experiment_dir.iterdir())
+    exists = location(experiment_dir).is_nonempty_dir()
     if not resume:
         if exists:
             raise RklBenchError(

@@ -131,7 +131,7 @@ def run_search(
     """
     config = load_search_config(config_path)
     specs = resolve_datasets(config.experiment)
-    experiment_dir = Path(storage or DEFAULT_STORAGE).expanduser().resolve() / config.name
+    experiment_dir = _local_storage(storage) / config.name
     url = storage_url(config.search.storage, experiment_dir)
     record = search_record(config, specs)
     if not resume and experiment_dir.is_dir() and any(experiment_dir.iterdir()):
@@ -177,6 +177,19 @@ def search_record(config: SearchConfig, specs: Sequence[str]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------- storage
+def _local_storage(storage: str | Path | None) -> Path:
+    """``--storage`` of a search: a local (or NFS) directory, or a ``file://`` URI; an object store is refused
+    with one line (the study's SQLite file and the summaries are written as local files)."""
+    from rkl_bench.storage import is_uri, location
+
+    if is_uri(str(storage or "")) and not str(storage).startswith("file://"):
+        raise RklBenchError(
+            f"--storage {storage}: a search keeps its Optuna study and summaries as files in the experiment directory, "
+            "so it needs a local or shared (NFS) directory; object storage is for `rkl-bench run` (docs/cluster.md)"
+        )
+    return location(storage or DEFAULT_STORAGE, "--storage").local.resolve()
+
+
 def _storage_file(url: str) -> Path | None:
     """The file behind a SQLite or journal storage; None for a database server."""
     if url.startswith(JOURNAL_PREFIX):

@@ -60,10 +60,14 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Union
 
 from rkl_bench.errors import RklBenchError
 from rkl_bench.layout import EXPERIMENT_RECORD_FILE, TUNER_FILE
+from rkl_bench.storage import Location, native
+
+Where = Union[Path, Location]
+"""An experiment directory: a local path, or a location in an object store (``rkl_bench.storage``)."""
 
 DIGESTS_KEY = "tune_state"
 STATE_SUFFIXES = (".pkl", ".json")
@@ -72,27 +76,34 @@ KEEP = 16
 """Digests accepted per state file: the newest staged versions."""
 
 
-def digest(path: Path) -> str:
+def digest(path: Where) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def state_files(experiment_dir: Path) -> Iterator[Path]:
+def state_files(experiment_dir: Where) -> Iterator[Where]:
     """Files at the top of ``experiment_dir`` that Tune may unpickle on restore (not this service's record)."""
-    for path in sorted(experiment_dir.iterdir()):
+    experiment_dir = native(experiment_dir)
+    entries = sorted(experiment_dir.iterdir()) if isinstance(experiment_dir, Path) else experiment_dir.children()
+    for path in entries:
         if path.name != EXPERIMENT_RECORD_FILE and path.suffix in STATE_SUFFIXES:
             yield path
 
 
-def read_record(experiment_dir: Path) -> dict[str, Any] | None:
+def read_record(experiment_dir: Where) -> dict[str, Any] | None:
     try:
-        record = json.loads((experiment_dir / EXPERIMENT_RECORD_FILE).read_text(encoding="utf-8"))
+        record = json.loads((native(experiment_dir) / EXPERIMENT_RECORD_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
 
 
-def write_record(directory: Path, record: Mapping[str, Any]) -> None:
-    """``<directory>/rkl_bench_experiment.json``, atomically (never half-written)."""
+def write_record(directory: Where, record: Mapping[str, Any]) -> None:
+    """``<directory>/rkl_bench_experiment.json``, atomically (never half-written; in an object
+    store one PUT, which is atomic there)."""
+    directory = native(directory)
+    if isinstance(directory, Location):
+        (directory / EXPERIMENT_RECORD_FILE).write_bytes((json.dumps(record, indent=2) + "\n").encode("utf-8"))
+        return
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{EXPERIMENT_RECORD_FILE}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -105,13 +116,14 @@ def write_record(directory: Path, record: Mapping[str, Any]) -> None:
         raise
 
 
-def record_digests(experiment_dir: Path, sources: list[Path], staging_dir: Path | None = None) -> None:
+def record_digests(experiment_dir: Where, sources: list[Where], staging_dir: Path | None = None) -> None:
     """Add the digests of ``sources`` (state files, named as in the experiment directory) to the record.
 
     Each file keeps its newest :data:`KEEP` digests, and the digest of the
     version now in the experiment directory while it is an accepted one.
     The record is written to ``staging_dir`` too when Tune keeps a copy there.
     """
+    experiment_dir = native(experiment_dir)
     record = read_record(experiment_dir)
     if record is None:
         return  # not an rkl-bench run directory (a Tuner built without run.py)
@@ -130,8 +142,11 @@ def record_digests(experiment_dir: Path, sources: list[Path], staging_dir: Path 
     write_record(experiment_dir, record)
 
 
-def verify_tune_state(experiment_dir: Path) -> None:
-    """Refuse to resume unless every Tune state file is one this service recorded (see the module doc)."""
+def verify_tune_state(experiment_dir: Where) -> None:
+    """Refuse to resume unless every Tune state file is one this service recorded (see the module doc).
+
+    In an object store the files are read there, exactly as Tune will download them."""
+    experiment_dir = native(experiment_dir)
     record = read_record(experiment_dir) or {}
     accepted = record.get(DIGESTS_KEY)
     files = list(state_files(experiment_dir))
@@ -154,8 +169,12 @@ def verify_tune_state(experiment_dir: Path) -> None:
             )
 
 
-def check_private(experiment_dir: Path) -> None:
-    """Refuse a directory that other users can write (see ``docs/security.md``).
+def check_private(experiment_dir: Where) -> None:
+    """Refuse a directory that other users can write (see ``docs/cluster.md``, "Security").
+
+    Local directories only: in an object store, who can write the prefix is
+    the bucket's policy, which this process cannot read; ``docs/cluster.md``
+    says what that means for ``--resume``.
 
     Mode bits, not ``access()`` (which says yes to root for everything): the
     experiment directory and its state files must not be group- or
@@ -163,6 +182,9 @@ def check_private(experiment_dir: Path) -> None:
     above may be group- or world-writable only with the sticky bit (``/tmp``),
     which keeps others from renaming what they do not own.
     """
+    experiment_dir = native(experiment_dir)
+    if isinstance(experiment_dir, Location):
+        return
     me = os.geteuid()
     for path in [experiment_dir, *state_files(experiment_dir)]:
         st = path.lstat()

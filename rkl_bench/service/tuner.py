@@ -28,6 +28,7 @@ from rkl_bench.service.config import ExperimentConfig
 from rkl_bench.service.datasets_store import DatasetRefs
 from rkl_bench.service.trainable import TrialSettings, run_trial
 from rkl_bench.service.tune_state import record_digests, state_files
+from rkl_bench.storage import Location, from_fs
 from rkl_bench.training.archive import CELL_KEY, TrialKey
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def build_tuner(
     config: ExperimentConfig,
     specs: Sequence[str],
     refs: DatasetRefs,
-    storage: Path,
+    storage: Path | Location,
     callbacks: Sequence[Any] = (),
     verbose: int = 1,
     skip: Collection[TrialKey] = (),
@@ -139,7 +140,9 @@ def build_tuner(
         ),
         run_config=tune.RunConfig(
             name=config.name,
-            storage_path=str(storage),
+            # An object store: the path in it and its pyarrow filesystem (rkl_bench.storage).
+            storage_path=str(storage) if isinstance(storage, Path) else storage.path,
+            storage_filesystem=None if isinstance(storage, Path) else storage.fs,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=config.checkpoints.keep),
             # Files a trial writes into its working directory (lambdas.npz) reach
@@ -153,19 +156,27 @@ def build_tuner(
     )
 
 
-def restore_tuner(config: ExperimentConfig, refs: DatasetRefs, experiment_dir: Path) -> tune.Tuner:
+def restore_tuner(config: ExperimentConfig, refs: DatasetRefs, experiment_dir: Path | Location) -> tune.Tuner:
     """The experiment in ``experiment_dir``: finished trials stay as they are, unfinished
     and errored ones go on from their last checkpoints (fresh dataset references)."""
+    path, fs = _tune_path(experiment_dir)
     return tune.Tuner.restore(
-        str(experiment_dir),
+        path,
         make_trainable(config, refs),
         resume_unfinished=True,
         resume_errored=True,
+        storage_filesystem=fs,
     )
 
 
-def can_restore(experiment_dir: Path) -> bool:
-    return tune.Tuner.can_restore(str(experiment_dir))
+def can_restore(experiment_dir: Path | Location) -> bool:
+    path, fs = _tune_path(experiment_dir)
+    return tune.Tuner.can_restore(path, storage_filesystem=fs)
+
+
+def _tune_path(where: Path | Location) -> tuple[str, Any]:
+    """What Tune takes: a local path and no filesystem, or the path in an object store and its filesystem."""
+    return (str(where), None) if isinstance(where, Path) else (where.path, where.fs)
 
 
 class StateDigests(tune.Callback):
@@ -192,7 +203,8 @@ class StateDigests(tune.Callback):
             return None
         storage = self._trials[0].storage
         staging = Path(storage.experiment_driver_staging_path)
-        experiment_dir = Path(storage.experiment_fs_path)
+        where = from_fs(storage.storage_filesystem, storage.experiment_fs_path)
+        experiment_dir = where.local if where.is_local else where
         if staging.is_dir() and experiment_dir.is_dir():
             try:
                 record_digests(experiment_dir, list(state_files(staging)), staging)

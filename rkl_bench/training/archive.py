@@ -27,12 +27,21 @@ a few MB of text that can be committed, merged and shared::
 * Written atomically (a temporary directory renamed into place): a stopped
   export leaves the previous archive whole.
 
+* **Where.** The experiment directory and the archive may be local paths or
+  object-store URIs (``s3://bucket/results/NAME``; ``rkl_bench.storage``).
+  A remote experiment's result files are copied to a temporary directory and
+  read there; a remote archive is read in place and written by building it
+  locally and uploading ``rows.jsonl`` before ``archive.json`` (an object
+  store has no rename: a stopped upload over an older archive leaves row
+  counts that disagree, which reading reports as a damaged archive).
+
 Nothing in an archive is executed: it is JSON (and ``lambdas.npz`` is read
 with ``allow_pickle=False``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -46,6 +55,7 @@ import numpy as np
 
 from rkl_bench.errors import RklBenchError
 from rkl_bench.layout import ARCHIVE_FILE, EXPERIMENT_RECORD_FILE, LAMBDAS_FILE, RESULT_FILE, ROWS_FILE
+from rkl_bench.storage import Location, check_reachable, location, mirror, upload_dir
 
 ARCHIVE_FORMAT = 1
 IDENTITY_KEYS = ("config", "dataset_specs")
@@ -99,7 +109,7 @@ class Archive:
 
 @dataclass(frozen=True)
 class ExportSummary:
-    out: Path
+    out: Path | Location
     added: int
     kept: int
     unfinished: int
@@ -108,13 +118,13 @@ class ExportSummary:
 
 
 # ------------------------------------------------------------------ reading
-def is_archive(path: str | Path) -> bool:
-    return (Path(path) / ARCHIVE_FILE).is_file()
+def is_archive(path: str | Path | Location) -> bool:
+    return (location(path) / ARCHIVE_FILE).is_file()
 
 
-def load_archive(path: str | Path) -> Archive:
-    """Read an archive; every problem is one :class:`RklBenchError` naming the file."""
-    root = Path(path).expanduser()
+def load_archive(path: str | Path | Location) -> Archive:
+    """Read an archive (a local path or a URI); every problem is one :class:`RklBenchError` naming the file."""
+    root = location(path, "archive")
     meta_file, rows_file = root / ARCHIVE_FILE, root / ROWS_FILE
     meta = _read_json(meta_file)
     if not isinstance(meta, dict) or meta.get("format") != ARCHIVE_FORMAT or not isinstance(meta.get("trials"), list):
@@ -204,9 +214,33 @@ def _lambda_histograms(path: Path) -> dict[str, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ writing
-def export_results(experiment_dir: str | Path, out: str | Path) -> ExportSummary:
-    """Archive the finished trials of ``experiment_dir`` into ``out`` (merging with an archive there)."""
-    source = Path(experiment_dir).expanduser()
+def export_results(experiment_dir: str | Path | Location, out: str | Path | Location) -> ExportSummary:
+    """Archive the finished trials of ``experiment_dir`` into ``out`` (merging with an archive there);
+    either may be a URI (see the module doc)."""
+    source_loc = location(experiment_dir, "experiment directory")
+    target_loc = location(out, "--out")
+    if source_loc.is_local and target_loc.is_local:
+        return _export_local(source_loc.local, target_loc.local)
+    check_reachable(target_loc, "--out")
+    if not target_loc.is_local and target_loc.is_nonempty_dir() and not is_archive(target_loc):
+        raise RklBenchError(f"{target_loc} exists and is not a results archive; choose another --out")
+    with mirror([source_loc], "experiment directory") as (source,):
+        if target_loc.is_local:
+            return _export_local(source, target_loc.local)
+        with tempfile.TemporaryDirectory(prefix="rkl_bench_export_") as tmp:
+            staged = Path(tmp) / (target_loc.name or "archive")
+            if is_archive(target_loc):  # merge with the remote archive: start from a copy of it
+                staged.mkdir()
+                for name in (ARCHIVE_FILE, ROWS_FILE):
+                    (staged / name).write_bytes((target_loc / name).read_bytes())
+            done = _export_local(source, staged)
+            target_loc.makedirs()
+            upload_dir(staged, target_loc, order=lambda p: (p.name == ARCHIVE_FILE, str(p)))
+            return dataclasses.replace(done, out=target_loc)
+
+
+def _export_local(source: Path, out: Path) -> ExportSummary:
+    source = source.expanduser()
     if not source.is_dir():
         raise RklBenchError(f"experiment directory {source} does not exist (or is not a directory)")
     record_file = source / EXPERIMENT_RECORD_FILE
@@ -300,7 +334,7 @@ def display_name(key: TrialKey) -> str:
     return f"{key[0]} on {key[1]} seed {key[2]}"
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path | Location) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -192,6 +192,7 @@ def join_cluster(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> No
     finally:
         worker_log.removeFilter(quiet)
     if helper.is_alive():
+        _ABANDONED.append(helper)
         raise RklBenchError(
             f"no Ray cluster answered at {address} within {timeout:g} s; check --address "
             "(the head's GCS address, e.g. 10.0.0.5:6379) or raise --connect-timeout"
@@ -200,6 +201,15 @@ def join_cluster(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> No
     if error is not None:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise RklBenchError(f"cannot join the Ray cluster at {address} ({detail}){join_hint(source)}; check --address")
+
+
+_ABANDONED: list[threading.Thread] = []
+"""Connecting threads given up on (still inside Ray's client): see ``cli.entry``."""
+
+
+def connect_abandoned() -> bool:
+    """Whether a join was given up while its thread still runs (the process should not finalise around it)."""
+    return any(thread.is_alive() for thread in _ABANDONED)
 
 
 class _DropThreadWarning(logging.Filter):

@@ -60,6 +60,8 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def synthetic_dataset(n: int = 400, obs_dim: int = 5, act_dim: int = 2, seed: int = 0):
+    """A frozen copy of ``test_fast_paths.synthetic_dataset`` (other size and terminal rate): the pinned
+    numbers depend on every draw here, so this copy must not follow changes to the other."""
     from rkl_bench.data.dataset import OfflineDataset
 
     rng = np.random.default_rng(seed)

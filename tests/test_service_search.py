@@ -825,3 +825,36 @@ def test_cli_tune_refuses_object_storage_in_one_line(tmp_path, capsys):
     assert err == ("error: --storage s3://bucket/runs: a search keeps its Optuna study and summaries as files in the "
                    "experiment directory, so it needs a local or shared (NFS) directory; object storage is for "
                    "`rkl-bench run` (docs/cluster.md)\n")
+
+
+def test_a_twice_interrupted_trial_goes_on_from_the_furthest_checkpoint_of_its_chain(tmp_path):
+    """Trial 9 re-runs 7, which went on from 3's checkpoint: 7's result.json holds only its own session's
+    rows (fewer than 3's), yet its checkpoint is further, and that is the one to go on from; a checkpoint
+    newer than the last logged row is not used."""
+    from types import SimpleNamespace
+
+    from rkl_bench.service.search import furthest_checkpoint
+
+    def trial_dir(number: int, tune_id: str, checkpoints: dict[int, int], logged: int) -> None:
+        folder = tmp_path / f"trial_{number:04d}_{tune_id}"
+        folder.mkdir()
+        for index, evaluations in checkpoints.items():
+            checkpoint = folder / f"checkpoint_{index:06d}"
+            checkpoint.mkdir(parents=True)
+            (checkpoint / "checkpoint.pt").write_bytes(b"state")
+            (checkpoint / "search_progress.json").write_text(json.dumps(
+                {"stage": 1, "pair": 0, "checkpoint_pair": 0, "scores": [[0.0] * evaluations], "stage_scores": []}))
+        rows = [{"step": i, "checkpoint_dir_name": f"checkpoint_{i:06d}"} for i in range(logged)]
+        (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    trial_dir(3, "aaa", {19: 20}, logged=20)
+    trial_dir(7, "bbb", {5: 26, 6: 27}, logged=6)  # checkpoint_000006 was written, its row never logged
+    trial_dir(9, "ccc", {}, logged=0)
+    trials = [SimpleNamespace(number=3, user_attrs={"tune_trial_id": "aaa"}),
+              SimpleNamespace(number=7, user_attrs={"tune_trial_id": "bbb", "rerun_of": 3}),
+              SimpleNamespace(number=9, user_attrs={"tune_trial_id": "ccc", "rerun_of": 7})]
+    source, checkpoint = furthest_checkpoint(trials[2], trials, tmp_path)
+    assert source.number == 7 and checkpoint == (tmp_path / "trial_0007_bbb" / "checkpoint_000005").resolve()
+    trials[1].user_attrs["tune_trial_id"] = "gone"  # 7's directory is not on this machine
+    source, checkpoint = furthest_checkpoint(trials[2], trials, tmp_path)
+    assert source.number == 3 and checkpoint.name == "checkpoint_000019"

@@ -303,24 +303,36 @@ def _requeue_interrupted(study: Any, experiment_dir: Path) -> list[int]:
 def furthest_checkpoint(trial: Any, trials: Sequence[Any], experiment_dir: Path) -> tuple[Any, Path] | None:
     """The checkpoint ``trial`` goes on from, and the Optuna trial that wrote it: of ``trial`` and the
     interrupted trials it re-runs (``rerun_of``, same parameters and job, so their states are its
-    states too), the one that got furthest. None when none is in ``experiment_dir``."""
+    states too), the one that got furthest (by the progress the checkpoint records). None when none
+    is in ``experiment_dir``."""
     by_number = {t.number: t for t in trials}
-    best: tuple[int, Any, Path] | None = None
+    best: tuple[tuple[int, ...], Any, Path] | None = None
     seen: set[int] = set()
     current = trial
     while current is not None and current.number not in seen:
         seen.add(current.number)
-        found = last_checkpoint(experiment_dir, current.user_attrs.get(TUNE_TRIAL_ATTR))
-        if found is not None and (best is None or found[1] > best[0]):
-            best = (found[1], current, found[0])
+        checkpoint = last_checkpoint(experiment_dir, current.user_attrs.get(TUNE_TRIAL_ATTR))
+        if checkpoint is not None:
+            key = progress_key(checkpoint)
+            if best is None or key > best[0]:
+                best = (key, current, checkpoint)
         current = by_number.get(current.user_attrs.get(RERUN_ATTR))
     return None if best is None else (best[1], best[2])
 
 
-def last_checkpoint(experiment_dir: Path, tune_trial_id: Any) -> tuple[Path, int] | None:
+def progress_key(checkpoint: Path) -> tuple[int, ...]:
+    """How far a search trial's checkpoint is, comparable between checkpoints of one job: a staged
+    trial's evaluations so far (over every pair), else (finished pairs, evaluations of the current one).
+    Read from the checkpoint itself: a resumed trial's ``result.json`` holds only its own session's rows."""
+    progress = json.loads((checkpoint / SEARCH_PROGRESS_FILE).read_text(encoding="utf-8"))
+    if "stage" in progress:
+        return (sum(len(scores) for scores in progress.get("scores", [])),)
+    return (len(progress.get("finals", [])), len(progress.get("scores", [])))
+
+
+def last_checkpoint(experiment_dir: Path, tune_trial_id: Any) -> Path | None:
     """The checkpoint of the last row Tune logged for trial ``tune_trial_id`` in ``experiment_dir``
-    (its ``checkpoint_dir_name``) if it is still there and whole, with the rows logged up to it;
-    else None (another machine).
+    (its ``checkpoint_dir_name``) if it is still there and whole; else None (another machine).
 
     Not simply the newest checkpoint directory: a worker writes a row's checkpoint before the
     driver logs the row, so a stop can leave a checkpoint newer than ``result.json``; going on
@@ -333,17 +345,15 @@ def last_checkpoint(experiment_dir: Path, tune_trial_id: Any) -> tuple[Path, int
             lines = (folder / RESULT_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
             continue
-        rows = []
-        for line in lines:
+        for line in reversed(lines):
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError:
                 continue  # a torn last line
-        for count in range(len(rows), 0, -1):
-            name = rows[count - 1].get("checkpoint_dir_name") if isinstance(rows[count - 1], dict) else None
+            name = row.get("checkpoint_dir_name") if isinstance(row, dict) else None
             checkpoint = folder / str(name)
             if name and _whole_checkpoint(checkpoint):
-                return checkpoint.resolve(), count
+                return checkpoint.resolve()
     return None
 
 

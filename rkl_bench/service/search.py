@@ -485,7 +485,7 @@ def build_search_tuner(
     )
     from rkl_bench.service.study_search import ConditionalSpace, StudySearch
     from rkl_bench.service.trainable import TrialSettings
-    from rkl_bench.service.tuner import trial_resources
+    from rkl_bench.service.tuner import make_trainable, run_config
 
     search, exp = config.search, config.experiment
     sampler = optuna.samplers.TPESampler(
@@ -530,7 +530,7 @@ def build_search_tuner(
         aggregate=search.objective.aggregate,
         stages=list(config.stages) if config.staged else [],
     )
-    trainable = tune.with_resources(tune.with_parameters(run_search_trial, datasets=refs), trial_resources(exp))
+    trainable = make_trainable(exp, refs, run_search_trial)
     return tune.Tuner(
         trainable,
         param_space={TRIAL_KEY: job.as_dict()},
@@ -544,17 +544,7 @@ def build_search_tuner(
             trial_dirname_creator=search_trial_dirname,
             reuse_actors=True,
         ),
-        run_config=tune.RunConfig(
-            name=exp.name,
-            storage_path=str(experiment_dir.parent),
-            failure_config=tune.FailureConfig(max_failures=exp.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=exp.checkpoints.keep),
-            # As in the grid (tuner.py): files a trial writes in its working directory
-            # (lambdas.npz, from its first pair) reach its trial directory.
-            sync_config=tune.SyncConfig(sync_artifacts=True),
-            callbacks=list(callbacks),
-            verbose=verbose,
-        ),
+        run_config=run_config(exp, experiment_dir.parent, callbacks, verbose),
     )
 
 

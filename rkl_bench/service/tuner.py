@@ -98,8 +98,29 @@ def trial_resources(config: ExperimentConfig) -> tune.PlacementGroupFactory:
     return tune.PlacementGroupFactory(bundles)
 
 
-def make_trainable(config: ExperimentConfig, refs: DatasetRefs) -> Any:
-    return tune.with_resources(tune.with_parameters(run_trial, datasets=refs), trial_resources(config))
+def make_trainable(config: ExperimentConfig, refs: DatasetRefs, function: Any = run_trial) -> Any:
+    """``function`` (a grid's or a search's trial) with the datasets' references and the trial's resources."""
+    return tune.with_resources(tune.with_parameters(function, datasets=refs), trial_resources(config))
+
+
+def run_config(
+    config: ExperimentConfig, storage: Path | Location, callbacks: Sequence[Any] = (), verbose: int = 1
+) -> tune.RunConfig:
+    """Where and how an experiment's trials run, the same for a grid and a search: ``<storage>/<config.name>``,
+    restarts, checkpoints kept, and the trial's working-directory files synced with its checkpoints."""
+    return tune.RunConfig(
+        name=config.name,
+        # An object store: the path in it and its pyarrow filesystem (rkl_bench.storage).
+        storage_path=str(storage) if isinstance(storage, Path) else storage.path,
+        storage_filesystem=None if isinstance(storage, Path) else storage.fs,
+        failure_config=tune.FailureConfig(max_failures=config.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=config.checkpoints.keep),
+        # Files a trial writes into its working directory (lambdas.npz) reach
+        # its trial directory with its checkpoints.
+        sync_config=tune.SyncConfig(sync_artifacts=True),
+        callbacks=list(callbacks),
+        verbose=verbose,
+    )
 
 
 def _slug(text: str) -> str:
@@ -138,21 +159,9 @@ def build_tuner(
             # process (torch, MuJoCo and the learner code imported) runs the next one.
             reuse_actors=True,
         ),
-        run_config=tune.RunConfig(
-            name=config.name,
-            # An object store: the path in it and its pyarrow filesystem (rkl_bench.storage).
-            storage_path=str(storage) if isinstance(storage, Path) else storage.path,
-            storage_filesystem=None if isinstance(storage, Path) else storage.fs,
-            failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=config.checkpoints.keep),
-            # Files a trial writes into its working directory (lambdas.npz) reach
-            # its trial directory with its checkpoints.
-            sync_config=tune.SyncConfig(sync_artifacts=True),
-            # StateDigests keeps the record's digests of Tune's state fresh
-            # (tune_state.py); both are saved in tuner.pkl and come back on resume.
-            callbacks=[*callbacks, StateDigests(), TrialErrors()],
-            verbose=verbose,
-        ),
+        # StateDigests keeps the record's digests of Tune's state fresh
+        # (tune_state.py); both are saved in tuner.pkl and come back on resume.
+        run_config=run_config(config, storage, [*callbacks, StateDigests(), TrialErrors()], verbose),
     )
 
 

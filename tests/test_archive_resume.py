@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rkl_bench import cli
-from rkl_bench.training.archive import export_results, load_archive, write_archive
+from rkl_bench.training.archive import comparable_rows, export_results, load_archive, write_archive
 from test_service_run import config_copy, trial_dirs
 from test_service_support import write_smoke_datasets
 
@@ -24,10 +24,8 @@ HOPPER = "hopper-random-expert-v2"
 
 
 def comparable(archive_dir: Path) -> dict:
-    """Each trial's rows without the fields that differ between two honest runs (clocks, nodes, paths)."""
-    volatile = {"wall_time", "steps_per_second", "setup_seconds", "eval_seconds", "node_id", "eval_actor_restarts"}
-    return {key: [{k: v for k, v in row.items() if k not in volatile} for row in trial.rows]
-            for key, trial in load_archive(archive_dir).trials.items()}
+    """Each trial's rows without the fields that differ between two honest runs (the archive's own rule)."""
+    return {key: comparable_rows(trial.rows) for key, trial in load_archive(archive_dir).trials.items()}
 
 
 @pytest.fixture(scope="module")

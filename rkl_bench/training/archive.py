@@ -269,7 +269,7 @@ def merge_archives(archives: Sequence[Archive], where: str = "the archives") -> 
                                 "archives merge only for one experiment config")
         for key, trial in archive.trials.items():
             if key in trials:
-                if _comparable(trials[key].rows) != _comparable(trial.rows):
+                if comparable_rows(trials[key].rows) != comparable_rows(trial.rows):
                     raise RklBenchError(f"{where}: {display_name(key)} is in both with different rows; keep one copy "
                                         "(the same seed and config must give the same numbers)")
                 continue
@@ -315,7 +315,7 @@ def identity(record: Any) -> dict[str, Any] | None:
     return {key: record[key] for key in IDENTITY_KEYS if key in record}
 
 
-def _comparable(rows: Iterable[Mapping[str, Any]]) -> list[tuple]:
+def comparable_rows(rows: Iterable[Mapping[str, Any]]) -> list[tuple]:
     """Rows without the fields that differ between two honest runs of one trial (clocks, nodes)."""
     volatile = {"wall_time", "steps_per_second", "setup_seconds", "eval_seconds", "node_id", "eval_actor_restarts"}
     return [tuple(sorted((k, repr(v)) for k, v in row.items() if k not in volatile)) for row in sorted(rows, key=lambda r: r["step"])]

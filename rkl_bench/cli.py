@@ -203,11 +203,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------- tune
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from rkl_bench.service.search import budget_estimate, run_search
-    from rkl_bench.service.search_config import load_search_config
+    from rkl_bench.service.search import run_search
 
-    print(budget_estimate(load_search_config(args.config)), flush=True)
-    summary = run_search(args.config, address=args.address, resume=args.resume, storage=args.storage)
+    summary = run_search(args.config, address=args.address, resume=args.resume, storage=args.storage,
+                         announce=lambda line: print(line, flush=True))
     print(f"experiment directory: {summary.experiment_dir}")
     print(f"study: {summary.study_name} in {summary.storage} (optuna-dashboard {summary.storage.removeprefix('journal:')})")
     print(

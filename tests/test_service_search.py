@@ -148,7 +148,8 @@ def test_nothing_is_written_when_the_data_cannot_be_made(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_study_storages_create_reopen_and_check_the_record(tmp_path, kind):
-    from rkl_bench.service.search import _create_study, _open_study, open_storage, search_record
+    from rkl_bench.service.search import search_record
+    from rkl_bench.service.study_store import create_study, open_storage, open_study
     from rkl_bench.service.search_config import storage_url
 
     write_smoke_datasets()
@@ -159,18 +160,18 @@ def test_study_storages_create_reopen_and_check_the_record(tmp_path, kind):
     assert url == (f"sqlite:///{tmp_path}/exp/optuna.db" if kind == "sqlite" else f"journal:{tmp_path}/shared/study.log")
     with pytest.raises(RklBenchError, match="nothing to resume"):
         open_storage(url, must_exist=True)
-    study = _create_study(open_storage(url), config, record)
+    study = create_study(open_storage(url), config, record)
     assert [t.params for t in study.get_trials()] == [{}] and study.trials[0].state.name == "WAITING"  # the initial point
 
-    again = _open_study(open_storage(url, must_exist=True), config.study_name, url, record, resume=True)
+    again = open_study(open_storage(url, must_exist=True), config.study_name, url, record, resume=True)
     assert again.user_attrs["rkl_bench_search"] == record and len(again.trials) == 1
     with pytest.raises(RklBenchError, match="already exists in .*pass --resume"):
-        _open_study(open_storage(url), config.study_name, url, record, resume=False)
+        open_study(open_storage(url), config.study_name, url, record, resume=False)
     other = search_record(load_search_config(write_yaml(tmp_path, smoke_data(seeds=[0, 2]), "other")), specs)
     with pytest.raises(RklBenchError, match=r"different search \(seeds differ\)"):
-        _open_study(open_storage(url), config.study_name, url, other, resume=True)
+        open_study(open_storage(url), config.study_name, url, other, resume=True)
     with pytest.raises(RklBenchError, match="no study 'elsewhere'"):
-        _open_study(open_storage(url), "elsewhere", url, record, resume=True)
+        open_study(open_storage(url), "elsewhere", url, record, resume=True)
 
 
 # ------------------------------------------------------ objective pieces
@@ -221,7 +222,7 @@ def test_study_records_pairs_pruned_and_failed_trials():
 def test_importances_need_ten_complete_trials_and_find_what_matters():
     import optuna
 
-    from rkl_bench.service.search import _importances
+    from rkl_bench.service.search_outputs import _importances
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
@@ -581,13 +582,49 @@ def test_shipped_mixture_study_and_its_references():
 
 
 def test_budget_estimate_counts_asha_rungs():
-    from rkl_bench.service.search import budget_estimate
+    from rkl_bench.service.search_budget import budget_estimate
 
     text = budget_estimate(load_search_config(CONFIGS / "optuna_rkl_mixtures.yaml"), cores=2)
     # 24 trials x 3 datasets x (25k + 25k / 2 + 50k / 4) steps with ASHA, 100k without.
     assert "24 trials x 3 (dataset, seed) pair(s) x 100,000 steps = 7.2M gradient steps at most" in text
     assert "about 3.6M with early stopping" in text and "On 2 core(s)" in text
     assert "1.3 h to 2.9 h" in text, text
+
+
+def test_a_resumed_study_estimates_the_rest_from_its_own_trials():
+    """The measured rate counts only trials that ran start to end in one session; the rest is the
+    expected steps of the trials left at that rate, max_concurrent at a time."""
+    import datetime
+
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import FrozenTrial, TrialState
+
+    from rkl_bench.service.search_budget import measured_estimate
+
+    config = load_search_config(CONFIGS / "optuna_rkl_mixtures.yaml")  # 24 trials, 3 pairs, rungs 25k/50k/100k, 2 at once
+    study = optuna.create_study(direction="maximize")
+    assert measured_estimate(config, study) is None
+    start = datetime.datetime(2026, 12, 1, 12, 0, 0)
+
+    def add(state, steps, seconds, **attrs):
+        study.add_trial(FrozenTrial(
+            number=len(study.trials), trial_id=len(study.trials), state=state,
+            value=None if state == TrialState.FAIL else 1.0, values=None,
+            datetime_start=start, datetime_complete=start + datetime.timedelta(seconds=seconds),
+            params={"zeta1": 1.0}, distributions={"zeta1": FloatDistribution(0.0, 20.0)},
+            user_attrs=attrs, system_attrs={}, intermediate_values={s: 1.0 for s in steps},
+        ))
+
+    add(TrialState.COMPLETE, [25_000, 50_000, 100_000], 3000)  # 300k steps in 3000 s
+    add(TrialState.PRUNED, [25_000], 750)  # 75k steps in 750 s
+    add(TrialState.COMPLETE, [25_000, 50_000, 100_000], 100, resume_from="/x/checkpoint_000003")  # went on: not a rate
+    add(TrialState.PRUNED, [25_000, 50_000], 60, resume_from="/x/checkpoint_000001")
+    add(TrialState.FAIL, [25_000], 10, interrupted=True)
+    text = measured_estimate(config, study)
+    # 375k steps in 3750 s = 100 steps/s per trial; 20 trials left x 150k expected steps = 3.0M at 2 x 100/s.
+    assert "2 trial(s) ran 0.38M steps at 100 steps/s each" in text, text
+    assert "the 20 trial(s) left, about 3.0M steps with early stopping: 4.2 h" in text, text
 
 
 @pytest.mark.parametrize(
@@ -833,7 +870,7 @@ def test_a_twice_interrupted_trial_goes_on_from_the_furthest_checkpoint_of_its_c
     newer than the last logged row is not used."""
     from types import SimpleNamespace
 
-    from rkl_bench.service.search import furthest_checkpoint
+    from rkl_bench.service.search_resume import furthest_checkpoint
 
     def trial_dir(number: int, tune_id: str, checkpoints: dict[int, int], logged: int) -> None:
         folder = tmp_path / f"trial_{number:04d}_{tune_id}"

@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from rkl_bench.service.private_apis import searcher_completed, searcher_study, searcher_trials
-from rkl_bench.service.search import RESUME_ATTR, RESUMED_VALUES_ATTR, TUNE_TRIAL_ATTR
+from rkl_bench.service.study_attrs import RESUME_ATTR, RESUMED_VALUES_ATTR, TUNE_TRIAL_ATTR
 from rkl_bench.service.search_config import ParamSpace
 from rkl_bench.service.search_trial import OBJECTIVE, PAIR_SCORES, PAIRS_DONE, RESUME_KEY
 

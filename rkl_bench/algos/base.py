@@ -93,8 +93,13 @@ class Step:
 
 
 def to_floats(metrics: Mapping[str, Tensor]) -> dict[str, float]:
-    """0-d tensors to Python floats with one host sync."""
-    return dict(zip(metrics, torch.stack(list(metrics.values())).tolist()))
+    """0-d tensors to Python floats with one host sync. When every name holds the same tensor
+    (BC's ``bc_loss`` is its ``actor_loss``) it is read once, without a ``stack``."""
+    values = list(metrics.values())
+    first = values[0]
+    if all(value is first for value in values):
+        return dict.fromkeys(metrics, first.item())
+    return dict(zip(metrics, torch.stack(values).tolist()))
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:

@@ -69,4 +69,5 @@ class BC(Learner):
     def loss(self, nets: Nets, batch: Batch, inputs: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 6 alone: ``mean_B mean_j (mu(s) - a)^2``."""
         loss = F.mse_loss(nets.actor(batch.observations), batch.actions)
-        return loss, {"bc_loss": loss.detach(), "actor_loss": loss.detach()}
+        value = loss.detach()
+        return loss, {"bc_loss": value, "actor_loss": value}

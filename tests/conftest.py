@@ -19,3 +19,23 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("D4RL_DATASET_DIR", str(root / "d4rl"))
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
     yield
+
+
+@pytest.fixture
+def fake_policies(tmp_path, monkeypatch):
+    """A policy card for hopper whose snapshots are untrained actors (distinct seeds)."""
+    import json
+
+    from rkl_bench.algos.nets import GaussianHead
+    from rkl_bench.forge import policies
+
+    root = tmp_path / "policies"
+    folder = root / "hopper"
+    folder.mkdir(parents=True)
+    for step in (10_000, 20_000, 30_000, 40_000):
+        torch.manual_seed(step)
+        torch.save(GaussianHead(11, 3).state_dict(), folder / f"actor_{step:07d}.pt")
+    card = {"medium": {"step": 30_000}, "expert": {"step": 40_000}, "ladder": [10_000, 20_000, 30_000]}
+    (folder / "card.json").write_text(json.dumps(card))
+    monkeypatch.setattr(policies, "POLICY_ROOT", root)
+    return root

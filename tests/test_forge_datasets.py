@@ -1,7 +1,5 @@
 """The forge end to end: roll out, write D4RL layout, read back with the core reader."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -12,21 +10,6 @@ from rkl_bench.errors import RklBenchError
 from rkl_bench.forge import policies
 from rkl_bench.forge.generate import rollout
 from rkl_bench.forge.make import make_datasets, make_file
-
-
-@pytest.fixture
-def fake_policies(tmp_path, monkeypatch):
-    """A policy card for hopper whose snapshots are untrained actors (distinct seeds)."""
-    root = tmp_path / "policies"
-    folder = root / "hopper"
-    folder.mkdir(parents=True)
-    for step in (10_000, 20_000, 30_000, 40_000):
-        torch.manual_seed(step)
-        torch.save(GaussianHead(11, 3).state_dict(), folder / f"actor_{step:07d}.pt")
-    card = {"medium": {"step": 30_000}, "expert": {"step": 40_000}, "ladder": [10_000, 20_000, 30_000]}
-    (folder / "card.json").write_text(json.dumps(card))
-    monkeypatch.setattr(policies, "POLICY_ROOT", root)
-    return root
 
 
 def test_rollout_is_identical_whatever_the_number_of_envs():

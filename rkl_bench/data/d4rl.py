@@ -118,6 +118,21 @@ def read_d4rl_hdf5(
     )
 
 
+def read_d4rl_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A D4RL-layout file's arrays as stored (every row, ``next_observations`` when present, no
+    transition selection) and its metadata: what the forge reuses to stitch a file from others."""
+    path = Path(path).expanduser()
+    source = str(path)
+    check_hdf5_file(path)
+    with _open(path) as f:
+        require_fields(source, f.keys(), REQUIRED_FIELDS)
+        keys = [*REQUIRED_FIELDS, *(["next_observations"] if "next_observations" in f else [])]
+        raw = {key: _read_array(source, f, key) for key in keys}
+        metadata = _read_metadata(f)
+    check_arrays(source, raw)
+    return raw, metadata
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The ``metadata/...`` entries of a D4RL-layout file, keys relative to
     ``metadata/`` (``env``, ``version``, ``name`` for forge files); strings as

@@ -18,6 +18,11 @@ them, each running one counted at its longest, may fall short of
 ``n_transitions``), so a short dataset does not step a whole wave of
 episodes it then discards.
 
+Interruptions: with ``checkpoint`` (a folder), finished episodes are kept on
+disk every ``checkpoint_seconds`` (``rollout_checkpoint``), and a rerun rolls
+out only the others. Which episodes ran before changes none of them, so the
+arrays are those of an uninterrupted rollout.
+
 Speed: every buffer is allocated once per env slot (an episode's rows are
 written in place and copied out when it ends), the rows of complete episodes
 are counted as they finish, and the policy's per-call cost is shared by all
@@ -26,7 +31,9 @@ envs of a block; ``benchmarks/speed.py`` compares this loop with raw stepping.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import gymnasium as gym
@@ -35,12 +42,16 @@ import torch
 from tqdm import tqdm
 
 from rkl_bench.forge.policies import SnapshotPolicy
+from rkl_bench.forge.rollout_checkpoint import RolloutCheckpoint
 
 POLICY_BLOCK = 16
 """Rows per policy call. Part of the data format: another block size rounds the
 policy's outputs differently and so makes other (equally valid) datasets."""
 
 MAX_EPISODE_STEPS = 1000
+
+CHECKPOINT_SECONDS = 60.0
+"""How often a rollout with a checkpoint folder keeps its newly finished episodes (wall seconds)."""
 
 
 @dataclass
@@ -112,20 +123,31 @@ def rollout(
     max_episode_steps: int = MAX_EPISODE_STEPS,
     progress: bool = True,
     desc: str = "",
+    checkpoint: Path | None = None,
+    checkpoint_seconds: float | None = None,
 ) -> RolloutArrays:
     """``n_transitions`` rows of ``policy`` (``None``: uniform random actions) on ``env_id``.
 
-    Actions are *sampled* from the policy, as D4RL's datasets were.
+    Actions are *sampled* from the policy, as D4RL's datasets were. With ``checkpoint``, the
+    episodes finished by an earlier, interrupted call with the same arguments are reused.
     """
     if n_transitions <= 0:
         raise ValueError(f"n_transitions must be positive, got {n_transitions}")
+    store = None if checkpoint is None else RolloutCheckpoint(checkpoint, {
+        "env_id": env_id, "policy": "random" if policy is None else policy.digest, "seed": seed,
+        "max_episode_steps": max_episode_steps, "policy_block": POLICY_BLOCK,
+    })
+    kept = {} if store is None else store.load()
+    save_every = CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
     envs = [gym.make(env_id).unwrapped for _ in range(num_envs)]
     obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
     slots = [_Slot(env, obs_dim, act_dim, max_episode_steps) for env in envs]
     rows = -(-num_envs // POLICY_BLOCK) * POLICY_BLOCK
     obs_batch = np.zeros((rows, obs_dim), np.float32)
     noise_batch = np.zeros((rows, act_dim), np.float32)
-    finished: dict[int, _Episode] = {}
+    finished: dict[int, _Episode] = dict(kept)  # type: ignore[arg-type]
+    unsaved: dict[int, _Episode] = {}
+    last_save = time.monotonic()
     running: list[int] = []  # slot numbers, in row order
     idle = list(range(num_envs - 1, -1, -1))  # popped from the end: slot 0 first
     next_index = 0
@@ -141,16 +163,26 @@ def rollout(
         episodes it then discards (20k rows on 16 envs would step 32 1000-step
         episodes otherwise). Which episodes run never changes their content.
         """
-        nonlocal next_index
-        while idle and started_finished_rows + len(running) * max_episode_steps < n_transitions:
+        nonlocal next_index, started_finished_rows
+        while idle:
+            while next_index in kept:  # finished by an earlier run: counted, not rolled out again
+                started_finished_rows += len(kept[next_index])
+                next_index += 1
+            if started_finished_rows + len(running) * max_episode_steps >= n_transitions:
+                break
             slot = idle.pop()
             slots[slot].start(next_index, seed, policy is None)
             next_index += 1
             running.append(slot)
 
     start_needed_episodes()
-    bar = tqdm(total=n_transitions, desc=desc or f"rollout {env_id}", unit="step",
-               disable=not progress, dynamic_ncols=True, mininterval=2.0)
+    while prefix_episodes in finished:
+        prefix_rows += len(finished[prefix_episodes])
+        prefix_episodes += 1
+    bar = tqdm(total=n_transitions, initial=min(prefix_rows, n_transitions), desc=desc or f"rollout {env_id}",
+               unit="step", disable=not progress, dynamic_ncols=True, mininterval=2.0)
+    if kept and progress:
+        print(f"{desc or env_id}: {len(kept)} episode(s) kept from an interrupted run", flush=True)
     while prefix_rows < n_transitions:
         live = len(running)
         for row, slot in enumerate(running):
@@ -172,11 +204,14 @@ def rollout(
             s.t = t + 1
             if terminated or s.t >= max_episode_steps:
                 episode = s.finish(bool(terminated))
-                finished[s.index] = episode
+                finished[s.index] = unsaved[s.index] = episode
                 started_finished_rows += len(episode)
                 ended.append(slot)
         if not ended:
             continue
+        if store is not None and time.monotonic() - last_save >= save_every:
+            store.save(unsaved)
+            unsaved, last_save = {}, time.monotonic()
         before = prefix_rows
         while prefix_episodes in finished:
             prefix_rows += len(finished[prefix_episodes])

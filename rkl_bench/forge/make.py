@@ -9,7 +9,9 @@ Kinds per env (D4RL's words, forge data):
   up to medium, an equal share of rows each (D4RL instead shipped the replay
   buffer of the medium run; we keep no buffer, so we roll out the snapshots
   that buffer would have been filled by);
-* ``medium-expert``: medium followed by expert, as D4RL stitches them;
+* ``medium-expert``: medium followed by expert, as D4RL stitches them (a
+  current medium or expert file of the same profile and seed is read instead
+  of rolled out again: the rows are the same);
 * mixes ``random-<kind>`` are not files: the data registry concatenates the
   random file with the ``<kind>`` file when it loads them.
 
@@ -23,6 +25,9 @@ in ``<forge_dir>/``; ``forge-v5-quick/`` and ``forge-v5-tiny/`` live in
 and it is part of the version string written into every file:
 ``forge-v5:<profile>:<hash>``, where the hash covers the policy weights, the
 env, the sizes, the seed and the forge format.
+
+An interrupted make goes on: each rollout keeps its finished episodes in
+``<file>.partial/`` (``rollout_checkpoint``), removed once the file is written.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +43,7 @@ import gymnasium
 import mujoco
 import numpy as np
 
-from rkl_bench.data.d4rl import write_d4rl_hdf5, read_metadata
+from rkl_bench.data.d4rl import read_d4rl_arrays, read_metadata, write_d4rl_hdf5
 from rkl_bench.data.registry import forge_path, parse_dataset_name
 from rkl_bench.errors import RklBenchError
 from rkl_bench.forge.generate import RolloutArrays, rollout
@@ -120,12 +126,21 @@ def _concat(parts: list[RolloutArrays]) -> RolloutArrays:
 
 
 def generate_kind(env: str, kind: str, prof: Profile, seed: int, policy_root: Path | None = None,
-                  progress: bool = True) -> tuple[RolloutArrays, list[str]]:
-    """The arrays of one file kind and the digests of the policies used."""
+                  progress: bool = True, partial: Path | None = None) -> tuple[RolloutArrays, list[str]]:
+    """The arrays of one file kind and the digests of the policies used.
+
+    ``partial``: the folder where each rollout keeps its finished episodes (one subfolder per
+    rollout), so that a rerun after an interruption rolls out only the rest.
+    """
     env_id = forge_env_id(env)
     rows = component_rows(env, kind, prof)
+
+    def keep(part: str) -> Path | None:
+        return None if partial is None else partial / part
+
     if kind == "random":
-        return rollout(env_id, None, rows, seed, prof.num_envs, progress=progress, desc=f"{env}-random"), []
+        return rollout(env_id, None, rows, seed, prof.num_envs, progress=progress, desc=f"{env}-random",
+                       checkpoint=keep("random")), []
     card = read_card(env, policy_root)
     obs_dim, act_dim = env_dims(env)
 
@@ -134,7 +149,8 @@ def generate_kind(env: str, kind: str, prof: Profile, seed: int, policy_root: Pa
 
     if kind in ("medium", "expert"):
         policy = snapshot(int(card[kind]["step"]))
-        arrays = rollout(env_id, policy, rows, seed, prof.num_envs, progress=progress, desc=f"{env}-{kind}")
+        arrays = rollout(env_id, policy, rows, seed, prof.num_envs, progress=progress, desc=f"{env}-{kind}",
+                         checkpoint=keep(kind))
         return arrays, [policy.digest]
     if kind == "medium-replay":
         ladder = [int(s) for s in card["ladder"]]
@@ -143,14 +159,33 @@ def generate_kind(env: str, kind: str, prof: Profile, seed: int, policy_root: Pa
         for i, (step, share) in enumerate(zip(ladder, shares)):
             policy = snapshot(step)
             parts.append(rollout(env_id, policy, int(share), seed * 1000 + i, prof.num_envs,
-                                 progress=progress, desc=f"{env}-medium-replay {i + 1}/{len(ladder)}"))
+                                 progress=progress, desc=f"{env}-medium-replay {i + 1}/{len(ladder)}",
+                                 checkpoint=keep(f"medium-replay-{i}")))
             digests.append(policy.digest)
         return _concat(parts), digests
     if kind == "medium-expert":
-        medium, d1 = generate_kind(env, "medium", prof, seed, policy_root, progress)
-        expert, d2 = generate_kind(env, "expert", prof, seed, policy_root, progress)
+        medium, d1 = component_arrays(env, "medium", prof, seed, policy_root, progress, partial)
+        expert, d2 = component_arrays(env, "expert", prof, seed, policy_root, progress, partial)
         return _concat([medium, expert]), d1 + d2
     raise RklBenchError(f"forge cannot make kind {kind!r}; file kinds are: {', '.join(FILE_KINDS)}")
+
+
+def component_arrays(env: str, kind: str, prof: Profile, seed: int, policy_root: Path | None,
+                     progress: bool, partial: Path | None) -> tuple[RolloutArrays, list[str]]:
+    """A medium-expert file's medium or expert rows: read from that kind's file when it is current
+    (made from the same policies, profile and seed: the rollout would give the same rows), else rolled out."""
+    path = forge_path(env, kind, prof.name)
+    if path.is_file() and str(read_metadata(path).get("version", "")) == current_version(env, kind, prof.name, seed, policy_root):
+        if progress:
+            print(f"{env}-medium-expert: {kind} rows read from {path}", flush=True)
+        raw, metadata = read_d4rl_arrays(path)
+        arrays = RolloutArrays(
+            observations=raw["observations"], actions=raw["actions"], rewards=raw["rewards"],
+            next_observations=raw["next_observations"], terminals=raw["terminals"], timeouts=raw["timeouts"],
+            episode_returns=np.asarray(metadata.get("episode_returns", np.zeros(0)), np.float64),
+        )
+        return arrays, policy_digests(env, kind, policy_root)
+    return generate_kind(env, kind, prof, seed, policy_root, progress, partial)
 
 
 SNAPSHOT_ROLES = {"medium": ("medium",), "expert": ("expert",), "medium-expert": ("medium", "expert")}
@@ -189,17 +224,20 @@ def make_file(env: str, kind: str, profile_name: str = "quick", seed: int = 0, f
             return path
         if progress:
             print(f"{path}: made from other policies or settings ({made}); remaking it")
-    arrays, digests = generate_kind(env, kind, prof, seed, policy_root, progress)
+    partial = path.with_name(path.name + ".partial")
+    arrays, digests = generate_kind(env, kind, prof, seed, policy_root, progress, partial)
     version = _version(env, kind, prof, seed, digests)
     metadata = {
         "env": env, "version": version, "name": f"forge-v5/{env}-{kind}", "kind": kind,
         "profile": prof.name, "seed": seed, "gym_env_id": forge_env_id(env),
         "episode_returns": arrays.episode_returns if len(arrays.episode_returns) else np.zeros(0),
     }
-    return write_d4rl_hdf5(
+    written = write_d4rl_hdf5(
         path, arrays.observations, arrays.actions, arrays.rewards, arrays.terminals, arrays.timeouts,
         metadata, next_observations=arrays.next_observations,
     )
+    shutil.rmtree(partial, ignore_errors=True)
+    return written
 
 
 def make_datasets(names: list[str], profile: str | None = None, seed: int = 0, force: bool = False,

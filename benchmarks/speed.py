@@ -347,6 +347,10 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {args.threads} thread(s), "
           f"load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    from benchmarks.gemm import gemm_lines
+
+    for line in gemm_lines():
+        print(line, flush=True)
 
     if "learners" not in skip:
         rows = bench_learners([n for n in args.learners.split(",") if n], args)

@@ -1,0 +1,54 @@
+"""Arithmetic precision of a learner's matrix products: ``fp32`` (the default) or ``bf16``.
+
+bf16 halves the bytes a matrix product moves and, on CPUs with bf16 units
+(AVX512-BF16; AMX on Intel Sapphire Rapids and later), doubles its rate with
+fp32 accumulation. Without such units PyTorch emulates bf16 products, which
+is slower than fp32, so asking for bf16 there says so in one line and runs
+fp32: the choice must never make a run slower than the default. Results in
+bf16 differ from fp32 by rounding; ``docs/speed.md`` says when the trade pays.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def cpu_capabilities() -> dict:
+    """``torch.cpu.get_capabilities()`` where this torch has it (2.8 and later), else {}."""
+    get = getattr(torch.cpu, "get_capabilities", None)
+    return dict(get()) if get is not None else {}
+
+
+def native_bf16(device: str | torch.device = "cpu") -> str | None:
+    """The hardware feature that runs bf16 products natively on ``device``, or None.
+
+    CPU: AMX-BF16 or AVX512-BF16 (``torch.cpu.get_capabilities()``); CUDA: what
+    ``torch.cuda.is_bf16_supported()`` says (compute capability 8.0 and later).
+    """
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return "CUDA bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
+    if kind != "cpu":
+        return None
+    caps = cpu_capabilities()
+    if caps.get("amx_bf16"):
+        return "AMX-BF16"
+    if caps.get("avx512_bf16"):
+        return "AVX512-BF16"
+    return None
+
+
+def effective_precision(requested: str, device: str | torch.device = "cpu",
+                        say: Callable[[str], None] = print) -> str:
+    """``requested`` where the hardware runs it natively, else ``fp32`` (said in one line)."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    if requested == "fp32" or native_bf16(device):
+        return requested
+    name = cpu_capabilities().get("cpu_name", "this CPU") if torch.device(device).type == "cpu" else str(device)
+    say(f"precision bf16: {name} has no native bf16 (AVX512-BF16 or AMX); running fp32")
+    return "fp32"

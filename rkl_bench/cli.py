@@ -203,11 +203,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------- tune
 def _cmd_tune(args: argparse.Namespace) -> int:
+    from rkl_bench.report.search_figures import draw_search_summary
     from rkl_bench.service.search import run_search
 
     summary = run_search(args.config, address=args.address, resume=args.resume, storage=args.storage,
-                         announce=lambda line: print(line, flush=True))
+                         announce=lambda line: print(line, flush=True), draw=draw_search_summary)
     print(f"experiment directory: {summary.experiment_dir}")
+    if summary.work_dir is not None and str(summary.work_dir) != str(summary.experiment_dir):  # a bucket's search
+        from rkl_bench.service.study_remote import publish_names
+
+        copied = (f"copied to {summary.experiment_dir}: {publish_names(summary.copied)}" if summary.copied
+                  else f"not copied to {summary.experiment_dir} this time; --resume copies it")
+        print(f"working copy: {summary.work_dir} ({copied})")
     print(f"study: {summary.study_name} in {summary.storage} (optuna-dashboard {summary.storage.removeprefix('journal:')})")
     print(
         f"trials: {summary.finished} of {summary.num_samples} finished "
@@ -217,11 +224,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.best.params.items())
         print(f"best: trial {summary.best.number}, objective {summary.best.value:.2f} ({params})")
         print(f"best config: {summary.best_config} (rkl-bench run accepts it)")
-    if summary.finished:
-        from rkl_bench.report.search_figures import draw_search_summary
-
-        for figure in draw_search_summary(summary.experiment_dir):
-            print(f"figure: {figure}")
+    for figure in summary.figures:
+        print(f"figure: {figure}")
     if summary.interrupted:
         print(
             f"interrupted: {summary.interrupted} trial(s) unfinished; run the same command with --resume "
@@ -389,7 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--address", default=None, help="join this Ray cluster (default: start a local Ray on this machine)")
     tune.add_argument("--resume", action="store_true",
                       help="go on with the study (finished trials count; unfinished ones are re-run; raise num_samples to extend)")
-    tune.add_argument("--storage", default=None, help="where experiment directories live: a local or NFS directory (default ./ray_results)")
+    tune.add_argument("--storage", default=None,
+                      help="where experiment directories live: a local or NFS directory (default ./ray_results), or an "
+                           "s3://, gs:// URI (the study and summaries are then kept on this machine too, under "
+                           "$RKL_BENCH_STUDY_DIR or ~/.cache/rkl_bench/studies, and copied there; docs/cluster.md)")
     tune.set_defaults(func=_cmd_tune)
 
     # toys

@@ -47,6 +47,8 @@ BEST_CONFIG_FILE = "best_config.yaml"
 TRIALS_FILE = "trials.csv"
 SEARCH_SUMMARY_FILE = "search_summary.json"
 """The study's trials, values and importances: what the search figures are drawn from."""
+STUDY_FILE = "optuna.db"
+"""A search's Optuna study (SQLite) unless ``search.storage`` names another; in a bucket, a snapshot of it."""
 
 # A results archive (``rkl-bench results export``).
 ARCHIVE_FILE = "archive.json"

@@ -21,9 +21,13 @@ some object lies under it, and :meth:`Location.write_bytes` is one PUT,
 which an object store makes visible whole or not at all.
 
 :func:`mirror` copies the result files of a remote location (rows, records,
-archives, lambda(s); never checkpoints or pickles) into a temporary local
-directory, so the report and the exporter read them with the same code as a
-local directory; nothing read back is executed.
+archives, lambda(s), a search's summaries and figures; never checkpoints or
+pickles) into a temporary local directory, so the report and the exporter read
+them with the same code as a local directory; nothing read back is executed.
+While the copy lives, :func:`shown` names a path in it by the location it was
+copied from (what a report page or a message says), and an ``RklBenchError``
+raised inside the block has the temporary paths in its message replaced the
+same way: a reader never sees ``/tmp/rkl_bench_mirror_...``.
 """
 
 from __future__ import annotations
@@ -45,8 +49,15 @@ REACH_TIMEOUT_S = 30.0
 MIRRORED_NAMES = frozenset({
     layout.RESULT_FILE, layout.METRICS_FILE, layout.RUN_FILE, layout.PARAMS_FILE, layout.LAMBDAS_FILE,
     layout.EXPERIMENT_RECORD_FILE, layout.ARCHIVE_FILE, layout.ROWS_FILE,
+    layout.SEARCH_RECORD_FILE, layout.SEARCH_SUMMARY_FILE, layout.TRIALS_FILE, layout.BEST_CONFIG_FILE,
 })
-"""The files :func:`mirror` copies: what reports and archives read (no checkpoints, no Tune state)."""
+"""The files :func:`mirror` copies: what reports and archives read (no checkpoints, no Tune state),
+plus a search's figures (``figures/*.png``, ``*.pdf`` at the top of the location)."""
+FIGURE_SUFFIXES = (".png", ".pdf")
+
+_MIRRORS: dict[Path, str] = {}
+"""Live mirror roots (local) -> the display of the location each was copied from."""
+_MIRRORS_LOCK = threading.Lock()
 
 T = TypeVar("T")
 
@@ -259,13 +270,15 @@ def check_reachable(loc: Location, what: str, timeout: float = REACH_TIMEOUT_S) 
 @contextlib.contextmanager
 def mirror(locations: Sequence["str | Path | Location"], what: str = "input") -> Iterator[list[Path]]:
     """Local paths for ``locations``: local ones as they are, remote ones copied (only
-    :data:`MIRRORED_NAMES`) into a temporary directory that lives as long as the block."""
+    :data:`MIRRORED_NAMES` and a search's figures) into a temporary directory that lives as long
+    as the block. Inside it, :func:`shown` and the messages of errors name the copies by their URIs."""
     locs = [location(value, what) for value in locations]
     remote = [loc for loc in locs if not loc.is_local]
     if not remote:
         yield [loc.local for loc in locs]
         return
-    tmp = Path(tempfile.mkdtemp(prefix="rkl_bench_mirror_"))
+    tmp = Path(tempfile.mkdtemp(prefix="rkl_bench_mirror_")).resolve()  # resolved: as reports name paths
+    roots: dict[Path, str] = {}
     try:
         paths = []
         for index, loc in enumerate(locs):
@@ -276,17 +289,51 @@ def mirror(locations: Sequence["str | Path | Location"], what: str = "input") ->
             root = tmp / str(index) / (loc.name or "root")
             copied = 0
             for relative, source in loc.files():
-                if PurePosixPath(relative).name in MIRRORED_NAMES:
+                if _mirrored(relative):
                     target = root / relative
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(source.read_bytes())
                     copied += 1
             if not copied:
                 raise RklBenchError(f"{what} {loc}: nothing there (no result rows, record or archive)")
+            root.mkdir(parents=True, exist_ok=True)
+            roots[root] = str(loc)
             paths.append(root)
-        yield paths
+        with _MIRRORS_LOCK:
+            _MIRRORS.update(roots)
+        try:
+            yield paths
+        except RklBenchError as exc:
+            raise RklBenchError(_unmirrored(str(exc), roots)) from None
     finally:
+        with _MIRRORS_LOCK:
+            for root in roots:
+                _MIRRORS.pop(root, None)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def shown(path: "str | Path") -> str:
+    """How a message or a page names a local path: the URI it was copied from when it lies in a live
+    :func:`mirror` copy (``s3://bucket/results/x/trial_1/result.json``), else the path itself."""
+    text = str(path)
+    with _MIRRORS_LOCK:
+        roots = dict(_MIRRORS)
+    return _unmirrored(text, roots) if roots else text
+
+
+def _unmirrored(text: str, roots: dict[Path, str]) -> str:
+    """``text`` with every mirror root in it replaced by the location it was copied from (longest first)."""
+    for root in sorted(roots, key=lambda r: len(str(r)), reverse=True):
+        text = text.replace(str(root), roots[root])
+    return text
+
+
+def _mirrored(relative: str) -> bool:
+    """A file :func:`mirror` copies: a result file anywhere below, or a search figure in ``figures/``."""
+    parts = PurePosixPath(relative)
+    if parts.name in MIRRORED_NAMES:
+        return True
+    return len(parts.parts) == 2 and parts.parts[0] == layout.FIGURES_DIR and parts.suffix in FIGURE_SUFFIXES
 
 
 def upload_dir(source: Path, target: Location, order: Callable[[Path], Any] | None = None) -> None:

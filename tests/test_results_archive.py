@@ -127,3 +127,36 @@ def test_report_of_two_partial_archives_equals_the_report_of_the_complete_run(tm
     with pytest.raises(RklBenchError, match="td3_bc on forge-v5/hopper-random-expert with seed 0 is in both"):
         build_report([tmp_path / "a1", tmp_path / "p3"], tmp_path / "r_bad", **kw)
     assert not (tmp_path / "r_bad").exists()
+
+
+def test_an_archive_checks_its_rows_file_against_the_digest_it_was_written_with(tmp_path):
+    """archive.json keeps the SHA-256 of its rows.jsonl: rows from another export beside it (what a torn
+    upload over an older archive leaves) are one error; rows.jsonl without archive.json is named as torn;
+    an archive written before the digest existed still reads."""
+    from rkl_bench.report import build_report
+    from rkl_bench.training.archive import ROWS_DIGEST_KEY
+
+    export_results(write_experiment(tmp_path / "one", {"a": rows("td3_bc", 0)}), tmp_path / "arch")
+    export_results(write_experiment(tmp_path / "two", {"a": rows("td3_bc", 0), "b": rows("td3_bc", 1)}), tmp_path / "big")
+    meta = json.loads((tmp_path / "arch" / ARCHIVE_FILE).read_text())
+    assert len(meta[ROWS_DIGEST_KEY]) == 64
+    (tmp_path / "arch" / ROWS_FILE).write_bytes((tmp_path / "big" / ROWS_FILE).read_bytes())
+    with pytest.raises(RklBenchError, match=f"{tmp_path / 'arch'}: {ROWS_FILE} is not the one {ARCHIVE_FILE} was "
+                                            "written with \\(its SHA-256 differs\\)"):
+        load_archive(tmp_path / "arch")
+    with pytest.raises(RklBenchError, match="SHA-256 differs"):
+        build_report(tmp_path / "arch", tmp_path / "report")
+    assert not (tmp_path / "report").exists()
+
+    # Without the digest (an older archive), the rows are read as before: here they disagree with the entries.
+    del meta[ROWS_DIGEST_KEY]
+    (tmp_path / "arch" / ARCHIVE_FILE).write_text(json.dumps(meta))
+    with pytest.raises(RklBenchError, match="have no trial entry"):
+        load_archive(tmp_path / "arch")
+    (tmp_path / "arch" / ROWS_FILE).write_text("".join(
+        line + "\n" for line in (tmp_path / "big" / ROWS_FILE).read_text().splitlines() if '"seed": 0' in line))
+    assert len(load_archive(tmp_path / "arch").trials) == 1
+
+    (tmp_path / "big" / ARCHIVE_FILE).unlink()
+    with pytest.raises(RklBenchError, match=f"{ROWS_FILE} without {ARCHIVE_FILE}: an archive upload that stopped"):
+        build_report(tmp_path / "big", tmp_path / "report")

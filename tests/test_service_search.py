@@ -853,17 +853,6 @@ def test_a_new_sessions_asha_compares_with_the_earlier_sessions_rungs():
     assert bracket.on_result(high, 25, 33.0) == TrialScheduler.CONTINUE
 
 
-def test_cli_tune_refuses_object_storage_in_one_line(tmp_path, capsys):
-    """A search's Optuna study and summaries are local files: s3:// storage is `rkl-bench run`'s only."""
-    write_smoke_datasets()
-    path = write_yaml(tmp_path, smoke_data(name="s"))
-    assert cli.main(["tune", str(path), "--storage", "s3://bucket/runs"]) == 2
-    err = capsys.readouterr().err
-    assert err == ("error: --storage s3://bucket/runs: a search keeps its Optuna study and summaries as files in the "
-                   "experiment directory, so it needs a local or shared (NFS) directory; object storage is for "
-                   "`rkl-bench run` (docs/cluster.md)\n")
-
-
 def test_a_twice_interrupted_trial_goes_on_from_the_furthest_checkpoint_of_its_chain(tmp_path):
     """Trial 9 re-runs 7, which went on from 3's checkpoint: 7's result.json holds only its own session's
     rows (fewer than 3's), yet its checkpoint is further, and that is the one to go on from; a checkpoint

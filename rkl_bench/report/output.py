@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from rkl_bench.errors import RklBenchError
+from rkl_bench.storage import shown
 
 MARKER = ".rkl-bench-report"
 
@@ -60,10 +61,14 @@ def _umask() -> int:
 
 
 def display_path(path: str | Path, root: str | Path | None = None) -> str:
-    """``path`` as a report shows it: relative to ``root`` (default: the working directory,
-    the repository for a shipped report) when under it, else its last two parts; never an
-    absolute path of the machine that made the report."""
+    """``path`` as a report shows it: the URI it was copied from when it is a local copy of an
+    object store's files (``storage.mirror``); else relative to ``root`` (default: the working
+    directory, the repository for a shipped report) when under it, else its last two parts; never
+    an absolute path of the machine that made the report."""
     resolved = Path(path).expanduser().resolve()
+    remote = shown(resolved)
+    if remote != str(resolved):
+        return remote
     try:
         return str(resolved.relative_to(Path(root or Path.cwd()).resolve()))
     except ValueError:

@@ -46,7 +46,8 @@ from rkl_bench.errors import RklBenchError
 from rkl_bench.layout import RESULT_FILES
 from rkl_bench.report.algos import canonical_algo
 from rkl_bench.report.datasets import DatasetKey, dataset_key
-from rkl_bench.training.archive import is_archive, load_archive
+from rkl_bench.storage import shown
+from rkl_bench.training.archive import check_not_torn, is_archive, load_archive
 
 SCORE_KEY = "normalized_score"
 REQUIRED_KEYS = ("algo", "dataset", "seed", "step", SCORE_KEY)
@@ -136,6 +137,7 @@ def load_experiment(experiment_dir: str | Path) -> Experiment:
     """Read every result row under ``experiment_dir`` (or in a results archive there);
     raise :class:`RklBenchError` if there are none."""
     root = Path(experiment_dir).expanduser()
+    check_not_torn(root)
     if is_archive(root):
         return _load_archive(root)
     if not root.exists():
@@ -154,7 +156,7 @@ def load_experiment(experiment_dir: str | Path) -> Experiment:
         acc["damaged"] = acc["directory"] in damaged_dirs
     lost = damaged_dirs - {acc["directory"] for acc in grouped.values()}
     for directory in sorted(lost):
-        warnings.append(f"{directory}: no readable result row left; that run is missing from every table")
+        warnings.append(f"{shown(directory)}: no readable result row left; that run is missing from every table")
     if not grouped:
         looked = f"read {len(files)} result file(s) but none holds a row with {SCORE_KEY!r}" if files else "found no " + " or ".join(RESULT_FILES)
         detail = f" ({'; '.join(warnings)})" if warnings else ""
@@ -203,7 +205,7 @@ def _read_rows(path: Path, warnings: list[str], damaged: set[Path]) -> Iterator[
             reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else f"not valid JSON ({exc.msg})"
             if index == len(lines) - 1:  # no newline after it: torn by a killed writer, or still being written
                 warnings.append(
-                    f"{path}:{index + 1}: torn last line skipped ({reason}); that run counts as missing "
+                    f"{shown(path)}:{index + 1}: torn last line skipped ({reason}); that run counts as missing "
                     "until it is rerun or resumed"
                 )
                 damaged.add(path)

@@ -11,8 +11,9 @@ alone (the service tests exercise every function below):
   id (``study._storage``, ``FrozenTrial._trial_id``): what the search does to
   trials a stopped session left RUNNING.
 * A Tune trial's working directory (the one Tune syncs into the trial
-  directory with every checkpoint) is only in the train session
-  (``ray.train._internal.session``).
+  directory with every checkpoint) and its storage filesystem (what a search
+  trial downloads an earlier session's checkpoint through) are only in the
+  train session (``ray.train._internal.session``).
 * A new session's ASHA starts with empty rungs; the earlier sessions' results
   are written into its rungs (``_brackets``, ``_rungs``), so a resumed study
   prunes as one uninterrupted study would.
@@ -81,6 +82,17 @@ def trial_working_directory() -> Path:
     from ray.train._internal.session import get_session
 
     return Path(get_session().storage.trial_working_directory)
+
+
+def trial_storage() -> tuple[Any, str]:
+    """The running Tune trial's storage: its pyarrow filesystem and the storage path in it
+    (``RunConfig.storage_path``); ``(None, "")`` outside a trial."""
+    from ray.train._internal.session import get_session
+
+    session = get_session()
+    if session is None or getattr(session, "storage", None) is None:
+        return None, ""
+    return session.storage.storage_filesystem, session.storage.storage_fs_path
 
 
 def disable_imported_cluster_mode() -> None:

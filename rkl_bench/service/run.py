@@ -51,7 +51,7 @@ from rkl_bench.service.tune_state import (
     verify_tune_state,
     write_record,
 )
-from rkl_bench.training.archive import IDENTITY_KEYS, TrialKey, display_name, is_archive, load_archive
+from rkl_bench.training.archive import IDENTITY_KEYS, TrialKey, check_not_torn, display_name, is_archive, load_archive
 
 DEFAULT_STORAGE = Path("ray_results")
 
@@ -170,6 +170,7 @@ def archived_cells(
     The archive must be one of this experiment: its record (config and dataset
     specs) equal to the one this config gives, checked before anything runs.
     """
+    check_not_torn(archive)
     if not is_archive(archive):
         raise RklBenchError(
             f"--resume {archive}: not a results archive (no archive.json); give the directory "

@@ -16,6 +16,12 @@ The pieces:
   ``search.storage`` names another (any RDB URL, or ``journal:<file>``). Only
   the driver talks to it, so SQLite is enough on a cluster too; a shared
   database or journal file lets optuna-dashboard watch from elsewhere.
+* the storage (``--storage``): a local or shared (NFS) directory, or an
+  object-store URI (``s3://``, ``gs://``) that Tune writes the trials to
+  through pyarrow. SQLite needs a local file, so with an object store the
+  study and the summaries live in a working copy on the driver and are
+  copied into the experiment directory in the bucket as the search goes
+  (``study_remote``); ``--resume`` on another machine downloads them.
 
 Order (as in ``rkl-bench run``): every check that can fail (spec, datasets,
 experiment directory, study existence versus ``--resume``) happens before Ray
@@ -28,37 +34,41 @@ finished trials (COMPLETE, PRUNED, FAIL) against ``num_samples``, marks
 trials left RUNNING by an interrupted session as FAIL (user attribute
 ``interrupted``) and enqueues their parameters again, so they run first.
 Such a trial goes on from its last checkpoint when the experiment directory
-still holds it (user attribute ``resume_from``; on another machine it starts
-from scratch), with the intermediate values it had reported. ASHA's rungs
+still holds it (user attribute ``resume_from``: a path, or a URI that the trial
+downloads; a local directory left on another machine is not seen, and the trial
+starts from scratch), with the intermediate values it had reported. ASHA's rungs
 start with every earlier session's running scores, so a resumed study prunes
 as an uninterrupted one would. TPE sees every earlier trial. The Tune trials
 of every session share the experiment directory ``<storage>/<name>/``.
 
 At the end (and after an interruption) the driver writes, in the experiment
-directory: ``best_config.yaml`` (the best COMPLETE trial as a spec
-``rkl-bench run`` accepts), ``trials.csv`` and ``search_summary.json``; the
-``rkl-bench tune`` verb then draws ``figures/`` from the summary
-(``rkl_bench.report.search_figures``, a layer above this one).
+directory (the working copy, for object storage): ``best_config.yaml`` (the
+best COMPLETE trial as a spec ``rkl-bench run`` accepts), ``trials.csv`` and
+``search_summary.json``; the ``rkl-bench tune`` verb passes ``draw``, which
+draws ``figures/`` from the summary (``rkl_bench.report.search_figures``, a
+layer above this one), before an object store gets its copies.
 
 This module is the driver and its Tuner; each other job has its own module:
 ``study_store`` (the study's storage, opening and checking it), ``study_attrs``
 (the user attributes kept on it), ``search_resume`` (interrupted trials going on
 from their checkpoints), ``search_budget`` (the budget lines) and
-``search_outputs`` (the files above).
+``search_outputs`` (the files above) and ``study_remote`` (the working copy
+of a search in an object store).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rkl_bench.errors import RklBenchError
-from rkl_bench.layout import SEARCH_RECORD_FILE
+from rkl_bench.layout import SEARCH_RECORD_FILE, STUDY_FILE
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
 from rkl_bench.service.private_apis import seed_asha_rungs
 from rkl_bench.service.ray_runtime import ray_session
-from rkl_bench.service.run import DEFAULT_STORAGE, experiment_record
+from rkl_bench.service.run import experiment_record, storage_location
 from rkl_bench.service.search_budget import budget_estimate, measured_estimate
 from rkl_bench.service.search_config import SearchConfig, load_search_config, storage_url
 from rkl_bench.service.search_outputs import SearchSummary, summarise, write_text
@@ -72,6 +82,7 @@ from rkl_bench.service.study_store import (
     quiet_optuna,
     storage_file,
 )
+from rkl_bench.storage import Location, location
 
 # ------------------------------------------------------------------ driver
 def run_search(
@@ -83,34 +94,46 @@ def run_search(
     verbose: int = 1,
     callbacks: Sequence[Any] = (),
     announce: Callable[[str], None] | None = None,
+    draw: Callable[[Path], Sequence[Path]] | None = None,
 ) -> SearchSummary:
     """Run (or resume) the search ``config_path`` describes; see the module docstring.
 
-    ``storage`` is where experiment directories live (Tune's storage path);
-    ``callbacks`` are extra Tune callbacks, ``verbose`` Tune's verbosity; ``announce`` receives
-    the budget lines (the spec's estimate first, then a resumed study's measured one).
+    ``storage`` is where experiment directories live (Tune's storage path): a local or shared
+    directory, or an object-store URI (``study_remote``); ``callbacks`` are extra Tune callbacks,
+    ``verbose`` Tune's verbosity; ``announce`` receives the budget lines (the spec's estimate
+    first, then a resumed study's measured one) and, for object storage, which study copy is used;
+    ``draw`` draws the figures from the summaries in a directory (called once some trial finished,
+    before the files are copied to an object store).
     """
     config = load_search_config(config_path)
     if announce:
         announce(budget_estimate(config))
     specs = resolve_datasets(config.experiment)
-    experiment_dir = _local_storage(storage) / config.name
-    url = storage_url(config.search.storage, experiment_dir)
+    storage_dir = storage_location(storage)  # a bad URI or an unreachable bucket: one line, before Ray
+    experiment_dir = storage_dir / config.name
+    remote = _remote_study(experiment_dir)
+    work_dir = experiment_dir if remote is None else remote.work_dir
+    url = storage_url(config.search.storage, work_dir)
     record = search_record(config, specs)
-    if not resume and experiment_dir.is_dir() and any(experiment_dir.iterdir()):
+    if not resume and location(experiment_dir).is_nonempty_dir():
         raise RklBenchError(
             f"experiment directory {experiment_dir} already exists; pass --resume to continue the search, "
             "or change the config's name or --storage"
         )
     quiet_optuna()
-    # A study file that does not exist yet is made only once every check has passed and the data is there.
     file = storage_file(url)
+    copied = remote is not None and file == work_dir / STUDY_FILE  # the study itself travels to the bucket
+    if remote is not None and not resume:
+        remote.check_fresh()
+    if copied and resume:
+        remote.fetch(config.study_name, announce)
+    # A study file that does not exist yet is made only once every check has passed and the data is there.
     study_storage = open_storage(url, must_exist=resume) if resume or file is None or file.exists() else None
     study = None if study_storage is None else open_study(study_storage, config.study_name, url, record, resume)
     make_missing_forge_datasets(specs, config.experiment)
 
-    experiment_dir.mkdir(parents=True, exist_ok=True)
-    write_text(experiment_dir / SEARCH_RECORD_FILE, json.dumps(record, indent=2) + "\n")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    write_text(work_dir / SEARCH_RECORD_FILE, json.dumps(record, indent=2) + "\n")
     if study is None:
         study_storage = study_storage or open_storage(url)
         study, seed_offset = create_study(study_storage, config, record), 0
@@ -120,19 +143,33 @@ def run_search(
         measured = measured_estimate(config, study)
         if announce and measured:
             announce(measured)
+    if remote is not None:  # the bucket has the record and the study before any trial runs
+        remote.start(with_study=copied)
     remaining = max(0, config.search.num_samples - finished_count(study))
     trials_run = 0
-    if remaining:
-        with ray_session(address):
-            from rkl_bench.service.datasets_store import put_datasets
+    try:
+        if remaining:
+            if copied:
+                from rkl_bench.service.study_remote import StudySnapshots
 
-            refs = put_datasets(specs, config.experiment.d4rl_dir)
-            tuner = build_search_tuner(
-                config, specs, refs, study_storage, experiment_dir, remaining, callbacks, verbose, seed_offset
-            )
-            trials_run = len(tuner.fit())
+                callbacks = [*callbacks, StudySnapshots(remote)]
+            with ray_session(address):
+                from rkl_bench.service.datasets_store import put_datasets
+
+                refs = put_datasets(specs, config.experiment.d4rl_dir)
+                tuner = build_search_tuner(
+                    config, specs, refs, study_storage, storage_dir, remaining, callbacks, verbose, seed_offset
+                )
+                trials_run = len(tuner.fit())
+    except BaseException:
+        if remote is not None:  # the study as far as it got, for a resume from any machine
+            remote.upload_quietly(with_study=copied)
+        raise
     study = load_study(study_storage, config.study_name)
-    return summarise(config, study, url, experiment_dir, trials_run)
+    summary = summarise(config, study, url, work_dir, trials_run)
+    figures = tuple(draw(work_dir)) if draw is not None and summary.finished else ()
+    names = tuple(remote.upload_quietly(with_study=copied)) if remote is not None else ()
+    return dataclasses.replace(summary, experiment_dir=experiment_dir, figures=figures, copied=names)
 
 
 def search_record(config: SearchConfig, specs: Sequence[str]) -> dict[str, Any]:
@@ -141,19 +178,14 @@ def search_record(config: SearchConfig, specs: Sequence[str]) -> dict[str, Any]:
     record["search"] = config.search.identity()
     return json.loads(json.dumps(record))
 
-# ----------------------------------------------------------------- storage
-def _local_storage(storage: str | Path | None) -> Path:
-    """``--storage`` of a search: a local (or NFS) directory, or a ``file://`` URI; an object store is refused
-    with one line (the study's SQLite file and the summaries are written as local files)."""
-    from rkl_bench.storage import is_uri, location
 
-    if is_uri(str(storage or "")) and not str(storage).startswith("file://"):
-        raise RklBenchError(
-            f"--storage {storage}: a search keeps its Optuna study and summaries as files in the experiment directory, "
-            "so it needs a local or shared (NFS) directory; object storage is for `rkl-bench run` (docs/cluster.md)"
-        )
-    return location(storage or DEFAULT_STORAGE, "--storage").local.resolve()
+def _remote_study(experiment_dir: Path | Location) -> Any:
+    """The working copy of a search in an object store (``study_remote.RemoteStudy``); None for local storage."""
+    if isinstance(experiment_dir, Path):
+        return None
+    from rkl_bench.service.study_remote import RemoteStudy
 
+    return RemoteStudy.of(experiment_dir)
 
 
 # -------------------------------------------------------------------- Tune
@@ -162,13 +194,14 @@ def build_search_tuner(
     specs: Sequence[str],
     refs: Any,
     study_storage: Any,
-    experiment_dir: Path,
+    storage: Path | Location,
     num_samples: int,
     callbacks: Sequence[Any] = (),
     verbose: int = 1,
     seed_offset: int = 0,
 ) -> Any:
-    """The Tuner of one session: ``num_samples`` trials sampled by TPE into the study.
+    """The Tuner of one session: ``num_samples`` trials sampled by TPE into the study, in the
+    experiment directory ``<storage>/<config.name>`` (a local path or an object-store location).
 
     The sampler's seed is ``search.sampler.seed + seed_offset``; a resumed session passes the
     number of trials already in the study, so its random draws do not repeat the first session's.
@@ -248,7 +281,7 @@ def build_search_tuner(
             trial_dirname_creator=search_trial_dirname,
             reuse_actors=True,
         ),
-        run_config=run_config(exp, experiment_dir.parent, callbacks, verbose),
+        run_config=run_config(exp, storage, callbacks, verbose),
     )
 
 

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from rkl_bench.errors import RklBenchError
+from rkl_bench.layout import STUDY_FILE
 from rkl_bench.service.config import (
     ExperimentConfig,
     _at_least,
@@ -410,7 +411,7 @@ def _check_stages(config: SearchConfig) -> None:
 def storage_url(storage: str | None, experiment_dir: Path) -> str:
     """The study storage as a URL Optuna's RDB storage takes, or ``journal:<absolute path>``."""
     if storage is None:
-        return f"sqlite:///{(experiment_dir / 'optuna.db').resolve()}"
+        return f"sqlite:///{(experiment_dir / STUDY_FILE).resolve()}"
     if storage.startswith(JOURNAL_PREFIX):
         file = storage[len(JOURNAL_PREFIX):]
         if not file:

@@ -1,6 +1,7 @@
 """What a search leaves in its experiment directory: ``best_config.yaml`` (a spec ``rkl-bench run``
 accepts), ``trials.csv`` (one row per trial) and ``search_summary.json`` (what the figures are drawn
-from), all rewritten from the study at the end of every session, also an interrupted one."""
+from), all rewritten from the study at the end of every session, also an interrupted one. They are
+written as local files; with object storage, into the working copy that ``study_remote`` uploads."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from rkl_bench.service.config import load_config
 from rkl_bench.service.search_budget import objective_text
 from rkl_bench.service.search_config import SearchConfig
 from rkl_bench.service.study_attrs import INTERRUPTED_ATTR, RERUN_ATTR, TUNE_TRIAL_ATTR
+from rkl_bench.storage import Location
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,8 @@ class BestTrial:
 
 @dataclass(frozen=True)
 class SearchSummary:
-    experiment_dir: Path
+    experiment_dir: Path | Location
+    """Tune's experiment directory: local, or in an object store (``--storage s3://...``)."""
     storage: str
     study_name: str
     trials_run: int
@@ -48,6 +51,13 @@ class SearchSummary:
     num_samples: int
     best: BestTrial | None
     best_config: Path | None
+    work_dir: Path | None = None
+    """Where the study (by default) and the files above are on this machine: the experiment directory,
+    or for object storage the working copy that is copied to it (``study_remote``)."""
+    figures: tuple[Path, ...] = ()
+    """The search figures drawn from the summary (PNGs; PDFs beside them)."""
+    copied: tuple[str, ...] = ()
+    """The files copied to the experiment directory in an object store at the end of the session."""
 
     @property
     def finished(self) -> int:
@@ -62,7 +72,8 @@ def summarise(
     trials_run: int = 0,
 ) -> SearchSummary:
     """Count the study's trials and write the best config, the trial table and the summary
-    (``search_summary.json``, from which ``rkl_bench.report.search_figures`` draws)."""
+    (``search_summary.json``, from which ``rkl_bench.report.search_figures`` draws) into the local
+    ``experiment_dir`` (for object storage: the working copy, see ``study_remote``)."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
@@ -104,6 +115,7 @@ def summarise(
         num_samples=config.search.num_samples,
         best=best,
         best_config=best_path,
+        work_dir=experiment_dir,
     )
 
 

@@ -5,10 +5,16 @@ A stopped session leaves its running trials RUNNING in the study. The next sessi
 checkpoint of the trial it re-runs (and of the trials that one re-ran), carrying the intermediate
 values they had reported, so nothing finished is trained twice. A new session's ASHA starts from
 every earlier trial's rung values (:func:`rung_history`), so it prunes as one uninterrupted session would.
+
+The experiment directory may be local (the checkpoint is named by its absolute path) or in an object
+store (``--storage s3://...``): the checkpoints are found through ``rkl_bench.storage`` and named by
+their URI, which the trial downloads before it loads it (``search_trial``), so a search resumed on a
+new machine goes on from the checkpoints in the bucket.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 from pathlib import Path
@@ -23,12 +29,17 @@ from rkl_bench.service.study_attrs import (
     RESUMED_VALUES_ATTR,
     TUNE_TRIAL_ATTR,
 )
+from rkl_bench.storage import Location, location
+
+Where = Path | Location
+"""An experiment directory or a checkpoint: a local path, or a location in an object store."""
 
 
-def requeue_interrupted(study: Any, experiment_dir: Path) -> list[int]:
+def requeue_interrupted(study: Any, experiment_dir: Where) -> list[int]:
     """Trials left RUNNING by a stopped session: FAIL (``interrupted``) and their parameters enqueued
-    again; one whose last checkpoint is still in ``experiment_dir`` goes on from it (``resume_from``),
-    carrying the intermediate values it had reported, so nothing it had finished is trained again."""
+    again; one whose last checkpoint is still in ``experiment_dir`` goes on from it (``resume_from``:
+    its path, or its URI in an object store), carrying the intermediate values it had reported, so
+    nothing it had finished is trained again."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
@@ -49,13 +60,13 @@ def requeue_interrupted(study: Any, experiment_dir: Path) -> list[int]:
     return numbers
 
 
-def furthest_checkpoint(trial: Any, trials: Sequence[Any], experiment_dir: Path) -> tuple[Any, Path] | None:
+def furthest_checkpoint(trial: Any, trials: Sequence[Any], experiment_dir: Where) -> tuple[Any, Where] | None:
     """The checkpoint ``trial`` goes on from, and the Optuna trial that wrote it: of ``trial`` and the
     interrupted trials it re-runs (``rerun_of``, same parameters and job, so their states are its
     states too), the one that got furthest (by the progress the checkpoint records). None when none
     is in ``experiment_dir``."""
     by_number = {t.number: t for t in trials}
-    best: tuple[tuple[int, ...], Any, Path] | None = None
+    best: tuple[tuple[int, ...], Any, Where] | None = None
     seen: set[int] = set()
     current = trial
     while current is not None and current.number not in seen:
@@ -69,19 +80,20 @@ def furthest_checkpoint(trial: Any, trials: Sequence[Any], experiment_dir: Path)
     return None if best is None else (best[1], best[2])
 
 
-def progress_key(checkpoint: Path) -> tuple[int, ...]:
+def progress_key(checkpoint: Where) -> tuple[int, ...]:
     """How far a search trial's checkpoint is, comparable between checkpoints of one job: a staged
     trial's evaluations so far (over every pair), else (finished pairs, evaluations of the current one).
     Read from the checkpoint itself: a resumed trial's ``result.json`` holds only its own session's rows."""
-    progress = json.loads((checkpoint / SEARCH_PROGRESS_FILE).read_text(encoding="utf-8"))
+    progress = json.loads((location(checkpoint) / SEARCH_PROGRESS_FILE).read_text(encoding="utf-8"))
     if "stage" in progress:
         return (sum(len(scores) for scores in progress.get("scores", [])),)
     return (len(progress.get("finals", [])), len(progress.get("scores", [])))
 
 
-def last_checkpoint(experiment_dir: Path, tune_trial_id: Any) -> Path | None:
+def last_checkpoint(experiment_dir: Where, tune_trial_id: Any) -> Where | None:
     """The checkpoint of the last row Tune logged for trial ``tune_trial_id`` in ``experiment_dir``
-    (its ``checkpoint_dir_name``) if it is still there and whole; else None (another machine).
+    (its ``checkpoint_dir_name``) if it is still there and whole; else None (not in this storage).
+    A local checkpoint comes back as its resolved path, one in an object store as its location.
 
     Not simply the newest checkpoint directory: a worker writes a row's checkpoint before the
     driver logs the row, so a stop can leave a checkpoint newer than ``result.json``; going on
@@ -89,7 +101,10 @@ def last_checkpoint(experiment_dir: Path, tune_trial_id: Any) -> Path | None:
     """
     if not isinstance(tune_trial_id, str) or not tune_trial_id.isalnum():
         return None
-    for folder in experiment_dir.glob(f"trial_*_{tune_trial_id}"):
+    root = location(experiment_dir)
+    for folder in root.children():
+        if not fnmatch.fnmatchcase(folder.name, f"trial_*_{tune_trial_id}"):
+            continue
         try:
             lines = (folder / RESULT_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
@@ -102,11 +117,11 @@ def last_checkpoint(experiment_dir: Path, tune_trial_id: Any) -> Path | None:
             name = row.get("checkpoint_dir_name") if isinstance(row, dict) else None
             checkpoint = folder / str(name)
             if name and _whole_checkpoint(checkpoint):
-                return checkpoint.resolve()
+                return checkpoint.local.resolve() if checkpoint.is_local else checkpoint
     return None
 
 
-def _whole_checkpoint(checkpoint: Path) -> bool:
+def _whole_checkpoint(checkpoint: Location) -> bool:
     try:
         json.loads((checkpoint / SEARCH_PROGRESS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -46,7 +46,10 @@ trial goes on where it stopped.
 again by the next session with its parameters (``search.py``); when its last
 checkpoint is still in the experiment directory, its config carries that
 directory as ``resume_from`` and the trial goes on from it, as a restart
-within a session does from Tune's checkpoint.
+within a session does from Tune's checkpoint. In an object store
+``resume_from`` is the checkpoint's URI: the trial downloads it into a
+temporary directory (through the filesystem Tune gave the trial, so the
+endpoint and credentials are Tune's) and loads it from there.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ from ray import tune
 from rkl_bench.layout import SEARCH_PROGRESS_FILE, TRIAL_CHECKPOINT_FILE
 from rkl_bench.service.datasets_store import DatasetRefs, fetch_dataset
 from rkl_bench.service.trainable import TrialSettings, run_pair
+from rkl_bench.storage import is_uri, location
 from rkl_bench.training.trainer import read_checkpoint
 
 TRIAL_KEY = "search_trial"
@@ -78,6 +82,8 @@ PAIRS_DONE = "pairs_done"
 STAGE_STEPS = "stage_steps"
 """ASHA's clock in a staged search: the last rung every pair has been trained to."""
 PAIR_SCORES = "pair_scores"
+SCHEMES = {"gcs": {"gs", "gcs"}}
+"""URI schemes of a pyarrow filesystem whose ``type_name`` is not its only scheme."""
 RESUME_KEY = "resume_from"
 """Config key of a trial that goes on from an earlier session's checkpoint: that checkpoint's directory."""
 
@@ -164,13 +170,31 @@ def run_search_trial(config: dict[str, Any], datasets: DatasetRefs) -> None:
 @contextlib.contextmanager
 def _checkpoint_folder(resume_from: str | None) -> Iterator[Path | None]:
     """The checkpoint to go on from: Tune's (a restart in this session) first, else the earlier
-    session's ``resume_from`` (a trial that session left unfinished), else none."""
+    session's ``resume_from`` (a trial that session left unfinished; a URI is downloaded for the
+    block), else none."""
     checkpoint = tune.get_checkpoint()
+    if checkpoint is None and resume_from is not None and is_uri(resume_from):
+        checkpoint = tune.Checkpoint(*checkpoint_source(resume_from))
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             yield Path(folder)
     else:
         yield None if resume_from is None else Path(resume_from)
+
+
+def checkpoint_source(uri: str) -> tuple[str, Any]:
+    """The path and pyarrow filesystem of a checkpoint URI: the trial's own storage filesystem (Tune's
+    endpoint and credentials) when the checkpoint lies in that storage, else the URI's filesystem."""
+    from rkl_bench.service.private_apis import trial_storage
+
+    scheme, path = uri.split("://", 1)
+    path = path.rstrip("/")
+    filesystem, storage_path = trial_storage()
+    same_kind = filesystem is not None and scheme in SCHEMES.get(filesystem.type_name, {filesystem.type_name})
+    if same_kind and (path == storage_path or path.startswith(storage_path.rstrip("/") + "/")):
+        return path, filesystem
+    where = location(uri, "resume_from")
+    return where.path, where.fs
 
 
 def _restore(resume_from: str | None = None) -> tuple[Progress, dict[str, Any] | None]:

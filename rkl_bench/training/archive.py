@@ -31,9 +31,16 @@ a few MB of text that can be committed, merged and shared::
   object-store URIs (``s3://bucket/results/NAME``; ``rkl_bench.storage``).
   A remote experiment's result files are copied to a temporary directory and
   read there; a remote archive is read in place and written by building it
-  locally and uploading ``rows.jsonl`` before ``archive.json`` (an object
-  store has no rename: a stopped upload over an older archive leaves row
-  counts that disagree, which reading reports as a damaged archive).
+  locally and uploading ``rows.jsonl`` before ``archive.json``.
+* **Torn uploads.** An object store has no rename, so an upload stopped
+  between the two files leaves either ``rows.jsonl`` alone (a first export)
+  or a new ``rows.jsonl`` beside the older ``archive.json`` (a merge).
+  ``archive.json`` records the SHA-256 of the ``rows.jsonl`` it was written
+  with (``rows_sha256``), and every reader checks it: either case is one
+  error naming the archive (:func:`load_archive`, :func:`check_not_torn`),
+  never rows read against the wrong index. Exporting again into a prefix
+  that holds ``rows.jsonl`` alone replaces it (nothing whole was there);
+  archives written before the digest existed are read without that check.
 
 Nothing in an archive is executed: it is JSON (and ``lambdas.npz`` is read
 with ``allow_pickle=False``).
@@ -42,6 +49,7 @@ with ``allow_pickle=False``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -58,6 +66,8 @@ from rkl_bench.layout import ARCHIVE_FILE, EXPERIMENT_RECORD_FILE, LAMBDAS_FILE,
 from rkl_bench.storage import Location, check_reachable, location, mirror, upload_dir
 
 ARCHIVE_FORMAT = 1
+ROWS_DIGEST_KEY = "rows_sha256"
+"""``archive.json`` key: the SHA-256 of the ``rows.jsonl`` written with it (absent in older archives)."""
 IDENTITY_KEYS = ("config", "dataset_specs")
 """The record keys that define an experiment; an archive keeps only these (not the machine's Tune state digests)."""
 CELL_KEY = "cell"
@@ -122,6 +132,22 @@ def is_archive(path: str | Path | Location) -> bool:
     return (location(path) / ARCHIVE_FILE).is_file()
 
 
+def is_torn(path: str | Path | Location) -> bool:
+    """``rows.jsonl`` without ``archive.json``: the first upload of an archive, stopped before its last file."""
+    root = location(path)
+    return (root / ROWS_FILE).is_file() and not (root / ARCHIVE_FILE).is_file()
+
+
+def check_not_torn(path: str | Path | Location) -> None:
+    """One error line when ``path`` holds a torn archive upload (see the module doc), instead of
+    reading it as an empty or foreign directory."""
+    if is_torn(path):
+        raise RklBenchError(
+            f"{path}: {ROWS_FILE} without {ARCHIVE_FILE}: an archive upload that stopped before its last file; "
+            "export it again (`rkl-bench results export EXPERIMENT --out` this location)"
+        )
+
+
 def load_archive(path: str | Path | Location) -> Archive:
     """Read an archive (a local path or a URI); every problem is one :class:`RklBenchError` naming the file."""
     root = location(path, "archive")
@@ -131,7 +157,8 @@ def load_archive(path: str | Path | Location) -> Archive:
         raise RklBenchError(f"{meta_file} is not an rkl_bench results archive (format {ARCHIVE_FORMAT})")
     rows_by_key: dict[TrialKey, list[dict[str, Any]]] = {}
     try:
-        lines = rows_file.read_text(encoding="utf-8").splitlines()
+        data = rows_file.read_bytes()
+        lines = data.decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise RklBenchError(f"cannot read {rows_file} ({exc})") from None
     for number, line in enumerate(lines, 1):
@@ -143,6 +170,13 @@ def load_archive(path: str | Path | Location) -> Archive:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             raise RklBenchError(f"{rows_file}:{number}: not a result row; the archive is damaged (export it again)") from None
         rows_by_key.setdefault(key, []).append(row)
+    recorded = meta.get(ROWS_DIGEST_KEY)
+    if recorded is not None and recorded != rows_digest(data):
+        raise RklBenchError(
+            f"{root}: {ROWS_FILE} is not the one {ARCHIVE_FILE} was written with (its SHA-256 differs): an upload "
+            "stopped between the two files, or a file changed by hand; export into a new --out, "
+            "or delete this archive and export it again from its experiment directories"
+        )
     trials: dict[TrialKey, ArchivedTrial] = {}
     for entry in meta["trials"]:
         try:
@@ -222,7 +256,8 @@ def export_results(experiment_dir: str | Path | Location, out: str | Path | Loca
     if source_loc.is_local and target_loc.is_local:
         return _export_local(source_loc.local, target_loc.local)
     check_reachable(target_loc, "--out")
-    if not target_loc.is_local and target_loc.is_nonempty_dir() and not is_archive(target_loc):
+    if (not target_loc.is_local and target_loc.is_nonempty_dir() and not is_archive(target_loc)
+            and not _only_rows(target_loc)):
         raise RklBenchError(f"{target_loc} exists and is not a results archive; choose another --out")
     with mirror([source_loc], "experiment directory") as (source,):
         if target_loc.is_local:
@@ -250,11 +285,16 @@ def _export_local(source: Path, out: Path) -> ExportSummary:
         raise RklBenchError(f"{source}: no finished trial to archive ({unfinished} unfinished); nothing written")
     target = Path(out).expanduser()
     archive = load_archive(target) if is_archive(target) else Archive(record, {})
-    if target.exists() and not is_archive(target) and any(target.iterdir()):
+    if target.exists() and not is_archive(target) and any(target.iterdir()) and not _only_rows(location(target)):
         raise RklBenchError(f"{target} exists and is not a results archive; choose another --out")
     merged, added = merge_archives([archive, Archive(record, {t.key: t for t in finished})], where=str(target))
     size = write_archive(merged, target)
     return ExportSummary(target, added, len(merged.trials) - added, unfinished, size)
+
+
+def _only_rows(root: Location) -> bool:
+    """A torn first upload (``rows.jsonl`` and nothing else): what an export may replace."""
+    return [child.name for child in root.children()] == [ROWS_FILE]
 
 
 def merge_archives(archives: Sequence[Archive], where: str = "the archives") -> tuple[Archive, int]:
@@ -285,13 +325,13 @@ def write_archive(archive: Archive, out: Path) -> int:
         raise RklBenchError(f"cannot write the archive: {out.parent} is not writable")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        meta = {"format": ARCHIVE_FORMAT, "record": archive.record,
+        rows = "".join(json.dumps(row, sort_keys=True, allow_nan=True) + "\n"
+                       for trial in archive.trials.values() for row in sorted(trial.rows, key=lambda r: r["step"]))
+        data = rows.encode("utf-8")
+        meta = {"format": ARCHIVE_FORMAT, "record": archive.record, ROWS_DIGEST_KEY: rows_digest(data),
                 "trials": [t.entry() for t in archive.trials.values()]}
+        (tmp / ROWS_FILE).write_bytes(data)
         (tmp / ARCHIVE_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True, allow_nan=True) + "\n", encoding="utf-8")
-        with open(tmp / ROWS_FILE, "w", encoding="utf-8") as handle:
-            for trial in archive.trials.values():
-                for row in sorted(trial.rows, key=lambda r: r["step"]):
-                    handle.write(json.dumps(row, sort_keys=True, allow_nan=True) + "\n")
         size = sum(f.stat().st_size for f in tmp.iterdir())
         os.chmod(tmp, 0o755)
         if out.exists():
@@ -308,6 +348,11 @@ def write_archive(archive: Archive, out: Path) -> int:
 
 
 # ----------------------------------------------------------------- helpers
+def rows_digest(data: bytes) -> str:
+    """The SHA-256 ``archive.json`` keeps of its ``rows.jsonl`` (hex)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def identity(record: Any) -> dict[str, Any] | None:
     """The keys of an experiment record that define the experiment (see :data:`IDENTITY_KEYS`)."""
     if not isinstance(record, dict):

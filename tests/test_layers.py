@@ -16,7 +16,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rkl_bench"
 LAYER = {
-    "errors": 0, "layout": 0, "safe_load": 0, "storage": 0,
+    "errors": 0, "layout": 0, "safe_load": 0, "scratch": 0, "storage": 0,
     "data": 1,
     "algos": 2,
     "forge": 3, "evaluation": 3, "toys": 3,

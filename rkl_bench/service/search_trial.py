@@ -60,7 +60,6 @@ import json
 import math
 import shutil
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,6 +69,7 @@ import torch
 from ray import tune
 
 from rkl_bench.layout import SEARCH_PROGRESS_FILE, TRIAL_CHECKPOINT_FILE
+from rkl_bench.scratch import scratch_dir
 from rkl_bench.service.datasets_store import DatasetRefs, fetch_dataset
 from rkl_bench.service.trainable import TrialSettings, run_pair
 from rkl_bench.storage import is_uri, location
@@ -264,7 +264,7 @@ def _run_staged(
     resume_from: str | None = None,
 ) -> None:
     """Every pair to each rung in turn (module docstring, "Staged trials")."""
-    states = Path(tempfile.mkdtemp(prefix="rkl_bench_pairs_"))
+    states = scratch_dir("pairs_")
     try:
         progress = _restore_staged(job, states, resume_from)
         while progress.stage < len(job.stages):

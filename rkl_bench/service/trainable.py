@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from rkl_bench.data.envs import gym_env_id
 from rkl_bench.data.validate import check_env_spaces
 from rkl_bench.errors import RklBenchError
 from rkl_bench.layout import LAMBDAS_FILE, TRIAL_CHECKPOINT_FILE
+from rkl_bench.scratch import scratch_dir
 from rkl_bench.service.config import ExperimentConfig
 from rkl_bench.service.datasets_store import DatasetRefs, fetch_dataset
 from rkl_bench.service.eval_actors import EvalPool, PendingEvaluation, PolicySnapshot, release_pool, trial_pool
@@ -257,7 +257,7 @@ class _TrialLoop:
         """At an evaluation step: save the checkpoint and send the policy to the pool."""
         trainer = self.trainer
         wall_time = self.wall_time()
-        folder = Path(tempfile.mkdtemp(prefix="rkl_bench_ckpt_"))
+        folder = scratch_dir("checkpoint_")
         trainer.save(folder / TRIAL_CHECKPOINT_FILE, {"wall_time": wall_time, "dataset_version": self.base["dataset_version"]})
         policy = PolicySnapshot.of(trainer.learner.actor, trainer.state_mean, trainer.state_std)
         evaluation = self.pool.submit(

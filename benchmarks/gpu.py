@@ -34,7 +34,8 @@ seconds; it skips compiling unless ``--compile`` is given.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
+import importlib.machinery
 import os
 import platform
 import statistics
@@ -66,9 +67,10 @@ def install_stand_ins() -> list[str]:
         h5py = types.ModuleType("h5py")
 
         def missing(name: str) -> Any:
-            raise ImportError(f"h5py is not installed (h5py.{name})")
+            raise AttributeError(f"h5py is not installed (h5py.{name}); this script reads no hdf5 file")
 
         h5py.__getattr__ = missing  # type: ignore[attr-defined]
+        h5py.__spec__ = importlib.machinery.ModuleSpec("h5py", None)
         sys.modules["h5py"] = h5py
         installed.append("h5py")
     if not importable("tqdm.auto"):
@@ -87,6 +89,8 @@ def install_stand_ins() -> list[str]:
 
         auto.tqdm = Bar  # type: ignore[attr-defined]
         tqdm.auto, tqdm.tqdm = auto, Bar  # type: ignore[attr-defined]
+        tqdm.__spec__ = importlib.machinery.ModuleSpec("tqdm", None, is_package=True)
+        auto.__spec__ = importlib.machinery.ModuleSpec("tqdm.auto", None)
         sys.modules["tqdm"], sys.modules["tqdm.auto"] = tqdm, auto
         installed.append("tqdm")
     return installed

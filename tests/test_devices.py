@@ -167,3 +167,36 @@ def test_evaluation_gets_cpu_weights(dataset):
     assert actor is not trainer.learner.actor and not any(p.requires_grad for p in actor.parameters())
     obs = np.zeros((3, dataset.obs_dim), np.float32)
     np.testing.assert_array_equal(trainer.learner.act(obs), actor(torch.as_tensor(obs)).detach().numpy())
+
+
+def test_compile_mode_is_an_execution_option():
+    from rkl_bench.algos import make_config
+    from rkl_bench.algos.base import EXECUTION_KEYS
+
+    assert make_config("td3_bc", {"compile_mode": "reduce-overhead"}).compile_mode == "reduce-overhead"
+    assert make_config("td3_bc", {}).compile_mode == "default"
+    with pytest.raises(RklBenchError, match="'compile_mode' must be one of default, reduce-overhead; got 'fast'"):
+        make_config("td3_bc", {"compile_mode": "fast"})
+    assert "compile_mode" in EXECUTION_KEYS  # a checkpoint resumes under the other mode
+
+
+@pytest.mark.slow
+def test_reduce_overhead_on_the_cpu_trains_as_the_plain_path(dataset):
+    """``compile_mode: reduce-overhead`` compiles with CUDA graphs on (nothing to graph on a CPU) and
+    static inputs; its numbers are the plain path's within float rounding (one compile, ~1 min)."""
+    from rkl_bench.algos import make_learner
+    from rkl_bench.data.dataset import TensorSampler
+
+    mean, std = dataset.state_stats()
+    results = []
+    for hp in ({"update_path": "plain"}, {"update_path": "fast", "fast_after": 0, "compile_mode": "reduce-overhead"}):
+        learner = make_learner("td3_bc", dataset, {**TINY, **hp}, seed=4, state_mean=mean, state_std=std)
+        sampler = TensorSampler(dataset, TINY["batch_size"], 4, mean, std)
+        for _ in range(4):
+            learner.update(sampler.sample())
+        if hp["update_path"] == "fast":
+            assert learner._fast is not None and learner._fast.compiled.calls > 0, "the compiled step fell back"
+        results.append(learner.state_dict())
+    for key in ("actor", "critic", "actor_target", "critic_target"):
+        for name, tensor in results[0][key].items():
+            torch.testing.assert_close(results[1][key][name], tensor, rtol=1e-4, atol=1e-5, msg=f"{key}.{name}")

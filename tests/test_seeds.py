@@ -51,6 +51,8 @@ def learned_tensors(learner) -> dict[str, torch.Tensor]:
     for name, optimizer in learner.optimizers.items():
         for i, p in enumerate(optimizer.param_groups[0]["params"]):
             state = optimizer.state[p]
+            if not state:  # before the first update
+                continue
             out[f"{name}.exp_avg.{i}"] = state["exp_avg"].clone()
             out[f"{name}.exp_avg_sq.{i}"] = state["exp_avg_sq"].clone()
             out[f"{name}.step.{i}"] = torch.as_tensor(float(state["step"]))

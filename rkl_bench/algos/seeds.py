@@ -83,6 +83,19 @@ def seed_batch(batch: Batch, k: int) -> Batch:
     return Batch(**{name: getattr(batch, name)[k] for name in BATCH_FIELDS})
 
 
+class SeedView:
+    """Seed ``k``'s batch as :func:`seed_batch` gives it, each field sliced only when read: what a
+    learner's ``inputs`` gets (most read one field or two; at K = 128 the slicing is per update)."""
+
+    __slots__ = ("_batch", "_k")
+
+    def __init__(self, batch: Batch, k: int) -> None:
+        self._batch, self._k = batch, k
+
+    def __getattr__(self, name: str) -> Tensor:
+        return getattr(self._batch, name)[self._k]
+
+
 class SeedStack:
     """``learners`` (one algorithm and config, different seeds, at the same step) trained together.
 
@@ -175,7 +188,7 @@ class SeedStack:
         template = self.template
         steps = tuple(step for step in template.steps if template.total_it % step.every == 0)
         names = tuple(step.module for step in steps)
-        drawn = [learner.inputs(seed_batch(batch, k), names) for k, learner in enumerate(self.learners)]
+        drawn = [learner.inputs(SeedView(batch, k), names) for k, learner in enumerate(self.learners)]  # type: ignore[arg-type]
         tensors = {key: torch.stack([d[key] for d in drawn]) for key, value in drawn[0].items() if isinstance(value, Tensor)}
         fixed = {key: value for key, value in drawn[0].items() if key not in tensors}
         if any({key: d[key] for key in fixed} != fixed for d in drawn[1:]):

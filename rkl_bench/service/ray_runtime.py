@@ -139,10 +139,8 @@ def check_cluster_gpus(gpus: float, config: object) -> None:
     resources = ray.cluster_resources()
     if resources.get("GPU", 0) > 0:
         return
-    have = ", ".join(f"{key} {value:g}" for key, value in sorted(resources.items())
-                     if key in ("CPU", "memory") or key.isupper()) or "none"
     raise RklBenchError(
-        f"{config}: resources.gpus is {gpus:g}, but the Ray cluster has no GPUs (it has: {have}); "
+        f"{config}: resources.gpus is {gpus:g}, but the Ray cluster has no GPUs (only {resources.get('CPU', 0):g} CPUs); "
         "set resources.gpus: 0 to train on CPUs, or join a cluster with GPUs (--address)"
     )
 

@@ -245,8 +245,12 @@ class Updater:
                 module.load_state_dict(state[name])
         for name, optimizer in self.optimizers.items():
             load_optimizer(optimizer, state[self.optimizer_key(name)])
-        reseeded = [name for name, generator in self.generators.items()
-                    if not load_generator_state(generator, state[name], *self.streams[name], int(state.get("total_it", 0)))]
+        reseeded = []
+        for name, generator in self.generators.items():
+            if name not in self.streams:  # set directly, not by add_generator (the forge's SAC): its own device
+                generator.set_state(state[name])
+            elif not load_generator_state(generator, state[name], *self.streams[name], int(state.get("total_it", 0))):
+                reseeded.append(name)
         if reseeded:
             warnings.warn(f"checkpoint's random streams ({', '.join(reseeded)}) are of another device type than "
                           f"{self.device.type}; they go on from a seed of their step instead", RuntimeWarning, stacklevel=3)

@@ -212,11 +212,11 @@ class Bench:
         if self.device.type == "cuda":
             row.memory = torch.cuda.max_memory_allocated(self.device) / 2**20
 
-    def measure(self, row: Row, seconds: float, min_steps: int) -> None:
+    def measure(self, row: Row, seconds: float, min_steps: int, clock: Callable[[], float]) -> None:
         assert row.step is not None
         steps = 0
         self.sync()
-        started = time.perf_counter()
+        started, ticks = time.perf_counter(), clock()
         while steps < min_steps or time.perf_counter() - started < seconds:
             for _ in range(5):
                 row.step()
@@ -224,7 +224,7 @@ class Bench:
             if steps >= 50 * min_steps:
                 break
         self.sync()
-        row.times.append(steps / (time.perf_counter() - started))
+        row.times.append(steps / (clock() - ticks))
         if self.device.type == "cuda":
             row.memory = max(row.memory or 0.0, torch.cuda.max_memory_allocated(self.device) / 2**20)
 
@@ -250,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1, help="measure each row this many times, interleaved; medians")
     parser.add_argument("--budget", type=float, default=420.0, help="skip rows that would start after this many seconds")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall (default), or cpu: this process's CPU time (with --threads 1, the code's own "
+                             "cost on a CPU shared with other jobs)")
     parser.add_argument("--skip", default="", help="rows to leave out, comma-separated labels (e.g. 'K=1 graphed')")
     args = parser.parse_args(argv)
     if args.threads:
@@ -270,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
           f"python {platform.python_version()}, CPU {cpu_model()}, {torch.get_num_threads()} torch threads")
     print(f"td3_bc, {'tiny' if args.tiny else 'HalfCheetah-shaped'}: {bench.size['rows']} rows, "
           f"{bench.size['obs']}-d states, {bench.size['act']}-d actions, {bench.size['hidden']}x{bench.size['hidden']} MLPs, "
-          f"batch {bench.size['batch']}; compile {'on' if bench.compile else 'off'}"
+          f"batch {bench.size['batch']}; compile {'on' if bench.compile else 'off'}; {args.clock} clock"
           + (f"; stand-ins for {', '.join(STAND_INS)}" if STAND_INS else ""))
     skip = {label.strip() for label in args.skip.split(",") if label.strip()}
     rows = [row for row in bench.rows(ks) if row.label not in skip]
@@ -292,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             if row.step is None:
                 continue
             try:
-                bench.measure(row, seconds, min_steps)
+                bench.measure(row, seconds, min_steps, time.process_time if args.clock == "cpu" else time.perf_counter)
             except Exception as exc:  # noqa: BLE001
                 row.status = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:120]
                 row.step = None

@@ -31,8 +31,11 @@ what evaluation copies. After loading states into the learners,
 The mapped update runs through :class:`~rkl_bench.algos.fast.CompiledStep`
 (``compile=True``: ``torch.compile`` of the whole vmapped step, on a GPU the
 launch savings that make ``K > 1`` pay); a compile failure warns once and
-the stack goes on with the same function uncompiled. Inside it, matrix
-multiplies stay on ``torch.addmm``/``bmm`` (:func:`~rkl_bench.algos.fast.without_dnn`).
+the stack goes on with the same function uncompiled. ``compile_mode:
+reduce-overhead`` in the learners' config asks for CUDA graphs, as on the fast
+path. Inside the step, matrix multiplies stay on ``torch.addmm``/``bmm``
+(:func:`~rkl_bench.algos.fast.without_dnn`: the oneDNN op has no batching rule).
+Whether ``K > 1`` pays is measured by ``benchmarks/gpu.py`` (docs/speed.md).
 
 Which learners: those whose losses read only the networks they are handed
 and the update's inputs (:data:`STACKABLE`). BRAC's losses read its fitted

@@ -131,6 +131,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         d4rl_dir=args.d4rl_dir,
         hyperparams=_parse_overrides(args.set),
         checkpoint_every=args.checkpoint_every,
+        device=args.device,
     )
     summary = train(spec)
     if not summary.already_finished:
@@ -368,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=_positive_int, default=None,
                        help="torch threads (default: one per core). 2 on an idle 2-core machine gives "
                             "1.1-1.5x the updates/s of 1; use 1 when other jobs share the cores (docs/speed.md)")
+    train.add_argument("--device", default="cpu", metavar="DEVICE",
+                       help="cpu (default), cuda or cuda:N: where the learner trains (evaluation stays on the CPU)")
     train.set_defaults(func=_cmd_train)
 
     # run

@@ -30,6 +30,10 @@ TRIAL_CHECKPOINT_FILE = "checkpoint.pt"
 """Inside each ``checkpoint_<n>/``: the trial's learner state (plus ``pair_<i>.pt`` in a staged search trial)."""
 SEARCH_PROGRESS_FILE = "search_progress.json"
 """A staged search trial's position (stage, pair) in its checkpoints."""
+GROUP_CHECKPOINT_FILE = "checkpoint_seed{seed}.pt"
+"""Inside each ``checkpoint_<n>/`` of a trial of seeds trained together (``seeds_per_trial``): each seed's state."""
+GROUP_LAMBDAS_FILE = "lambdas_seed{seed}.npz"
+"""Beside ``lambdas.npz`` (the trial's first seed's) in such a trial's directory: each seed's lambda(s)."""
 
 # Either kind of run directory.
 LAMBDAS_FILE = "lambdas.npz"

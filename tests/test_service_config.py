@@ -81,7 +81,7 @@ def test_table2_is_the_papers_grid():
     [
         ({"evalutaion": {}}, r"exp\.yaml: unknown key 'evalutaion' in the top level; valid keys are: .*evaluation"),
         ({"evaluation": {"interval": 50, "episodes": 2, "every": 3}}, r"unknown key 'every' in evaluation"),
-        ({"resources": {"gpus": 1}}, r"unknown key 'gpus' in resources; valid keys are: cpus, threads"),
+        ({"resources": {"gpu": 1}}, r"unknown key 'gpu' in resources; valid keys are: cpus, gpus, threads"),
         ({"algorithms": {"td3_bx": {}}}, r"unknown algorithm 'td3_bx'.*valid algorithms are: bc, .*td3_bc, td3_rkl"),
         ({"algorithms": {"td3_bc": {"alpha": 2}}}, r"unknown key\(s\) 'alpha' in td3_bc hyper-parameters"),
         ({"algorithms": {"td3_bx@fast": {}}}, r"unknown algorithm 'td3_bx' \(key 'td3_bx@fast'\) in algorithms"),

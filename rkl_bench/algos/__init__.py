@@ -13,6 +13,7 @@ from rkl_bench.algos.registry import (
     learner_names,
     make_config,
     make_learner,
+    make_learners,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "learner_names",
     "make_config",
     "make_learner",
+    "make_learners",
 ]

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, ClassVar, Mapping, Sequence
@@ -60,7 +61,7 @@ from torch import Tensor, nn
 from rkl_bench.algos.config import flat_config
 from rkl_bench.algos.fast import FastPathFailed, FastUpdate, detached
 from rkl_bench.algos.inference import actor_actions
-from rkl_bench.algos.nets import Nets, adam, critic_apply, make_generator, soft_update
+from rkl_bench.algos.nets import Nets, adam, critic_apply, load_generator_state, make_generator, soft_update
 from rkl_bench.errors import RklBenchError
 
 Loss = Callable[[Nets, Any, dict], "tuple[Tensor, dict[str, Tensor]]"]
@@ -126,6 +127,8 @@ class Updater:
         self.modules: dict[str, nn.Module | list[Tensor]] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.generators: dict[str, torch.Generator] = {}
+        self.streams: dict[str, tuple[int, str]] = {}
+        """``(seed, stream)`` each generator was made from (to reseed it from a checkpoint of another device)."""
         self.targets: dict[str, str] = {}
         self.total_it = 0
         self._fast: FastUpdate | None = None
@@ -162,11 +165,13 @@ class Updater:
         """A named random stream of the seed (:func:`~rkl_bench.algos.nets.make_generator`), set as an attribute."""
         generator = make_generator(seed, stream, self.device)
         self.generators[name] = generator
+        self.streams[name] = (int(seed), stream)
         setattr(self, name, generator)
         return generator
 
     def enable_fast_path(self, name: str) -> None:
-        self._fast = FastUpdate(name, self.modules, self.optimizers)
+        self._fast = FastUpdate(name, self.modules, self.optimizers,
+                                cudagraphs=getattr(self.config, "compile_mode", "default") == "reduce-overhead")
 
     def parameters_of(self, name: str) -> list[Tensor]:
         module = self.modules[name]
@@ -245,8 +250,15 @@ class Updater:
                 module.load_state_dict(state[name])
         for name, optimizer in self.optimizers.items():
             load_optimizer(optimizer, state[self.optimizer_key(name)])
+        reseeded = []
         for name, generator in self.generators.items():
-            generator.set_state(state[name])
+            if name not in self.streams:  # set directly, not by add_generator (the forge's SAC): its own device
+                generator.set_state(state[name])
+            elif not load_generator_state(generator, state[name], *self.streams[name], int(state.get("total_it", 0))):
+                reseeded.append(name)
+        if reseeded:
+            warnings.warn(f"checkpoint's random streams ({', '.join(reseeded)}) are of another device type than "
+                          f"{self.device.type}; they go on from a seed of their step instead", RuntimeWarning, stacklevel=3)
         if self._fast is not None:
             self._fast.reset()
 
@@ -384,7 +396,7 @@ def act_with(actor: nn.Module, observations: np.ndarray, obs_dim: int) -> np.nda
     return out[0] if obs.ndim == 1 else out
 
 
-EXECUTION_KEYS = ("update_path", "fast_after")
+EXECUTION_KEYS = ("update_path", "fast_after", "compile_mode")
 """Config keys that choose how the update is executed, not what it computes: a checkpoint made
 with other values (or before they existed) resumes, continuing within float rounding."""
 

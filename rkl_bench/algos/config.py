@@ -4,8 +4,8 @@ A learner's config is a frozen dataclass built from the sections it has:
 
 * :class:`LearnerConfig` (every learner): ``batch_size`` (read by the
   training loop's sampler) and ``fused_adam``;
-* :class:`Execution`: ``update_path`` and ``fast_after``, how the update is
-  executed (not compared when a checkpoint resumes; docs/speed.md);
+* :class:`Execution`: ``update_path``, ``fast_after`` and ``compile_mode``, how
+  the update is executed (not compared when a checkpoint resumes; docs/speed.md);
 * :class:`Network`: ``hidden_dim`` x ``hidden_layers`` ReLU MLPs;
 * :class:`ActorCritic`: ``discount``, ``tau``, ``actor_lr``, ``critic_lr``;
 * :class:`TanhPolicy`: a tanh-Gaussian policy's log-std range and the clip
@@ -35,6 +35,8 @@ C = TypeVar("C")
 
 UPDATE_PATHS = ("fast", "plain")
 """Values of a learner config's ``update_path``."""
+COMPILE_MODES = ("default", "reduce-overhead")
+"""Values of a learner config's ``compile_mode``."""
 
 
 class ConfigError(RklBenchError, ValueError):
@@ -281,10 +283,15 @@ class Execution:
     fast_after: int = 10_000
     """With ``update_path="fast"``, the first ``fast_after`` updates run on the plain path
     (compiling pays back only after a few thousand steps; docs/speed.md)."""
+    compile_mode: str = "default"
+    """How the fast path is compiled: ``"default"``, or ``"reduce-overhead"``: ``torch.compile``'s mode
+    that replays the step as a CUDA graph on a GPU (one launch instead of ~100; on a CPU the same as
+    the default). The same numbers either way."""
 
     def check(self) -> None:
         one_of(self, "update_path", UPDATE_PATHS)
         non_negative_int(self, "fast_after")
+        one_of(self, "compile_mode", COMPILE_MODES)
 
 
 @dataclass(frozen=True)

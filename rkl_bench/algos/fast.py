@@ -42,11 +42,12 @@ uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
 import warnings
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -158,8 +159,24 @@ def _dnn_linear(x: Tensor, w: Tensor, b: Tensor | None, grad_in_out: bool) -> Te
     return _DNN_OP(x, w, b, grad_in_out)  # type: ignore[misc]
 
 
+_DNN_OFF = False
+"""Set by :func:`without_dnn` (the vectorised-seeds step: the oneDNN op has no ``vmap`` batching rule)."""
+
+
+@contextlib.contextmanager
+def without_dnn() -> Iterator[None]:
+    """Matrix multiplies on ``torch.addmm``/``bmm`` only, inside the block (what ``torch.func.vmap`` can batch)."""
+    global _DNN_OFF
+    before, _DNN_OFF = _DNN_OFF, True
+    try:
+        yield
+    finally:
+        _DNN_OFF = before
+
+
 def _use_dnn(x: Tensor, k: int, n: int) -> bool:
-    return _DNN_OP_OK and x.device.type == "cpu" and x.dtype == torch.float32 and k >= DNN_MIN_DIM and n >= DNN_MIN_DIM
+    return (_DNN_OP_OK and not _DNN_OFF and x.device.type == "cpu" and x.dtype == torch.float32
+            and k >= DNN_MIN_DIM and n >= DNN_MIN_DIM)
 
 
 def _readable_weight(w: Tensor) -> bool:
@@ -459,9 +476,11 @@ class FastUpdate:
         modules: dict[str, torch.nn.Module | Sequence[Tensor]],
         optimizers: dict[str, torch.optim.Optimizer],
         compile: bool = True,
+        cudagraphs: bool = False,
     ) -> None:
         self.what = what
-        self.compiled = CompiledStep(run_steps, what, compile, options=compile_options(modules))
+        self.cudagraphs = cudagraphs
+        self.compiled = CompiledStep(run_steps, what, compile, options=compile_options(modules, cudagraphs))
         self.modules = modules
         self.optimizers = optimizers
         self._params: dict[str, list[Tensor]] | None = None
@@ -484,6 +503,9 @@ class FastUpdate:
                 for name, m in self.modules.items()
             }
             self._adam = {name: AdamState(opt) for name, opt in self.optimizers.items()}  # type: ignore[arg-type]
+            if self.cudagraphs:
+                mark_static([t for views in self._params.values() for t in views]
+                            + [t for state in self._adam.values() for t in state.exp_avg + state.exp_avg_sq])
         adam = {}
         for name in names:
             state = self._adam[name]
@@ -503,19 +525,33 @@ class FastUpdate:
         return self.compiled.failed
 
 
-def compile_options(modules: dict[str, Any]) -> dict[str, Any]:
+def compile_options(modules: dict[str, Any], cudagraphs: bool = False) -> dict[str, Any]:
     """Inductor options for a step over these parameters.
 
     On CPU, ``cpp_wrapper``: the compiled step's driver code (the ~50-100
     kernel and library calls of one update) is generated as C++ instead of
     Python: a few percent more update steps/s at about twice the compile
-    time (docs/speed.md).
+    time (docs/speed.md). With ``cudagraphs`` (``compile_mode:
+    reduce-overhead``), ``triton.cudagraphs``: what ``torch.compile``'s
+    ``mode="reduce-overhead"`` sets (the mode cannot be given beside
+    options); it replays the step's kernels as one CUDA graph, and does
+    nothing for a CPU graph.
     """
     devices = set()
     for m in modules.values():
         for p in m.parameters() if isinstance(m, torch.nn.Module) else m:
             devices.add(p.device.type)
-    return {"cpp_wrapper": True} if devices == {"cpu"} else {}
+    options: dict[str, Any] = {"cpp_wrapper": True} if devices == {"cpu"} else {}
+    if cudagraphs:
+        options["triton.cudagraphs"] = True
+    return options
+
+
+def mark_static(tensors: Iterable[Tensor]) -> None:
+    """Tell the compiler these inputs keep their memory from call to call (parameters, Adam moments):
+    a CUDA graph may then write them in place instead of refusing a graph that mutates its inputs."""
+    for t in tensors:
+        torch._dynamo.mark_static_address(t)
 
 
 class FastPathFailed(RuntimeError):

@@ -318,6 +318,24 @@ def make_generator(seed: int, stream: str, device: str | torch.device = "cpu") -
     return generator
 
 
+def load_generator_state(generator: torch.Generator, state: Tensor, seed: int, stream: str, step: int) -> bool:
+    """Set ``generator`` to a saved ``state``; False when the state is another device type's.
+
+    CPU and CUDA generators are different algorithms with differently sized
+    states (Mersenne Twister, 5056 bytes; Philox, 16), so a checkpoint trained
+    on a GPU cannot set a CPU generator (or the reverse). Such a generator is
+    seeded instead from ``(seed, stream@step)`` (:func:`derive_seed`): the run goes
+    on deterministically from the checkpoint, though not with the draws the
+    other device would have made (its kernels round differently anyway).
+    """
+    state = state.to("cpu", torch.uint8)
+    if state.numel() == generator.get_state().numel():
+        generator.set_state(state)
+        return True
+    generator.manual_seed(derive_seed(seed, f"{stream}@{step}"))
+    return False
+
+
 @contextlib.contextmanager
 def seeded_init(seed: int, stream: str = "init") -> Iterator[None]:
     """Build modules inside this block for a deterministic initialisation.

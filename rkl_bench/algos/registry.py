@@ -22,9 +22,10 @@ loop reads it from ``learner.config.batch_size`` (or
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from rkl_bench.algos.base import Learner
 from rkl_bench.algos.config import config_from_dict, flat_defaults
@@ -136,6 +137,49 @@ def make_learner(
     """
     cls = _learner(name)
     config = make_config(name, hyperparams)
+    observations = _normalised(dataset, state_mean, state_std)
+    learner = cls(observations, dataset.actions, config, int(seed), device, progress=progress, fit=state is None)
+    if state is not None:
+        learner.load_state_dict(dict(state))
+    return learner
+
+
+def make_learners(
+    name: str,
+    dataset: OfflineDataset,
+    hyperparams: Mapping[str, Any] | None,
+    seeds: Sequence[int],
+    device: str = "cpu",
+    progress: bool = False,
+    *,
+    state_mean: np.ndarray | None = None,
+    state_std: np.ndarray | None = None,
+    states: Sequence[Mapping[str, Any] | None] | None = None,
+) -> list[Learner]:
+    """:func:`make_learner` for each of ``seeds`` (the seeds trained together, :mod:`rkl_bench.algos.seeds`).
+
+    Each learner is the one :func:`make_learner` builds for its seed; the
+    dataset's rows are moved to ``device`` once and shared by all of them.
+    ``states[k]`` (or None) resumes seed ``k`` from its checkpoint.
+    """
+    cls = _learner(name)
+    config = make_config(name, hyperparams)
+    states = list(states) if states is not None else [None] * len(seeds)
+    if len(states) != len(seeds):
+        raise ValueError(f"{len(seeds)} seeds but {len(states)} states")
+    rows = torch.as_tensor(_normalised(dataset, state_mean, state_std), device=torch.device(device))
+    actions = torch.as_tensor(dataset.actions, device=torch.device(device))
+    learners = []
+    for seed, state in zip(seeds, states):
+        learner = cls(rows, actions, config, int(seed), device, progress=progress, fit=state is None)
+        if state is not None:
+            learner.load_state_dict(dict(state))
+        learners.append(learner)
+    return learners
+
+
+def _normalised(dataset: OfflineDataset, state_mean: np.ndarray | None, state_std: np.ndarray | None) -> np.ndarray:
+    """The dataset's observations normalised with ``state_mean``/``state_std`` (default ``dataset.state_stats()``)."""
     if state_mean is None or state_std is None:
         mean, std = dataset.state_stats()
         state_mean = mean if state_mean is None else state_mean
@@ -147,8 +191,4 @@ def make_learner(
             f"state_mean/state_std must have shape ({dataset.obs_dim},) for dataset {dataset.name!r}; "
             f"got {state_mean.shape} and {state_std.shape}"
         )
-    observations = (dataset.observations - state_mean) / state_std
-    learner = cls(observations, dataset.actions, config, int(seed), device, progress=progress, fit=state is None)
-    if state is not None:
-        learner.load_state_dict(dict(state))
-    return learner
+    return (dataset.observations - state_mean) / state_std

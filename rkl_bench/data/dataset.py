@@ -127,15 +127,19 @@ class TensorSampler:
     """Uniform minibatch sampling over a dataset held as torch tensors.
 
     The dataset is normalised once and laid out as ONE contiguous table on
-    the target device, a row per transition (``obs | action | reward |
-    next_obs | not_done``); each call draws indices from a seeded
-    ``torch.Generator`` and gathers the rows with a single ``index_select``
-    (one kernel and one allocation per batch instead of five; the fields of
-    the :class:`Batch` are column views of it). The generator's state is part
-    of the training checkpoint, so a resumed run draws exactly the batches an
-    uninterrupted run would. ``observations``, ``actions``, ``rewards``,
-    ``next_observations`` and ``not_dones`` remain available as (strided)
-    column views of the whole table.
+    the target device (:func:`transition_table`), a row per transition
+    (``obs | action | reward | next_obs | not_done``); each call draws indices
+    on that device from a seeded ``torch.Generator`` and gathers the rows with
+    a single ``index_select`` (one kernel and one allocation per batch instead
+    of five; the fields of the :class:`Batch` are column views of it). The
+    generator's state is part of the training checkpoint, so a resumed run
+    draws exactly the batches an uninterrupted run would. ``observations``,
+    ``actions``, ``rewards``, ``next_observations`` and ``not_dones`` remain
+    available as (strided) column views of the whole table.
+
+    ``table`` (a table made for the same dataset, statistics and device)
+    shares it instead of building another: what :class:`SeedSampler` does for
+    the seeds trained together.
     """
 
     def __init__(
@@ -146,44 +150,37 @@ class TensorSampler:
         state_mean: np.ndarray | None = None,
         state_std: np.ndarray | None = None,
         device: str | torch.device = "cpu",
+        table: torch.Tensor | None = None,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         self.size = len(dataset)
-        mean = np.zeros(dataset.obs_dim, np.float32) if state_mean is None else state_mean
-        std = np.ones(dataset.obs_dim, np.float32) if state_std is None else state_std
-
-        def tensor(a: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32), device=self.device)
-
-        obs_dim, act_dim = dataset.obs_dim, dataset.act_dim
-        table = np.empty((self.size, 2 * obs_dim + act_dim + 2), np.float32)
-        table[:, :obs_dim] = (dataset.observations - mean) / std
-        table[:, obs_dim : obs_dim + act_dim] = dataset.actions
-        table[:, obs_dim + act_dim] = dataset.rewards
-        table[:, obs_dim + act_dim + 1 : 2 * obs_dim + act_dim + 1] = (dataset.next_observations - mean) / std
-        table[:, -1] = 1.0 - dataset.terminals
-        self.table = tensor(table)
-        cuts = [obs_dim, act_dim, 1, obs_dim, 1]
+        self.seed = int(seed)
+        self.table = transition_table(dataset, state_mean, state_std, self.device) if table is None else table
+        cuts = [dataset.obs_dim, dataset.act_dim, 1, dataset.obs_dim, 1]
         self._fields = [sum(cuts[:i]) for i in range(len(cuts) + 1)]
         (self.observations, self.actions, self.rewards, self.next_observations, self.not_dones) = self._split(self.table)
         self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(int(seed))
+        self.generator.manual_seed(self.seed)
 
     def _split(self, block: torch.Tensor) -> tuple[torch.Tensor, ...]:
         f = self._fields
-        return tuple(block[:, f[i] : f[i + 1]] for i in range(len(f) - 1))
+        return tuple(block[..., f[i] : f[i + 1]] for i in range(len(f) - 1))
 
-    def sample_indices(self) -> torch.Tensor:
+    def sample_indices(self, out: torch.Tensor | None = None) -> torch.Tensor:
         return torch.randint(
-            0, self.size, (self.batch_size,), generator=self.generator, device=self.device
+            0, self.size, (self.batch_size,), generator=self.generator, device=self.device, out=out
         )
 
     def sample(self) -> Batch:
         idx = self.sample_indices()
-        obs, actions, rewards, next_obs, not_dones = self._split(self.table.index_select(0, idx))
+        return self.batch(self.table.index_select(0, idx), idx)
+
+    def batch(self, block: torch.Tensor, idx: torch.Tensor) -> Batch:
+        """The :class:`Batch` of gathered table rows ``block`` (any leading axes) drawn at ``idx``."""
+        obs, actions, rewards, next_obs, not_dones = self._split(block)
         return Batch(
             observations=obs,
             actions=actions,
@@ -196,5 +193,68 @@ class TensorSampler:
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
+    def load_state_dict(self, state: dict[str, Any], step: int = 0) -> None:
+        """The generator state of a checkpoint; one saved on another device type (a CUDA state on the
+        CPU, or the reverse: different generators) is replaced by a seed of ``(seed, step)``."""
+        saved = state["generator"].to("cpu", torch.uint8)
+        if saved.numel() == self.generator.get_state().numel():
+            self.generator.set_state(saved)
+        else:
+            words = np.random.SeedSequence([self.seed & 0xFFFFFFFF, self.seed >> 32, int(step), 0x5A4D]).generate_state(2)
+            self.generator.manual_seed(int(words[0]) << 31 | int(words[1]) >> 1)
+
+
+def transition_table(
+    dataset: OfflineDataset,
+    state_mean: np.ndarray | None = None,
+    state_std: np.ndarray | None = None,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """The dataset as one float32 ``(N, 2 obs + act + 2)`` table on ``device``, states normalised:
+    ``obs | action | reward | next_obs | not_done`` (built in host memory, moved once)."""
+    obs_dim, act_dim = dataset.obs_dim, dataset.act_dim
+    mean = np.zeros(obs_dim, np.float32) if state_mean is None else state_mean
+    std = np.ones(obs_dim, np.float32) if state_std is None else state_std
+    table = np.empty((len(dataset), 2 * obs_dim + act_dim + 2), np.float32)
+    table[:, :obs_dim] = (dataset.observations - mean) / std
+    table[:, obs_dim : obs_dim + act_dim] = dataset.actions
+    table[:, obs_dim + act_dim] = dataset.rewards
+    table[:, obs_dim + act_dim + 1 : 2 * obs_dim + act_dim + 1] = (dataset.next_observations - mean) / std
+    table[:, -1] = 1.0 - dataset.terminals
+    return torch.as_tensor(table, device=torch.device(device))
+
+
+class SeedSampler:
+    """Minibatches for ``K`` seeds trained together: one table on the device, one generator per seed.
+
+    ``samplers[k]`` is seed ``k``'s own :class:`TensorSampler` (sharing the
+    table), so its batches, and its checkpoint entry, are those of a run of
+    that seed alone. :meth:`sample` draws each seed's indices with its own
+    generator into one ``(K, B)`` buffer and gathers every row in one
+    ``index_select``: a :class:`Batch` whose fields have a leading seed axis
+    (``(K, B, obs_dim)``, ..., indices ``(K, B)``).
+    """
+
+    def __init__(
+        self,
+        dataset: OfflineDataset,
+        batch_size: int,
+        seeds: list[int] | tuple[int, ...],
+        state_mean: np.ndarray | None = None,
+        state_std: np.ndarray | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if not seeds:
+            raise ValueError("a SeedSampler needs at least one seed")
+        table = transition_table(dataset, state_mean, state_std, device)
+        self.samplers = [TensorSampler(dataset, batch_size, seed, device=device, table=table) for seed in seeds]
+        self.table = table
+        self._idx = torch.empty(len(seeds), int(batch_size), dtype=torch.long, device=torch.device(device))
+
+    def sample(self) -> Batch:
+        idx = self._idx
+        for k, sampler in enumerate(self.samplers):
+            sampler.sample_indices(out=idx[k])
+        first = self.samplers[0]
+        block = self.table.index_select(0, idx.view(-1)).view(*idx.shape, -1)
+        return first.batch(block, idx.clone())

@@ -18,7 +18,9 @@ keys are errors that name the key, where it sits and the file. The schema
     seeds: [0, 1, 2, 3, 4]
     steps: 1000000                  # gradient steps per trial
     evaluation: {interval: 5000, episodes: 10}
-    resources: {cpus: 1, threads: 1}              # per trial; threads -> torch.set_num_threads
+    resources: {cpus: 1, gpus: 0, threads: 1}     # per trial; threads -> torch.set_num_threads;
+                                    # gpus > 0 (0.25: four trials per GPU) trains on cuda
+    seeds_per_trial: 1              # seeds of one (algorithm, dataset) trained together in one trial
     eval_actors: {count: 1, envs_per_actor: 10, cpus: 0}   # per trial
     checkpoints: {keep: 2}          # checkpoints kept per trial (one per result row)
     max_failures: 3                 # restarts of a trial from its last checkpoint
@@ -66,10 +68,22 @@ class Resources:
     """What one trial asks Ray for. ``threads`` is the trial's torch thread
     count: one thread per trial and as many trials as cores beats fewer trials
     with more threads for these small MLPs (docs/speed.md), and more threads
-    than reserved CPUs is an error."""
+    than reserved CPUs is an error.
+
+    ``gpus`` is the share of one GPU a trial reserves (Ray's fractional GPUs:
+    0.25 lets four trials share a GPU; at most 1, since a trial trains on one
+    device). A trial with ``gpus > 0`` trains on ``cuda``, the GPU Ray gave
+    it; its evaluation actors stay on the CPU. A cluster without GPUs refuses
+    such a config before any trial starts."""
 
     cpus: float = 1.0
+    gpus: float = 0.0
     threads: int = 1
+
+    @property
+    def device(self) -> str:
+        """Where a trial with these resources trains."""
+        return "cuda" if self.gpus > 0 else "cpu"
 
 
 @dataclass(frozen=True)
@@ -119,6 +133,9 @@ class ExperimentConfig:
     eval_actors: EvalActors = EvalActors()
     checkpoints: Checkpoints = Checkpoints()
     max_failures: int = 3
+    seeds_per_trial: int = 1
+    """Seeds of one (algorithm, dataset) trained together in one trial process (vectorised over a leading
+    seed axis, :mod:`rkl_bench.algos.seeds`); each seed still reports its own rows."""
     path: Path | None = None
 
     @property
@@ -126,12 +143,29 @@ class ExperimentConfig:
         return len(self.algorithms) * len(self.datasets) * len(self.seeds)
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as plain data (what the experiment directory records)."""
+        """The spec as plain data (what the experiment directory records).
+
+        Keys added after experiments were first recorded (:data:`LATER_KEYS`)
+        are left out at their defaults, so the record of an experiment started
+        before them is still this config's and ``--resume`` (and a results
+        archive) accepts it.
+        """
         data = dataclasses.asdict(self)
         data.pop("path")
         data["algorithms"] = {name: dict(hp) for name, hp in self.algorithms.items()}
         data["datasets"], data["seeds"] = list(self.datasets), list(self.seeds)
+        for dotted, default in LATER_KEYS.items():
+            *sections, key = dotted.split(".")
+            where = data
+            for section in sections:
+                where = where[section]
+            if where.get(key) == default:
+                del where[key]
         return data
+
+
+LATER_KEYS: dict[str, Any] = {"resources.gpus": 0.0, "seeds_per_trial": 1}
+"""Keys recorded only when they differ from these defaults (:meth:`ExperimentConfig.to_dict`)."""
 
 
 SECTIONS: dict[str, type] = {
@@ -201,6 +235,7 @@ def parse_config(raw: Any, default_name: str, path: Path | None = None) -> Exper
         "dataset_source": _choice(raw.get("dataset_source", "auto"), DATASET_SOURCES, "dataset_source"),
         "d4rl_dir": _optional_str(raw.get("d4rl_dir"), "d4rl_dir"),
         "max_failures": _scalar(raw.get("max_failures", 3), int, "max_failures"),
+        "seeds_per_trial": _scalar(raw.get("seeds_per_trial", 1), int, "seeds_per_trial"),
         "path": path,
     }
     for key, cls in SECTIONS.items():
@@ -225,6 +260,12 @@ def check_config(config: ExperimentConfig) -> None:
     if not config.resources.cpus > 0:
         raise RklBenchError(f"resources.cpus must be > 0, got {config.resources.cpus}")
     _at_least(config.resources.threads, 1, "resources.threads")
+    if not 0 <= config.resources.gpus <= 1:
+        raise RklBenchError(
+            f"resources.gpus must be between 0 and 1 (a trial's share of one GPU, e.g. 0.25 for four "
+            f"trials per GPU), got {config.resources.gpus}"
+        )
+    _at_least(config.seeds_per_trial, 1, "seeds_per_trial")
     if config.resources.threads > config.resources.cpus:
         raise RklBenchError(
             f"resources.threads ({config.resources.threads}) is more than resources.cpus ({config.resources.cpus}); "
@@ -245,7 +286,19 @@ def check_config(config: ExperimentConfig) -> None:
     _at_least(config.checkpoints.keep, 1, "checkpoints.keep")
     _at_least(config.max_failures, 0, "max_failures")
     _check_algorithms(config.algorithms)
+    _check_seeds_per_trial(config)
     _check_forge_profile(config.forge.profile)
+
+
+def _check_seeds_per_trial(config: ExperimentConfig) -> None:
+    """Seeds trained together: only learners the vectorised update trains (rkl_bench/algos/seeds.py)."""
+    if config.seeds_per_trial == 1:
+        return
+    from rkl_bench.algos.registry import split_variant
+    from rkl_bench.algos.seeds import check_stackable
+
+    for key in config.algorithms:
+        check_stackable(split_variant(key)[0], config.seeds_per_trial)
 
 
 def _check_forge_profile(name: str) -> None:

@@ -126,7 +126,9 @@ class EvalPool:
             strategy: Any = PlacementGroupSchedulingStrategy(placement_group, placement_group_bundle_index=1 + slot)
         else:
             strategy = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-        return EvalActor.options(num_cpus=self.cpus, scheduling_strategy=strategy).remote(self.envs_per_actor)
+        # num_gpus=0: rollouts run on the CPU (a GPU trial's policy snapshots are CPU copies), and
+        # an actor never takes a share of the trial's GPU.
+        return EvalActor.options(num_cpus=self.cpus, num_gpus=0, scheduling_strategy=strategy).remote(self.envs_per_actor)
 
     def submit(self, policy: PolicySnapshot, step: int, episodes: int, seed: int) -> PendingEvaluation:
         """Start evaluating ``policy`` on episodes ``0 .. episodes-1`` (episode ``i`` seeded ``seed + i``)."""

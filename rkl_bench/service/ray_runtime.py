@@ -126,6 +126,25 @@ def ray_session(
                 stop_reaper(watcher)
 
 
+def check_cluster_gpus(gpus: float, config: object) -> None:
+    """Refuse trials that ask for ``gpus`` (``resources.gpus``) of a cluster without GPUs.
+
+    Tune would keep such trials pending for ever; this is one error line
+    instead, before any trial starts. ``config`` names the spec in the message.
+    """
+    if gpus <= 0:
+        return
+    import ray
+
+    resources = ray.cluster_resources()
+    if resources.get("GPU", 0) > 0:
+        return
+    raise RklBenchError(
+        f"{config}: resources.gpus is {gpus:g}, but the Ray cluster has no GPUs (only {resources.get('CPU', 0):g} CPUs); "
+        "set resources.gpus: 0 to train on CPUs, or join a cluster with GPUs (--address)"
+    )
+
+
 def start_reaper() -> "subprocess.Popen[bytes] | None":
     """Mark the local Ray about to start with a token and start its watcher (``ray_reaper.py``):
     the Ray goes away with this process, even when it is SIGKILLed."""

@@ -41,7 +41,12 @@ from rkl_bench.errors import RklBenchError
 from rkl_bench.layout import EXPERIMENT_RECORD_FILE, TUNER_FILE
 from rkl_bench.service.config import ExperimentConfig, load_config
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
-from rkl_bench.service.ray_runtime import DEFAULT_CONNECT_TIMEOUT_S, check_dashboard_available, ray_session
+from rkl_bench.service.ray_runtime import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    check_cluster_gpus,
+    check_dashboard_available,
+    ray_session,
+)
 from rkl_bench.storage import Location, check_reachable, location, native
 from rkl_bench.service.tune_state import (
     check_private,
@@ -121,6 +126,7 @@ def run_experiment(
     check_datasets(specs, config)
 
     with ray_session(address, dashboard, connect_timeout=connect_timeout):
+        check_cluster_gpus(config.resources.gpus, config.path or config.name)  # before anything is written
         from rkl_bench.service.datasets_store import put_datasets
         from rkl_bench.service.tuner import TrialErrors, build_tuner, can_restore, restore_tuner
 
@@ -139,9 +145,10 @@ def run_experiment(
         # StateDigests when it ran any step; a restored run with nothing left to
         # do runs none, so its new session files are recorded here.
         record_digests(experiment_dir, list(state_files(experiment_dir)))
-        archived = total - len(grid)
+        archived = total - sum(seeds_of(result) for result in grid)
+        errored = sum(seeds_of(result) for result in grid if result.error is not None)
         return GridSummary(
-            experiment_dir, total, archived + finished_trials(grid, config.steps), grid.num_errors,
+            experiment_dir, total, archived + finished_trials(grid, config.steps), errored,
             len(config.seeds), trial_errors(grid, TrialErrors.seen), archived=archived, archive=archive,
         )
 
@@ -222,15 +229,21 @@ def trial_errors(grid: Any, seen: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def finished_trials(grid: Any, steps: int) -> int:
-    """Trials whose last row is at the step budget.
+    """Trials (seeds: a Tune trial of seeds trained together counts each) whose last row is at the step budget.
 
     Not ``grid.num_terminated``: after Ctrl-C Tune stops the running trials and
     marks them TERMINATED in memory (the saved experiment state still has them
     unfinished, which is what ``--resume`` reads).
     """
     return sum(
-        1 for result in grid if result.error is None and (result.metrics or {}).get("step", -1) >= steps
+        seeds_of(result) for result in grid
+        if result.error is None and (result.metrics or {}).get("step", -1) >= steps
     )
+
+
+def seeds_of(result: Any) -> int:
+    """How many grid cells (seeds) one Tune result trained: 1, or its ``seeds`` (``seeds_per_trial``)."""
+    return len((result.config or {}).get("seeds") or [None])
 
 
 def experiment_record(config: ExperimentConfig, specs: Sequence[str]) -> dict[str, Any]:

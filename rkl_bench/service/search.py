@@ -58,16 +58,17 @@ of a search in an object store).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from rkl_bench.errors import RklBenchError
 from rkl_bench.layout import SEARCH_RECORD_FILE, STUDY_FILE
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
 from rkl_bench.service.private_apis import seed_asha_rungs
-from rkl_bench.service.ray_runtime import ray_session
+from rkl_bench.service.ray_runtime import check_cluster_gpus, ray_session
 from rkl_bench.service.run import experiment_record, storage_location
 from rkl_bench.service.search_budget import budget_estimate, measured_estimate
 from rkl_bench.service.search_config import SearchConfig, load_search_config, storage_url
@@ -121,55 +122,69 @@ def run_search(
             "or change the config's name or --storage"
         )
     quiet_optuna()
-    file = storage_file(url)
-    copied = remote is not None and file == work_dir / STUDY_FILE  # the study itself travels to the bucket
-    if remote is not None and not resume:
-        remote.check_fresh()
-    if copied and resume:
-        remote.fetch(config.study_name, announce)
-    # A study file that does not exist yet is made only once every check has passed and the data is there.
-    study_storage = open_storage(url, must_exist=resume) if resume or file is None or file.exists() else None
-    study = None if study_storage is None else open_study(study_storage, config.study_name, url, record, resume)
-    make_missing_forge_datasets(specs, config.experiment)
+    with _gpus_checked(config, address):
+        file = storage_file(url)
+        copied = remote is not None and file == work_dir / STUDY_FILE  # the study itself travels to the bucket
+        if remote is not None and not resume:
+            remote.check_fresh()
+        if copied and resume:
+            remote.fetch(config.study_name, announce)
+        # A study file that does not exist yet is made only once every check has passed and the data is there.
+        study_storage = open_storage(url, must_exist=resume) if resume or file is None or file.exists() else None
+        study = None if study_storage is None else open_study(study_storage, config.study_name, url, record, resume)
+        make_missing_forge_datasets(specs, config.experiment)
 
-    work_dir.mkdir(parents=True, exist_ok=True)
-    write_text(work_dir / SEARCH_RECORD_FILE, json.dumps(record, indent=2) + "\n")
-    if study is None:
-        study_storage = study_storage or open_storage(url)
-        study, seed_offset = create_study(study_storage, config, record), 0
-    else:
-        seed_offset = len(study.get_trials(deepcopy=False))
-        requeue_interrupted(study, experiment_dir)
-        measured = measured_estimate(config, study)
-        if announce and measured:
-            announce(measured)
-    if remote is not None:  # the bucket has the record and the study before any trial runs
-        remote.start(with_study=copied)
-    remaining = max(0, config.search.num_samples - finished_count(study))
-    trials_run = 0
-    try:
-        if remaining:
-            if copied:
-                from rkl_bench.service.study_remote import StudySnapshots
+        work_dir.mkdir(parents=True, exist_ok=True)
+        write_text(work_dir / SEARCH_RECORD_FILE, json.dumps(record, indent=2) + "\n")
+        if study is None:
+            study_storage = study_storage or open_storage(url)
+            study, seed_offset = create_study(study_storage, config, record), 0
+        else:
+            seed_offset = len(study.get_trials(deepcopy=False))
+            requeue_interrupted(study, experiment_dir)
+            measured = measured_estimate(config, study)
+            if announce and measured:
+                announce(measured)
+        if remote is not None:  # the bucket has the record and the study before any trial runs
+            remote.start(with_study=copied)
+        remaining = max(0, config.search.num_samples - finished_count(study))
+        trials_run = 0
+        try:
+            if remaining:
+                if copied:
+                    from rkl_bench.service.study_remote import StudySnapshots
 
-                callbacks = [*callbacks, StudySnapshots(remote)]
-            with ray_session(address):
-                from rkl_bench.service.datasets_store import put_datasets
+                    callbacks = [*callbacks, StudySnapshots(remote)]
+                with ray_session(address):
+                    from rkl_bench.service.datasets_store import put_datasets
 
-                refs = put_datasets(specs, config.experiment.d4rl_dir)
-                tuner = build_search_tuner(
-                    config, specs, refs, study_storage, storage_dir, remaining, callbacks, verbose, seed_offset
-                )
-                trials_run = len(tuner.fit())
-    except BaseException:
-        if remote is not None:  # the study as far as it got, for a resume from any machine
-            remote.upload_quietly(with_study=copied)
-        raise
+                    refs = put_datasets(specs, config.experiment.d4rl_dir)
+                    tuner = build_search_tuner(
+                        config, specs, refs, study_storage, storage_dir, remaining, callbacks, verbose, seed_offset
+                    )
+                    trials_run = len(tuner.fit())
+        except BaseException:
+            if remote is not None:  # the study as far as it got, for a resume from any machine
+                remote.upload_quietly(with_study=copied)
+            raise
     study = load_study(study_storage, config.study_name)
     summary = summarise(config, study, url, work_dir, trials_run)
     figures = tuple(draw(work_dir)) if draw is not None and summary.finished else ()
     names = tuple(remote.upload_quietly(with_study=copied)) if remote is not None else ()
     return dataclasses.replace(summary, experiment_dir=experiment_dir, figures=figures, copied=names)
+
+
+@contextlib.contextmanager
+def _gpus_checked(config: SearchConfig, address: str | None) -> Iterator[None]:
+    """A search whose trials ask for GPUs starts Ray first and refuses a cluster without any, before the
+    study or the experiment directory is written (the inner ``ray_session`` then uses this Ray)."""
+    gpus = config.experiment.resources.gpus
+    if gpus <= 0:
+        yield
+        return
+    with ray_session(address):
+        check_cluster_gpus(gpus, config.path or config.name)
+        yield
 
 
 def search_record(config: SearchConfig, specs: Sequence[str]) -> dict[str, Any]:

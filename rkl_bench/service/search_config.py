@@ -324,6 +324,11 @@ def check_search_config(config: SearchConfig) -> None:
     from rkl_bench.algos.registry import default_hyperparams, make_config
 
     search, algo, fixed = config.search, config.algo, config.fixed
+    if config.experiment.seeds_per_trial != 1:
+        raise RklBenchError(
+            f"seeds_per_trial is {config.experiment.seeds_per_trial}, but a search trial trains its (dataset, seed) "
+            "pairs one after the other; seeds_per_trial applies to rkl-bench run (leave it out here)"
+        )
     defaults = default_hyperparams(algo)
     for param in search.space:
         where = f"search.space.{param.name}"

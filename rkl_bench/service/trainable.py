@@ -17,11 +17,16 @@ trainer resumes bit-exactly, the rows are those of an uninterrupted trial.
 Threads: the trial sets ``torch.set_num_threads(threads)`` from its
 resources (default 1: one thread per trial and one trial per core);
 evaluation actors use one thread each.
+
+Devices: a trial with ``resources.gpus > 0`` trains on ``cuda`` (the GPU
+share Ray reserved for it); its policy snapshots are CPU copies and its
+evaluation actors reserve no GPU, so rollouts stay on the CPU.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import time
 import warnings
@@ -38,7 +43,7 @@ from rkl_bench.data.dataset import OfflineDataset
 from rkl_bench.data.envs import gym_env_id
 from rkl_bench.data.validate import check_env_spaces
 from rkl_bench.errors import RklBenchError
-from rkl_bench.layout import LAMBDAS_FILE, TRIAL_CHECKPOINT_FILE
+from rkl_bench.layout import GROUP_CHECKPOINT_FILE, GROUP_LAMBDAS_FILE, LAMBDAS_FILE, TRIAL_CHECKPOINT_FILE
 from rkl_bench.scratch import scratch_dir
 from rkl_bench.service.config import ExperimentConfig
 from rkl_bench.service.datasets_store import DatasetRefs, fetch_dataset
@@ -46,6 +51,7 @@ from rkl_bench.service.eval_actors import EvalPool, PendingEvaluation, PolicySna
 from rkl_bench.training.lambdas import save_lambdas
 from rkl_bench.training.metrics import LossMeter
 from rkl_bench.training.result_row import finish_row, progress_fields, score_fields
+from rkl_bench.training.seed_trainer import SeedTrainer
 from rkl_bench.training.trainer import Trainer, eval_seed, read_checkpoint
 
 
@@ -60,6 +66,8 @@ class TrialSettings:
     eval_actors: int
     envs_per_actor: int
     eval_actor_cpus: float
+    device: str = "cpu"
+    """``cuda`` for a trial that reserves GPUs (``resources.gpus > 0``): Ray shows it only its own."""
 
     @classmethod
     def of(cls, config: ExperimentConfig) -> "TrialSettings":
@@ -71,10 +79,16 @@ class TrialSettings:
             eval_actors=config.eval_actors.count,
             envs_per_actor=config.eval_actors.envs_per_actor,
             eval_actor_cpus=config.eval_actors.cpus,
+            device=config.resources.device,
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data for the trial's config; ``device`` only when not the CPU, so a trial config of an
+        experiment started before devices existed is what this gives for it (Tune compares them on resume)."""
+        data = dataclasses.asdict(self)
+        if data["device"] == "cpu":
+            del data["device"]
+        return data
 
 
 @dataclass
@@ -87,11 +101,17 @@ class _Row:
 
 
 def run_trial(config: dict[str, Any], datasets: DatasetRefs) -> None:
-    """Tune function trainable; ``config`` holds ``algo``, ``dataset``, ``seed``, ``hyperparams``, ``settings``."""
+    """Tune function trainable; ``config`` holds ``algo``, ``dataset``, ``seed``, ``hyperparams``, ``settings``,
+    and for seeds trained together (``seeds_per_trial``) ``seeds``, the trial's seeds (``seed`` is the first)."""
     entered = time.perf_counter()
     settings = TrialSettings(**config["settings"])
     torch.set_num_threads(settings.threads)
     spec = config["dataset"]
+    seeds = [int(seed) for seed in config.get("seeds") or [config["seed"]]]
+    if len(seeds) > 1:
+        run_group(config["algo"], spec, seeds, config["hyperparams"], settings, fetch_dataset(datasets[spec]),
+                  _restored_group_states(seeds), entered)
+        return
     run_pair(
         config["algo"], spec, int(config["seed"]), config["hyperparams"], settings,
         fetch_dataset(datasets[spec]), _restored_state(), entered,
@@ -138,7 +158,7 @@ def run_pair(
         # The sampler wraps the dataset's arrays with torch.as_tensor; they are
         # read-only object-store views, which torch warns about, and never written.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        trainer = Trainer(split_variant(algo)[0], dataset, hyperparams, seed, checkpoint=state)
+        trainer = Trainer(split_variant(algo)[0], dataset, hyperparams, seed, device=settings.device, checkpoint=state)
     if trainer.step >= settings.steps:
         return
     artifacts = trial_artifact_dir()
@@ -156,6 +176,61 @@ def run_pair(
         loop.discard()
         if own_pool:
             release_pool(pool)
+
+
+def run_group(
+    algo: str,
+    spec: str,
+    seeds: list[int],
+    hyperparams: dict[str, Any],
+    settings: TrialSettings,
+    dataset: OfflineDataset,
+    states: list[dict[str, Any]] | None,
+    entered: float,
+) -> None:
+    """:func:`run_pair` for ``seeds`` trained together (one :class:`SeedTrainer`): each seed's rows are
+    those of its own pair (its ``seed``, its evaluation episodes, its checkpoint in the step's checkpoint
+    folder as ``checkpoint_seed<seed>.pt``), reported one after the other at every evaluation step."""
+    env_id = gym_env_id(dataset)
+    if env_id is None:
+        raise RklBenchError(f"dataset {spec!r} (version {dataset.version}) has no gymnasium environment to evaluate in")
+    check_env_spaces(dataset, env_id)
+    if states is not None and any(s["extra"]["dataset_version"] != dataset.version for s in states):
+        raise RklBenchError(f"trial checkpoint was trained on another version of {spec} than {dataset.version}; "
+                            "start a new experiment")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        trainer = SeedTrainer(split_variant(algo)[0], dataset, hyperparams, seeds, device=settings.device,
+                              checkpoints=states)
+    if trainer.step >= settings.steps:
+        return
+    artifacts = trial_artifact_dir()
+    for k, seed in enumerate(seeds):
+        target = artifacts / group_lambdas_file(seed)
+        if not target.exists():
+            path = save_lambdas(trainer.learner(k), dataset, artifacts)
+            if path is not None:
+                os.replace(path, target)
+    first = artifacts / group_lambdas_file(seeds[0])
+    if first.exists() and not (artifacts / LAMBDAS_FILE).exists():
+        shutil.copyfile(first, artifacts / LAMBDAS_FILE)  # the report's Fig. 4 shows a cell's lowest seed
+    pool = trial_pool(settings.eval_actors, settings.envs_per_actor, settings.eval_actor_cpus, env_id, dataset.env)
+    loop = _GroupLoop(algo, settings, trainer, pool, dataset, spec, entered, states)
+    try:
+        loop.run()
+    finally:
+        loop.discard()
+        release_pool(pool)
+
+
+def group_checkpoint_file(seed: int) -> str:
+    """A seed's checkpoint in the checkpoint folder of a trial of seeds trained together."""
+    return GROUP_CHECKPOINT_FILE.format(seed=seed)
+
+
+def group_lambdas_file(seed: int) -> str:
+    """A seed's lambda(s) in the directory of a trial of seeds trained together (the archive reads them)."""
+    return GROUP_LAMBDAS_FILE.format(seed=seed)
 
 
 def trial_artifact_dir() -> Path:
@@ -177,6 +252,14 @@ def _restored_state() -> dict[str, Any] | None:
         return None
     with checkpoint.as_directory() as folder:
         return readable_checkpoint(Path(folder))
+
+
+def _restored_group_states(seeds: list[int]) -> list[dict[str, Any]] | None:
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return [read_checkpoint(Path(folder) / group_checkpoint_file(seed)) for seed in seeds]
 
 
 def readable_checkpoint(folder: Path) -> dict[str, Any] | None:
@@ -290,3 +373,71 @@ class _TrialLoop:
         if self.pending is not None:
             shutil.rmtree(self.pending.checkpoint_dir, ignore_errors=True)
             self.pending = None
+
+
+class _GroupLoop(_TrialLoop):
+    """:class:`_TrialLoop` for seeds trained together: at every evaluation step, one checkpoint folder
+    (every seed's checkpoint) and one evaluation per seed; the rows are reported seed by seed, the
+    folder with the last of them (a restart goes on from the step all seeds reached)."""
+
+    trainer: SeedTrainer  # type: ignore[assignment]
+
+    def __init__(self, algo: str, settings: TrialSettings, trainer: SeedTrainer, pool: EvalPool,
+                 dataset: OfflineDataset, spec: str, entered: float, states: list[dict[str, Any]] | None) -> None:
+        super().__init__(algo, settings, trainer, pool, dataset, spec, entered,  # type: ignore[arg-type]
+                         None if states is None else states[0])
+        self.base["seeds_per_trial"] = len(trainer.seeds)
+        self.pending_group: list[_Row] | None = None
+
+    def run(self) -> None:
+        trainer, settings = self.trainer, self.settings
+        while trainer.step < settings.steps:
+            interval = settings.eval_interval
+            target = min((trainer.step // interval + 1) * interval, settings.steps)
+            steps = target - trainer.step
+            meters = [LossMeter() for _ in trainer.seeds]
+            started = time.perf_counter()
+            trainer.train_steps(steps, meters)
+            train_seconds = time.perf_counter() - started
+            rows = self.start_rows(meters, steps / train_seconds if train_seconds > 0 else None)
+            self.finish_pending()
+            self.pending_group = rows
+        self.finish_pending()
+
+    def start_rows(self, meters: list[LossMeter], steps_per_second: float | None) -> list[_Row]:
+        trainer = self.trainer
+        wall_time = self.wall_time()
+        folder = scratch_dir("checkpoint_")
+        rows = []
+        for k, seed in enumerate(trainer.seeds):
+            trainer.save(k, folder / group_checkpoint_file(seed),
+                         {"wall_time": wall_time, "dataset_version": self.base["dataset_version"]})
+            policy = PolicySnapshot.of(trainer.learner(k).actor, trainer.state_mean, trainer.state_std)
+            evaluation = self.pool.submit(policy, trainer.step, self.settings.eval_episodes, eval_seed(seed, trainer.step))
+            fields = progress_fields(
+                {**self.base, "seed": seed}, step=trainer.step, total_steps=self.settings.steps,
+                losses=meters[k].means(), wall_time=wall_time, steps_per_second=steps_per_second,
+            )
+            rows.append(_Row({**fields, "setup_seconds": self.setup_seconds}, evaluation, folder))
+        return rows
+
+    def finish_pending(self) -> None:
+        rows, self.pending_group = self.pending_group, None
+        if not rows:
+            return
+        folder = rows[0].checkpoint_dir
+        try:
+            results = [self.pool.collect(row.evaluation) for row in rows]
+            for index, (row, result) in enumerate(zip(rows, results)):
+                fields = finish_row(row.fields, score_fields(result), eval_actor_restarts=self.pool.replaced)
+                if index < len(rows) - 1:
+                    tune.report(fields)
+                else:
+                    self.report(fields, folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def discard(self) -> None:
+        if self.pending_group:
+            shutil.rmtree(self.pending_group[0].checkpoint_dir, ignore_errors=True)
+            self.pending_group = None

@@ -63,36 +63,54 @@ def grid_cells(config: ExperimentConfig, specs: Sequence[str]) -> list[TrialKey]
     return [(algo, spec, seed) for algo in config.algorithms for spec in specs for seed in config.seeds]
 
 
+def seed_groups(seeds: Sequence[int], size: int) -> list[list[int]]:
+    """``seeds`` in order, cut into groups of ``size`` (the last may be smaller): the seeds each trial trains."""
+    seeds = list(seeds)
+    return [seeds[i : i + size] for i in range(0, len(seeds), size)]
+
+
 def param_space(config: ExperimentConfig, specs: Sequence[str], skip: Collection[TrialKey] = ()) -> dict[str, Any]:
     """The grid; with ``skip``, only its other cells (one grid axis of cells, each trial's
-    ``algo``, ``dataset`` and ``seed`` read from its cell, so trials look as in the full grid)."""
+    ``algo``, ``dataset`` and ``seed`` read from its cell, so trials look as in the full grid).
+
+    With ``seeds_per_trial`` K > 1 a trial trains K seeds of its (algo, dataset) together: its cell
+    has ``seeds`` (the seeds left to run, in groups of K) and ``seed``, the first of them."""
     shared = {
         "hyperparams": tune.sample_from(HyperparamsOf(config.algorithms)),
         "settings": TrialSettings.of(config).as_dict(),
     }
-    if not skip:
+    if not skip and config.seeds_per_trial == 1:
         return {
             "algo": tune.grid_search(list(config.algorithms)),
             "dataset": tune.grid_search(list(specs)),
             "seed": tune.grid_search(list(config.seeds)),
             **shared,
         }
-    cells = [
-        {"algo": algo, "dataset": spec, "seed": seed}
-        for algo, spec, seed in grid_cells(config, specs) if (algo, spec, seed) not in skip
-    ]
+    cells = []
+    for algo in config.algorithms:
+        for spec in specs:
+            left = [seed for seed in config.seeds if (algo, spec, seed) not in skip]
+            for group in seed_groups(left, config.seeds_per_trial):
+                cell = {"algo": algo, "dataset": spec, "seed": group[0]}
+                cells.append({**cell, "seeds": group} if config.seeds_per_trial > 1 else cell)
     if not cells:
         raise ValueError("every trial of the grid is skipped: nothing to run")
+    fields = ("algo", "dataset", "seed", "seeds") if config.seeds_per_trial > 1 else ("algo", "dataset", "seed")
     return {
         CELL_KEY: tune.grid_search(cells),
-        **{field: tune.sample_from(CellValue(field)) for field in ("algo", "dataset", "seed")},
+        **{field: tune.sample_from(CellValue(field)) for field in fields},
         **shared,
     }
 
 
 def trial_resources(config: ExperimentConfig) -> tune.PlacementGroupFactory:
-    """Bundle 0 for the trial; one bundle per evaluation actor when actors reserve CPUs."""
-    bundles = [{"CPU": config.resources.cpus}]
+    """Bundle 0 for the trial (its CPUs, and its share of a GPU when ``resources.gpus > 0``: Ray's
+    fractional GPUs, several trials per GPU); one CPU-only bundle per evaluation actor when actors
+    reserve CPUs."""
+    trial: dict[str, float] = {"CPU": config.resources.cpus}
+    if config.resources.gpus > 0:
+        trial["GPU"] = config.resources.gpus
+    bundles = [trial]
     if config.eval_actors.cpus > 0:
         bundles += [{"CPU": config.eval_actors.cpus}] * config.eval_actors.count
     return tune.PlacementGroupFactory(bundles)
@@ -131,7 +149,8 @@ def trial_name(trial: Any) -> str:
     """``<algo>_<dataset>_s<seed>``: what the progress table shows."""
     # In a grid of cells, Tune names a trial before it resolves the sample_from fields.
     config = trial.config.get(CELL_KEY) or trial.config
-    return f"{config['algo']}_{_slug(config['dataset'])}_s{config['seed']}"
+    seeds = config.get("seeds") or [config["seed"]]
+    return f"{config['algo']}_{_slug(config['dataset'])}_s{'-'.join(str(seed) for seed in seeds)}"
 
 
 def trial_dirname(trial: Any) -> str:

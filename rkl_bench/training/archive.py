@@ -62,7 +62,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from rkl_bench.errors import RklBenchError
-from rkl_bench.layout import ARCHIVE_FILE, EXPERIMENT_RECORD_FILE, LAMBDAS_FILE, RESULT_FILE, ROWS_FILE
+from rkl_bench.layout import (
+    ARCHIVE_FILE,
+    EXPERIMENT_RECORD_FILE,
+    GROUP_LAMBDAS_FILE,
+    LAMBDAS_FILE,
+    RESULT_FILE,
+    ROWS_FILE,
+)
 from rkl_bench.storage import Location, check_reachable, location, mirror, upload_dir
 
 ARCHIVE_FORMAT = 1
@@ -198,17 +205,19 @@ def experiment_trials(experiment_dir: str | Path) -> tuple[list[ArchivedTrial], 
     root = Path(experiment_dir).expanduser()
     finished, unfinished = [], 0
     for result in sorted(root.rglob(RESULT_FILE)):
-        trial = _trial_from_dir(result.parent)
-        if trial is None:
-            unfinished += 1
-        else:
-            finished.append(trial)
+        for trial in _trials_from_dir(result.parent):
+            if isinstance(trial, ArchivedTrial):
+                finished.append(trial)
+            else:
+                unfinished += 1
     return finished, unfinished
 
 
-def _trial_from_dir(directory: Path) -> ArchivedTrial | None:
-    """A finished trial's rows (a torn last line means a writer died: not finished)."""
-    rows: list[dict[str, Any]] = []
+def _trials_from_dir(directory: Path) -> list[ArchivedTrial | None]:
+    """The trials of one Tune trial directory: its finished trials' rows, None for each unfinished
+    one (a torn last line means a writer died: not finished). One trial, or one per seed of a
+    trial of seeds trained together (``seeds_per_trial``: its rows name their seeds)."""
+    by_seed: dict[int, list[dict[str, Any]]] = {}
     config: dict[str, Any] = {}
     lines = (directory / RESULT_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
     for number, line in enumerate(lines, 1):
@@ -218,19 +227,28 @@ def _trial_from_dir(directory: Path) -> ArchivedTrial | None:
             raw = json.loads(line)
         except json.JSONDecodeError:
             if number == len(lines):
-                return None
+                return [None] * max(1, len(by_seed))
             raise RklBenchError(f"{directory / RESULT_FILE}:{number}: unreadable result line before the last; "
                                 "the trial's rows are damaged") from None
         if not isinstance(raw, dict) or raw.get("normalized_score") is None:
             continue
         config = raw.get("config") or config
         config = {k: v for k, v in config.items() if k != CELL_KEY}
-        rows.append({k: v for k, v in raw.items() if k not in TUNE_KEYS})
-    if not rows or rows[-1].get("total_steps") is None or rows[-1]["step"] < rows[-1]["total_steps"]:
-        return None
-    first = rows[0]
-    return ArchivedTrial(str(first["algo"]), str(first["dataset"]), int(first["seed"]), config, rows,
-                         _lambda_histograms(directory / LAMBDAS_FILE))
+        row = {k: v for k, v in raw.items() if k not in TUNE_KEYS}
+        by_seed.setdefault(int(row["seed"]), []).append(row)
+    if not by_seed:
+        return [None]
+    trials: list[ArchivedTrial | None] = []
+    for seed, rows in by_seed.items():
+        if rows[-1].get("total_steps") is None or rows[-1]["step"] < rows[-1]["total_steps"]:
+            trials.append(None)
+            continue
+        first = rows[0]
+        own = {**config, "seed": seed} if "seeds" in config else config
+        lambdas = directory / GROUP_LAMBDAS_FILE.format(seed=seed)  # a seed trained with others has its own
+        trials.append(ArchivedTrial(str(first["algo"]), str(first["dataset"]), seed, own, rows,
+                                    _lambda_histograms(lambdas if lambdas.is_file() else directory / LAMBDAS_FILE)))
+    return trials
 
 
 def _lambda_histograms(path: Path) -> dict[str, dict[str, Any]]:

@@ -27,6 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from rkl_bench.algos.devices import resolve_device
 from rkl_bench.data.dataset import OfflineDataset
 from rkl_bench.data.envs import gym_env_id
 from rkl_bench.data.registry import load_dataset
@@ -63,6 +64,9 @@ class TrainSpec:
     hyperparams: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int | None = None
     """Default: ``eval_every``."""
+    device: str = "cpu"
+    """Where the learner trains: ``cpu``, ``cuda`` or ``cuda:N``. Not part of the run's identity: a
+    run may resume on another device (the numbers then differ by the devices' rounding)."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "eval_every", "eval_episodes"):
@@ -103,6 +107,7 @@ class SingleRunSummary:
 
 def train(spec: TrainSpec) -> SingleRunSummary:
     """Train (or resume, or report a finished) run; see the module docstring."""
+    device = resolve_device(spec.device)  # before anything is written: a missing GPU leaves no run behind
     out = spec.out_dir
     check_writable_dir(out, "--out")
     run_file, metrics_file, checkpoint_file = out / RUN_FILE, out / METRICS_FILE, out / RUN_CHECKPOINT_FILE
@@ -123,7 +128,8 @@ def train(spec: TrainSpec) -> SingleRunSummary:
     if env_id is not None:
         check_env_spaces(dataset, env_id)
     trainer = Trainer(
-        spec.algo, dataset, spec.hyperparams, spec.seed, env_id=env_id, progress=True, checkpoint=checkpoint
+        spec.algo, dataset, spec.hyperparams, spec.seed, env_id=env_id, device=str(device), progress=True,
+        checkpoint=checkpoint,
     )
     if not recorded:
         save_json(run_file, _run_record(spec, dataset, env_id, trainer))
@@ -183,6 +189,7 @@ def _run_record(spec: TrainSpec, dataset: OfflineDataset, env_id: str | None, tr
         "dataset_name": dataset.name,
         "env_id": env_id,
         "learner_config": json.loads(json.dumps(learner_config, default=str)),
+        "device": str(trainer.device),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

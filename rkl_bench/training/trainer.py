@@ -16,15 +16,25 @@ Random streams of a run, all fixed by its seed:
 A checkpoint holds the learner's and the sampler's ``state_dict``, the step,
 and whatever the caller adds under ``extra`` (the single-run loop keeps its
 loss sums and clock there).
+
+Devices (``device``: ``cpu``, ``cuda``, ``cuda:N``; :mod:`rkl_bench.algos.devices`):
+the learner and the sampler's table live there (the dataset moves to the
+device once, when the trainer is built; batch indices are drawn there).
+Checkpoints are saved from the CPU and load on any device; evaluation rolls
+out a CPU copy of the actor.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 
+from rkl_bench.algos.devices import cpu_copy, resolve_device, to_cpu
+from rkl_bench.algos.base import act_with
 from rkl_bench.algos.nets import derive_seed
 from rkl_bench.algos.registry import make_learner
 from rkl_bench.data.dataset import OfflineDataset, TensorSampler
@@ -75,6 +85,7 @@ class Trainer:
     ) -> None:
         self.algo = algo
         self.seed = int(seed)
+        self.device = resolve_device(device)
         self.env_id = env_id
         self.env_family = dataset.env
         self.state_mean, self.state_std = dataset.state_stats()
@@ -83,14 +94,14 @@ class Trainer:
             dataset,
             hyperparams,
             self.seed,
-            device,
+            str(self.device),
             progress,
             state_mean=self.state_mean,
             state_std=self.state_std,
             state=None if checkpoint is None else checkpoint["learner"],
         )
         batch_size = getattr(getattr(self.learner, "config", None), "batch_size", DEFAULT_BATCH_SIZE)
-        self.sampler = TensorSampler(dataset, batch_size, self.seed, self.state_mean, self.state_std, device)
+        self.sampler = TensorSampler(dataset, batch_size, self.seed, self.state_mean, self.state_std, self.device)
         self.step = 0
         self._evaluator: Evaluator | None = None
         if checkpoint is not None:
@@ -121,12 +132,19 @@ class Trainer:
         if self._evaluator is None:
             self._evaluator = Evaluator(self.env_id, env_family=self.env_family)
         return self._evaluator.evaluate(
-            self.learner.act,
+            self.policy(),
             episodes,
             eval_seed(self.seed, self.step) if seed is None else seed,
             self.state_mean,
             self.state_std,
         )
+
+    def policy(self) -> Callable[[np.ndarray], np.ndarray]:
+        """What evaluation rolls out: the learner's ``act``, or on a GPU a CPU copy of its actor (same maths)."""
+        if self.device.type == "cpu":
+            return self.learner.act
+        actor = cpu_copy(self.learner.actor)
+        return partial(act_with, actor, obs_dim=self.learner.obs_dim)
 
     def close(self) -> None:
         if self._evaluator is not None:
@@ -136,26 +154,37 @@ class Trainer:
     # ---------------------------------------------------------- checkpoints
     def save(self, path: Path, extra: Mapping[str, Any] | None = None) -> None:
         """Write a checkpoint atomically (a crash mid-save keeps the previous one)."""
-        save_torch(
-            Path(path),
-            {
-                "format": CHECKPOINT_FORMAT,
-                "algo": self.algo,
-                "seed": self.seed,
-                "step": self.step,
-                "learner": self.learner.state_dict(),
-                "sampler": self.sampler.state_dict(),
-                "extra": dict(extra or {}),
-            },
-        )
+        save_checkpoint(path, self.algo, self.seed, self.step, self.learner, self.sampler, extra)
 
     def _load(self, checkpoint: Mapping[str, Any], learner: bool) -> None:
-        if checkpoint["algo"] != self.algo or checkpoint["seed"] != self.seed:
-            raise RklBenchError(
-                f"checkpoint is for {checkpoint['algo']} seed {checkpoint['seed']}, "
-                f"not {self.algo} seed {self.seed}; use the run's own checkpoint"
-            )
+        check_checkpoint_of(checkpoint, self.algo, self.seed)
         if learner:
             self.learner.load_state_dict(checkpoint["learner"])
-        self.sampler.load_state_dict(checkpoint["sampler"])
+        self.sampler.load_state_dict(checkpoint["sampler"], int(checkpoint["step"]))
         self.step = int(checkpoint["step"])
+
+
+def save_checkpoint(path: Path, algo: str, seed: int, step: int, learner: Any, sampler: TensorSampler,
+                    extra: Mapping[str, Any] | None = None) -> None:
+    """One run's checkpoint, written atomically, every tensor saved from the CPU (it loads on any device)."""
+    save_torch(
+        Path(path),
+        {
+            "format": CHECKPOINT_FORMAT,
+            "algo": algo,
+            "seed": seed,
+            "step": step,
+            "learner": to_cpu(learner.state_dict()),
+            "sampler": to_cpu(sampler.state_dict()),
+            "extra": dict(extra or {}),
+        },
+    )
+
+
+def check_checkpoint_of(checkpoint: Mapping[str, Any], algo: str, seed: int) -> None:
+    """Refuse a checkpoint of another algorithm or seed."""
+    if checkpoint["algo"] != algo or checkpoint["seed"] != seed:
+        raise RklBenchError(
+            f"checkpoint is for {checkpoint['algo']} seed {checkpoint['seed']}, "
+            f"not {algo} seed {seed}; use the run's own checkpoint"
+        )

@@ -21,27 +21,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.machine import cpu_model  # noqa: E402
+
 ROW = re.compile(
     r"^(?P<learner>\w+)\s+cpu\s+(?P<plain>\d+)\s+(?P<fast>\d+)\s+[\d.]+x\s+(?P<bound>\d+)\s"
 )
-
-
-def cpu_model() -> str:
-    """The CPU model line of /proc/cpuinfo, or the platform's processor name."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run_speed(tree: Path, learners: str, rounds: int, steps: int) -> dict[str, dict[str, float]]:

@@ -106,6 +106,7 @@ from rkl_bench.algos.registry import make_learner, make_learners  # noqa: E402
 from rkl_bench.algos.seeds import SeedStack  # noqa: E402
 from rkl_bench.data.dataset import OfflineDataset, SeedSampler, TensorSampler  # noqa: E402
 from rkl_bench.errors import RklBenchError  # noqa: E402
+from benchmarks.machine import cpu_model  # noqa: E402
 
 SIZES = {
     "full": {"rows": 100_000, "obs": 17, "act": 6, "hidden": 256, "batch": 256},
@@ -135,16 +136,6 @@ class Row:
     status: str = ""
     step: Callable[[], Any] | None = None
     state: Callable[[], str] | None = None
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class Bench:

@@ -42,7 +42,7 @@ import torch
 from tqdm import tqdm
 
 from rkl_bench.forge.policies import SnapshotPolicy
-from rkl_bench.forge.rollout_checkpoint import RolloutCheckpoint
+from rkl_bench.forge.rollout_checkpoint import Episode, RolloutCheckpoint
 
 POLICY_BLOCK = 16
 """Rows per policy call. Part of the data format: another block size rounds the
@@ -73,20 +73,6 @@ def dataset_episode_seed(seed: int, episode: int) -> int:
     return (seed * 7_919 + 17) * 1_000_003 + episode
 
 
-@dataclass
-class _Episode:
-    """A finished episode's rows (float64 as the env gives them)."""
-
-    observations: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    next_observations: np.ndarray
-    terminal: bool
-
-    def __len__(self) -> int:
-        return len(self.rewards)
-
-
 class _Slot:
     """One env and the in-place buffers of the episode it is running."""
 
@@ -108,9 +94,9 @@ class _Slot:
         shape = self.noise.shape
         self.noise[:] = rng.uniform(-1.0, 1.0, shape) if random_policy else rng.standard_normal(shape)
 
-    def finish(self, terminal: bool) -> _Episode:
+    def finish(self, terminal: bool) -> Episode:
         t = self.t
-        return _Episode(self.obs[:t].copy(), self.actions[:t].copy(), self.rewards[:t].copy(),
+        return Episode(self.obs[:t].copy(), self.actions[:t].copy(), self.rewards[:t].copy(),
                         self.obs[1 : t + 1].copy(), terminal)
 
 
@@ -145,8 +131,8 @@ def rollout(
     rows = -(-num_envs // POLICY_BLOCK) * POLICY_BLOCK
     obs_batch = np.zeros((rows, obs_dim), np.float32)
     noise_batch = np.zeros((rows, act_dim), np.float32)
-    finished: dict[int, _Episode] = dict(kept)  # type: ignore[arg-type]
-    unsaved: dict[int, _Episode] = {}
+    finished: dict[int, Episode] = dict(kept)
+    unsaved: dict[int, Episode] = {}
     last_save = time.monotonic()
     running: list[int] = []  # slot numbers, in row order
     idle = list(range(num_envs - 1, -1, -1))  # popped from the end: slot 0 first
@@ -238,7 +224,7 @@ def _sample_blocks(policy: SnapshotPolicy, obs: np.ndarray, noise: np.ndarray, l
     return parts[0] if blocks == 1 else np.concatenate(parts)
 
 
-def _layout(finished: dict[int, _Episode], n: int) -> RolloutArrays:
+def _layout(finished: dict[int, Episode], n: int) -> RolloutArrays:
     obs, actions, rewards, next_obs, terminals, timeouts, returns = [], [], [], [], [], [], []
     rows, k = 0, 0
     while rows < n:

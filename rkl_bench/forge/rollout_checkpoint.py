@@ -22,7 +22,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -30,17 +30,9 @@ CHUNK_FORMAT = 1
 """Bump when the chunk layout changes; older folders are then cleared, not misread."""
 
 
-class EpisodeRows(Protocol):
-    observations: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    next_observations: np.ndarray
-    terminal: bool
-
-
 @dataclass
-class StoredEpisode:
-    """An episode read back from a chunk (the same fields and dtypes the rollout keeps)."""
+class Episode:
+    """A finished episode's rows (float64 as the env gives them; actions float32)."""
 
     observations: np.ndarray
     actions: np.ndarray
@@ -60,7 +52,7 @@ class RolloutCheckpoint:
         self.key = {"chunk_format": CHUNK_FORMAT, **key}
         self._chunks = 0
 
-    def load(self) -> dict[int, StoredEpisode]:
+    def load(self) -> dict[int, Episode]:
         """The episodes kept by earlier runs of the same rollout ({} if none, or if they are of another)."""
         key_file = self.folder / "key.json"
         if not key_file.is_file():
@@ -73,7 +65,7 @@ class RolloutCheckpoint:
             print(f"{self.folder}: kept episodes are of another rollout; starting it afresh", flush=True)
             self.clear()
             return {}
-        episodes: dict[int, StoredEpisode] = {}
+        episodes: dict[int, Episode] = {}
         for chunk in sorted(self.folder.glob("chunk-*.npz")):
             try:
                 with np.load(chunk, allow_pickle=False) as data:
@@ -84,7 +76,7 @@ class RolloutCheckpoint:
             self._chunks = max(self._chunks, int(chunk.stem.split("-")[1]) + 1)
         return episodes
 
-    def save(self, episodes: dict[int, EpisodeRows]) -> None:
+    def save(self, episodes: dict[int, Episode]) -> None:
         """Append ``episodes`` (index -> rows) as one chunk."""
         if not episodes:
             return
@@ -115,13 +107,13 @@ class RolloutCheckpoint:
         self._chunks = 0
 
 
-def _episodes_of(data: Any) -> dict[int, StoredEpisode]:
+def _episodes_of(data: Any) -> dict[int, Episode]:
     bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
     fields = {name: data[name] for name in ("observations", "actions", "rewards", "next_observations")}
     out = {}
     for j, index in enumerate(data["indices"].tolist()):
         a, b = int(bounds[j]), int(bounds[j + 1])
-        out[index] = StoredEpisode(*(fields[name][a:b] for name in fields), terminal=bool(data["terminal"][j]))
+        out[index] = Episode(*(fields[name][a:b] for name in fields), terminal=bool(data["terminal"][j]))
     return out
 
 

@@ -327,14 +327,24 @@ class _TrialLoop:
             interval = settings.eval_interval
             target = min((trainer.step // interval + 1) * interval, settings.steps)
             steps = target - trainer.step
-            meter = LossMeter()
+            meters = self.new_meters()
             started = time.perf_counter()
-            trainer.train_steps(steps, meter)
+            trainer.train_steps(steps, meters)
             train_seconds = time.perf_counter() - started
-            row = self.start_row(meter, steps / train_seconds if train_seconds > 0 else None)
+            rows = self.start_interval_rows(meters, steps / train_seconds if train_seconds > 0 else None)
             self.finish_pending()
-            self.pending = row
+            self.hold(rows)
         self.finish_pending()
+
+    # The hooks :class:`_GroupLoop` overrides: one meter, row and pending row per trained seed.
+    def new_meters(self) -> Any:
+        return LossMeter()
+
+    def start_interval_rows(self, meters: Any, steps_per_second: float | None) -> Any:
+        return self.start_row(meters, steps_per_second)
+
+    def hold(self, rows: Any) -> None:
+        self.pending = rows
 
     def start_row(self, meter: LossMeter, steps_per_second: float | None) -> _Row:
         """At an evaluation step: save the checkpoint and send the policy to the pool."""
@@ -389,20 +399,14 @@ class _GroupLoop(_TrialLoop):
         self.base["seeds_per_trial"] = len(trainer.seeds)
         self.pending_group: list[_Row] | None = None
 
-    def run(self) -> None:
-        trainer, settings = self.trainer, self.settings
-        while trainer.step < settings.steps:
-            interval = settings.eval_interval
-            target = min((trainer.step // interval + 1) * interval, settings.steps)
-            steps = target - trainer.step
-            meters = [LossMeter() for _ in trainer.seeds]
-            started = time.perf_counter()
-            trainer.train_steps(steps, meters)
-            train_seconds = time.perf_counter() - started
-            rows = self.start_rows(meters, steps / train_seconds if train_seconds > 0 else None)
-            self.finish_pending()
-            self.pending_group = rows
-        self.finish_pending()
+    def new_meters(self) -> list[LossMeter]:
+        return [LossMeter() for _ in self.trainer.seeds]
+
+    def start_interval_rows(self, meters: list[LossMeter], steps_per_second: float | None) -> list[_Row]:
+        return self.start_rows(meters, steps_per_second)
+
+    def hold(self, rows: list[_Row]) -> None:
+        self.pending_group = rows
 
     def start_rows(self, meters: list[LossMeter], steps_per_second: float | None) -> list[_Row]:
         trainer = self.trainer

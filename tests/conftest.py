@@ -18,6 +18,7 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("RKL_BENCH_FORGE_DIR", str(root / "forge"))
     monkeypatch.setenv("D4RL_DATASET_DIR", str(root / "d4rl"))
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
+    monkeypatch.setenv("RKL_BENCH_BEHAVIOUR_CACHE", str(root / "behaviour"))
     monkeypatch.setenv("RKL_BENCH_STUDY_DIR", str(root / "studies"))  # working copies of searches in a bucket
     yield
 

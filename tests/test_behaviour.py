@@ -132,15 +132,68 @@ def test_fit_is_deterministic_for_a_seed_and_leaves_global_rng_alone():
     obs, act = torch.cat([s_w, s_n]), torch.cat([a_w, a_n])
     cfg = BehaviourConfig(steps=50, batch_size=64, hidden_dim=16, hidden_layers=1)
     rng_before = torch.get_rng_state()
-    m1, st1 = fit_behaviour(obs, act, cfg, seed=7)
+    m1, st1 = fit_behaviour(obs, act, cfg, seed=7, cache=False)
     assert torch.equal(torch.get_rng_state(), rng_before)
-    m2, st2 = fit_behaviour(obs, act, cfg, seed=7)
-    m3, _ = fit_behaviour(obs, act, cfg, seed=8)
+    m2, st2 = fit_behaviour(obs, act, cfg, seed=7, cache=False)
+    m3, _ = fit_behaviour(obs, act, cfg, seed=8, cache=False)
     for (k, v1), v2, v3 in zip(m1.state_dict().items(), m2.state_dict().values(), m3.state_dict().values()):
         if isinstance(v1, torch.Tensor):
             assert torch.equal(v1, v2), k
     assert st1 == st2
     assert not torch.equal(m1.head.net[0].weight, m3.head.net[0].weight)
+
+
+def test_a_cached_fit_is_the_fresh_fit_and_is_shared_across_beta_readings(monkeypatch, tmp_path):
+    """The second fit of the same rows, seed and fit settings reads the weights (no Adam step runs),
+    equal to a fresh fit bit for bit; another beta_normalization reuses them and recalibrates;
+    another seed or another fit setting fits anew."""
+    from rkl_bench.algos import behaviour as behaviour_module
+
+    monkeypatch.setenv("RKL_BENCH_BEHAVIOUR_CACHE", str(tmp_path / "cache"))
+    s_w, a_w, s_n, a_n = _two_clusters(n=200)
+    obs, act = torch.cat([s_w, s_n]), torch.cat([a_w, a_n])
+    cfg = BehaviourConfig(steps=50, batch_size=64, hidden_dim=16, hidden_layers=1)
+    fresh, fresh_stats = fit_behaviour(obs, act, cfg, seed=7, cache=False)
+    first, _ = fit_behaviour(obs, act, cfg, seed=7)
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+
+    steps = []
+    real_adam = behaviour_module.torch.optim.Adam
+    monkeypatch.setattr(behaviour_module.torch.optim, "Adam", lambda *a, **k: steps.append(1) or real_adam(*a, **k))
+    cached, cached_stats = fit_behaviour(obs, act, cfg, seed=7)
+    assert steps == []  # read, not fitted
+    assert cached_stats == fresh_stats
+    for (k, v), w in zip(fresh.state_dict().items(), cached.state_dict().values()):
+        if isinstance(v, torch.Tensor):
+            assert torch.equal(v, w), k
+
+    ranged_cfg = BehaviourConfig(steps=50, batch_size=64, hidden_dim=16, hidden_layers=1, beta_normalization="range")
+    ranged, _ = fit_behaviour(obs, act, ranged_cfg, seed=7)
+    assert steps == []
+    ranged_fresh, _ = fit_behaviour(obs, act, ranged_cfg, seed=7, cache=False)
+    assert torch.equal(ranged.beta(obs), ranged_fresh.beta(obs))
+
+    fit_behaviour(obs, act, cfg, seed=8)
+    fit_behaviour(obs, act, BehaviourConfig(steps=60, batch_size=64, hidden_dim=16, hidden_layers=1), seed=7)
+    assert len(steps) == 3 and len(list((tmp_path / "cache").glob("*.pt"))) == 3
+
+
+def test_an_unreadable_cache_entry_is_refitted_and_off_turns_it_off(monkeypatch, tmp_path, capsys):
+    s_w, a_w, s_n, a_n = _two_clusters(n=100)
+    obs, act = torch.cat([s_w, s_n]), torch.cat([a_w, a_n])
+    cfg = BehaviourConfig(steps=20, batch_size=32, hidden_dim=8, hidden_layers=1)
+    monkeypatch.setenv("RKL_BENCH_BEHAVIOUR_CACHE", str(tmp_path / "cache"))
+    fresh, _ = fit_behaviour(obs, act, cfg, seed=1, cache=False)
+    fit_behaviour(obs, act, cfg, seed=1)
+    (entry,) = (tmp_path / "cache").glob("*.pt")
+    entry.write_bytes(b"not a torch file")
+    again, _ = fit_behaviour(obs, act, cfg, seed=1)
+    assert "unreadable" in capsys.readouterr().out
+    assert torch.equal(again.head.net[0].weight, fresh.head.net[0].weight)
+    monkeypatch.setenv("RKL_BENCH_BEHAVIOUR_CACHE", "off")
+    entry.unlink()
+    fit_behaviour(obs, act, cfg, seed=1)
+    assert not list((tmp_path / "cache").glob("*.pt"))
 
 
 def test_fit_rejects_mismatched_or_non_finite_data():

@@ -273,3 +273,23 @@ def test_behaviour_section_by_nested_mapping_dotted_names_or_old_flat_names():
     hp = default_hyperparams("td3_rkl")
     assert hp["behaviour.steps"] == hp["behaviour_steps"] == 50_000
     assert make_config("brac", {"behaviour_entropy_bonus": False}) == make_config("brac", {"behaviour.entropy_bonus": False})
+
+
+def test_a_cached_behaviour_fit_trains_the_same_learner(dataset, monkeypatch, tmp_path):
+    """The second TD3+RKL on the same data and seed reads its behaviour model from the cache, and
+    its lambdas and parameters after training equal those of a learner that fitted its own."""
+    monkeypatch.setenv("RKL_BENCH_BEHAVIOUR_CACHE", "off")
+    alone = make_learner("td3_rkl", dataset, SMALL, seed=0)
+    monkeypatch.setenv("RKL_BENCH_BEHAVIOUR_CACHE", str(tmp_path / "cache"))
+    make_learner("td3_rkl", dataset, SMALL, seed=0)  # fits and keeps the model
+    cached = make_learner("td3_rkl", dataset, {**SMALL, "zeta1": 3.0}, seed=0)  # reads it; zeta1 is not a fit setting
+    again = make_learner("td3_rkl", dataset, SMALL, seed=0)
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    assert torch.equal(again.lambda_table, alone.lambda_table)
+    assert not torch.equal(cached.lambda_table, alone.lambda_table)  # same beta, other zeta1
+    s1, s2 = sampler(dataset), sampler(dataset)
+    for _ in range(5):
+        alone.update(s1.sample())
+        again.update(s2.sample())
+    for a, b in zip(params(alone), params(again)):
+        assert torch.equal(a, b)

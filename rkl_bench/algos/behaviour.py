@@ -44,6 +44,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from rkl_bench.algos.behaviour_cache import cache_dir, fit_key, load_fit, save_fit
 from rkl_bench.algos.config import Checked, one_of, positive, positive_int, within
 from rkl_bench.algos.nets import GaussianHead, adam, make_generator, seeded_init
 from rkl_bench.algos.tanh_gaussian import CLIP_EPS, normal_log_prob, tanh_gaussian_log_prob, tanh_gaussian_sample
@@ -198,8 +199,13 @@ def fit_behaviour(
     config: BehaviourConfig,
     seed: int,
     progress: bool = False,
+    cache: bool = True,
 ) -> tuple[GaussianBehaviour, dict[str, float]]:
     """Fit ``pi_psi`` by maximum likelihood (Algorithm 1, line 7); return it and fit statistics.
+
+    With ``cache`` the weights of an earlier fit of the same rows, seed and fit settings are read
+    instead (``behaviour_cache``: bit-identical to fitting again; the statistics below are always
+    recomputed, as they depend on ``beta_reduce`` and ``beta_normalization``).
 
     ``observations`` must already be state-normalised (as the learner sees
     them). Adam on minibatches drawn with a ``torch.Generator`` seeded by
@@ -218,20 +224,23 @@ def fit_behaviour(
         torch.manual_seed(seed)
         model = GaussianBehaviour.from_config(obs_dim, act_dim, config)
     model.to(obs.device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    generator = torch.Generator(device=obs.device).manual_seed(seed)
-
-    model.train()
-    bar = tqdm(range(config.steps), desc="behaviour model", disable=not progress, leave=False, unit="step")
-    for step in bar:
-        idx = torch.randint(n, (config.batch_size,), generator=generator, device=obs.device)
-        nll = -model.log_prob(obs[idx], act[idx]).mean()
-        optimiser.zero_grad(set_to_none=True)
-        nll.backward()
-        optimiser.step()
-        if progress and step % 1000 == 0:
-            bar.set_postfix(nll=f"{nll.item():.3f}")
-    bar.close()
+    key = fit_key(obs, act, config, seed, "gaussian") if cache and cache_dir() is not None else None
+    if key is None or not load_fit(model.head, key):
+        optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+        generator = torch.Generator(device=obs.device).manual_seed(seed)
+        model.train()
+        bar = tqdm(range(config.steps), desc="behaviour model", disable=not progress, leave=False, unit="step")
+        for step in bar:
+            idx = torch.randint(n, (config.batch_size,), generator=generator, device=obs.device)
+            nll = -model.log_prob(obs[idx], act[idx]).mean()
+            optimiser.zero_grad(set_to_none=True)
+            nll.backward()
+            optimiser.step()
+            if progress and step % 1000 == 0:
+                bar.set_postfix(nll=f"{nll.item():.3f}")
+        bar.close()
+        if key is not None:
+            save_fit(model.head, key)
     model.eval()
 
     raw = calibrate_beta(model, obs)

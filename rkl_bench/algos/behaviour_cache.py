@@ -1,0 +1,88 @@
+"""Fitted behaviour models kept on disk, so that learners on the same data and seed fit once.
+
+A TD3+RKL trial begins with 50k steps of behaviour fitting (Algorithm 1,
+lines 6-8): on this project's 2-core machines a few minutes per (dataset,
+seed), as long as a whole 25k-step rung of a search trial. Every trial of a
+lambda search, and both TD3+RKL columns of a grid, fit the same model: the
+fit depends on the rows, the seed and the fit's own settings (steps, batch,
+lr, network, squash), not on zeta1/zeta2, the regulariser or how ``beta`` is
+read (``beta_reduce``, ``beta_normalization`` are applied after the fit,
+``calibrate_beta``). The cache key holds exactly those, plus the torch
+version and the device type (another build may round differently); the
+file holds the Gaussian head's weights and is read weights-only
+(``safe_load``). A cached model equals a fresh fit bit for bit (tested), so
+runs give the same numbers with or without it.
+
+Where: ``$RKL_BENCH_BEHAVIOUR_CACHE`` (default ``~/.cache/rkl_bench/behaviour``);
+``off`` turns it off. Files are written atomically; an unreadable one is
+refitted, saying so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rkl_bench.errors import RklBenchError
+from rkl_bench.safe_load import load_torch_file
+
+CACHE_FORMAT = 1
+FIT_FIELDS = ("steps", "batch_size", "lr", "hidden_dim", "hidden_layers", "squash", "tanh_eps")
+"""The behaviour settings the fitted weights depend on (``BehaviourConfig``)."""
+
+
+def cache_dir() -> Path | None:
+    """The cache folder, or None when ``$RKL_BENCH_BEHAVIOUR_CACHE`` is ``off``."""
+    value = os.environ.get("RKL_BENCH_BEHAVIOUR_CACHE", "")
+    if value.strip().lower() in ("off", "0", "false", "no"):
+        return None
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "rkl_bench" / "behaviour"
+
+
+def fit_key(observations: Tensor, actions: Tensor, config: Any, seed: int, kind: str) -> str:
+    """The digest of everything a fit's weights depend on."""
+    digest = hashlib.sha256()
+    for array in (observations, actions):
+        data = array.detach().float().contiguous().cpu()
+        digest.update(str(tuple(data.shape)).encode())
+        digest.update(data.numpy().tobytes())
+    record = {"format": CACHE_FORMAT, "kind": kind, "seed": int(seed), "torch": torch.__version__,
+              "device": observations.device.type, **{f: getattr(config, f) for f in FIT_FIELDS}}
+    digest.update(json.dumps(record, sort_keys=True).encode())
+    return digest.hexdigest()[:32]
+
+
+def load_fit(module: nn.Module, key: str) -> bool:
+    """Load the cached weights of fit ``key`` into ``module``; False when there are none (or unreadable)."""
+    folder = cache_dir()
+    path = None if folder is None else folder / f"{key}.pt"
+    if path is None or not path.is_file():
+        return False
+    try:
+        state = load_torch_file(path, "it is refitted")
+        module.load_state_dict(state)
+    except (RklBenchError, RuntimeError, KeyError, TypeError) as exc:
+        print(f"behaviour cache: {path} unreadable ({str(exc).splitlines()[0][:200]}); refitting", flush=True)
+        return False
+    return True
+
+
+def save_fit(module: nn.Module, key: str) -> None:
+    """Keep ``module``'s weights as fit ``key`` (atomic; a failure to write only loses the cache entry)."""
+    folder = cache_dir()
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"{key}.pt"
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
+        os.replace(tmp, final)
+    except OSError as exc:
+        print(f"behaviour cache: cannot write {folder} ({exc}); fits are not kept", flush=True)

@@ -5,7 +5,10 @@
 For each learner (HalfCheetah-shaped: 17-d states, 6-d actions, 256x256 MLPs,
 batch 256, the TensorSampler drawing batches as training does) it prints the
 update steps/s of the plain eager path and of the fast path, their ratio, and
-the share of the *matrix-multiply bound* reached, all measured in the same run:
+the share of the *matrix-multiply bound* reached, all measured in the same run
+(with ``--precisions fp32,bf16``, the default, also the bf16 fast path and the
+same products' bf16 bound where the CPU has bf16 units, or everywhere with
+``--emulated-bf16``):
 
 * the bound: the matrix multiplies one plain update issues (recorded with a
   dispatch mode over a whole policy-delay cycle, shapes and strides as issued),
@@ -135,11 +138,27 @@ class Bound:
         with _Recorder() as rec:
             for _ in range(steps):
                 learner.update(sample())
-        ops = []
+        ops, low = [], []
         for func, specs in rec.ops:
             args = [_tensor(s) for s in specs]
             ops.append(((lambda f=func, a=args: f(*a)), _onednn_equivalent(func, args)))
-        return cls(ops, steps)
+            args16 = [a.to(torch.bfloat16) if isinstance(a, torch.Tensor) else a for a in args]
+            low.append(lambda f=func, a=args16: f(*a))
+        return cls(ops, steps, low)
+
+    bf16_ops: list[Callable[[], Any]] | None = None
+    """The same products on bf16 operands (``torch.mm``'s bf16 kernels: oneDNN where the CPU has them)."""
+
+    def measure_bf16(self, clock: Callable[[], float], reps: int = 20) -> float:
+        """Seconds per update step of the recorded products in bf16: the bf16 fast path's bound."""
+        total = 0.0
+        for run in self.bf16_ops or []:
+            run()
+            start = clock()
+            for _ in range(reps):
+                run()
+            total += (clock() - start) / reps
+        return total / self.steps
 
     def measure(self, clock: Callable[[], float], reps: int = 20) -> tuple[float, float]:
         """Seconds per update step: (MKL only, best of MKL and oneDNN per product)."""
@@ -188,6 +207,12 @@ def bench_learners(names: list[str], args: argparse.Namespace) -> list[dict[str,
         try:
             plain = make_learner(name, dataset, {**hp, "update_path": "plain"}, seed=0)
             fast = make_learner(name, dataset, {**hp, "update_path": "fast", "fast_after": 0}, seed=0)
+            fast16 = None
+            if "bf16" in args.precisions:
+                fast16 = make_learner(name, dataset, {**hp, "update_path": "fast", "fast_after": 0,
+                                                      "precision": "bf16"}, seed=0)
+                if fast16.matmul_precision != "bf16":  # no bf16 units: the learner said so; fp32 is measured
+                    fast16 = None
         except Exception as exc:  # noqa: BLE001 - a learner without a fast path is reported, not fatal
             print(f"{name}: skipped ({exc})", flush=True)
             continue
@@ -196,19 +221,22 @@ def bench_learners(names: list[str], args: argparse.Namespace) -> list[dict[str,
         for _ in range(4):
             fast.update(sampler.sample())
         compile_s = time.perf_counter() - started
+        if fast16 is not None:
+            for _ in range(4):
+                fast16.update(sampler.sample())
         cycle = getattr(plain.config, "policy_freq", 1)
         bound = Bound.record(make_learner(name, dataset, {**hp, "update_path": "plain"}, seed=1),
                              sampler.sample, 2 * cycle)
-        wall: dict[str, list[float]] = {"plain": [], "fast": []}
-        cpu: dict[str, list[float]] = {"plain": [], "fast": []}
-        bwall: dict[str, list[float]] = {"mkl": [], "best": []}
-        bcpu: dict[str, list[float]] = {"mkl": [], "best": []}
+        wall: dict[str, list[float]] = {"plain": [], "fast": [], "fast16": []}
+        cpu: dict[str, list[float]] = {"plain": [], "fast": [], "fast16": []}
+        bwall: dict[str, list[float]] = {"mkl": [], "best": [], "bf16": []}
+        bcpu: dict[str, list[float]] = {"mkl": [], "best": [], "bf16": []}
         steps = args.steps - args.steps % cycle
-        jobs = ["plain", "fast", "bound"]
+        jobs = ["plain", "fast", "bound"] + (["fast16", "bound16"] if fast16 is not None else [])
         for r in range(args.rounds):
-            for job in jobs[r % 3:] + jobs[: r % 3]:
+            turn = r % len(jobs)
+            for job in jobs[turn:] + jobs[:turn]:
                 if job == "bound":
-                    w0 = time.perf_counter()
                     mkl_c, best_c = bound.measure(clock)
                     mkl_w, best_w = bound.measure(time.perf_counter)
                     bcpu["mkl"].append(1 / mkl_c)
@@ -216,13 +244,17 @@ def bench_learners(names: list[str], args: argparse.Namespace) -> list[dict[str,
                     bwall["mkl"].append(1 / mkl_w)
                     bwall["best"].append(1 / best_w)
                     continue
-                learner = plain if job == "plain" else fast
+                if job == "bound16":
+                    bcpu["bf16"].append(1 / bound.measure_bf16(clock))
+                    bwall["bf16"].append(1 / bound.measure_bf16(time.perf_counter))
+                    continue
+                learner = {"plain": plain, "fast": fast, "fast16": fast16}[job]
                 w0, c0 = time.perf_counter(), clock()
                 for _ in range(steps):
                     learner.update(sampler.sample())
                 wall[job].append(steps / (time.perf_counter() - w0))
                 cpu[job].append(steps / (clock() - c0))
-        fell_back = fast._fast is None
+        fell_back = fast._fast is None or (fast16 is not None and fast16._fast is None)
         rows.append({
             "learner": name, "compile_s": compile_s, "fell_back": fell_back, "matmuls": bound.count,
             "finite": bool(getattr(fast, "parameters_finite", lambda: True)()),
@@ -239,6 +271,9 @@ def print_learner_table(rows: list[dict[str, Any]], threads: int) -> None:
     print(f"\nLearner update steps/s ({threads} thread{'s' if threads > 1 else ''}; medians of interleaved rounds)")
     head = (f"{'learner':9s} {'clock':5s} {'plain':>7s} {'fast':>7s} {'fast/plain':>10s} "
             f"{'bound':>7s} {'fast/bound':>10s} {'plain/bound':>11s} {'bound(MKL)':>10s}")
+    low = any(not np.isnan(row["wall_fast16"]) for row in rows)
+    if low:
+        head += f" {'bf16 fast':>9s} {'bf16/fp32':>9s} {'bf16 bound':>10s} {'bf16/bound':>10s}"
     print(head)
     print("-" * len(head))
     for row in rows:
@@ -247,8 +282,12 @@ def print_learner_table(rows: list[dict[str, Any]], threads: int) -> None:
             bound, bound_mkl = row[f"{clock}_bound_best"], row[f"{clock}_bound_mkl"]
             if np.isnan(plain):
                 continue
-            print(f"{row['learner']:9s} {clock:5s} {plain:7.0f} {fast:7.0f} {fast / plain:9.2f}x "
-                  f"{bound:7.0f} {100 * fast / bound:9.0f}% {100 * plain / bound:10.0f}% {bound_mkl:10.0f}")
+            line = (f"{row['learner']:9s} {clock:5s} {plain:7.0f} {fast:7.0f} {fast / plain:9.2f}x "
+                    f"{bound:7.0f} {100 * fast / bound:9.0f}% {100 * plain / bound:10.0f}% {bound_mkl:10.0f}")
+            fast16, bound16 = row[f"{clock}_fast16"], row[f"{clock}_bound_bf16"]
+            if low and not np.isnan(fast16):
+                line += f" {fast16:9.0f} {fast16 / fast:8.2f}x {bound16:10.0f} {100 * fast16 / bound16:9.0f}%"
+            print(line)
         notes = f"{row['matmuls']:.1f} matmuls/step, compile {row['compile_s']:.0f} s"
         if row["fell_back"]:
             notes += ", FAST PATH FELL BACK TO PLAIN"
@@ -341,7 +380,17 @@ def main() -> None:
     parser.add_argument("--skip", default="",
                         help="comma list of sections to skip: learners,threads,sac,eval,generate")
     parser.add_argument("--env", default="HalfCheetah-v4")
+    parser.add_argument("--precisions", default="fp32,bf16",
+                        help="fast-path precisions to measure: fp32 always; bf16 where the CPU has native bf16 "
+                             "(or with --emulated-bf16)")
+    parser.add_argument("--emulated-bf16", action="store_true",
+                        help="measure bf16 also without bf16 units (emulated: shows what it costs there)")
     args = parser.parse_args()
+    args.precisions = [p for p in args.precisions.split(",") if p]
+    if args.emulated_bf16:
+        from rkl_bench.algos.precision import EMULATED_ENV
+
+        os.environ[EMULATED_ENV] = "1"
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     skip = set(filter(None, args.skip.split(",")))

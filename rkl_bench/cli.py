@@ -129,7 +129,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         out_dir=Path(args.out),
         evaluate=not args.no_eval,
         d4rl_dir=args.d4rl_dir,
-        hyperparams=_parse_overrides(args.set),
+        hyperparams=_with_precision(_parse_overrides(args.set), args.precision),
         checkpoint_every=args.checkpoint_every,
         device=args.device,
     )
@@ -139,6 +139,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         shown = "" if score is None else f", normalized score {score:.1f}"
         print(f"done: {summary.step} steps{shown}; results in {spec.out_dir / 'metrics.jsonl'}")
     return 0
+
+
+def _with_precision(hyperparams: dict[str, object], precision: str | None) -> dict[str, object]:
+    """``--precision`` as the ``precision`` hyper-parameter (refused beside a different ``--set precision=``)."""
+    if precision is None:
+        return hyperparams
+    if hyperparams.get("precision", precision) != precision:
+        raise RklBenchError(f"--precision {precision} and --set precision={hyperparams['precision']} disagree; give one")
+    return {**hyperparams, "precision": precision}
 
 
 def _parse_overrides(items: Sequence[str] | None) -> dict[str, object]:
@@ -371,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "1.1-1.5x the updates/s of 1; use 1 when other jobs share the cores (docs/speed.md)")
     train.add_argument("--device", default="cpu", metavar="DEVICE",
                        help="cpu (default), cuda or cuda:N: where the learner trains (evaluation stays on the CPU)")
+    train.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                       help="the fast path's matrix products: fp32 (default) or bf16 with fp32 accumulation, "
+                            "where the CPU has AVX512-BF16/AMX or the GPU bf16 (elsewhere: said, and fp32; docs/speed.md)")
     train.set_defaults(func=_cmd_train)
 
     # run

@@ -60,6 +60,7 @@ from torch import Tensor, nn
 
 from rkl_bench.algos.config import flat_config
 from rkl_bench.algos.fast import FastPathFailed, FastUpdate, detached
+from rkl_bench.algos.precision import effective_precision
 from rkl_bench.algos.inference import actor_actions
 from rkl_bench.algos.nets import Nets, adam, critic_apply, load_generator_state, make_generator, soft_update
 from rkl_bench.errors import RklBenchError
@@ -132,6 +133,8 @@ class Updater:
         self.targets: dict[str, str] = {}
         self.total_it = 0
         self._fast: FastUpdate | None = None
+        self.matmul_precision = "fp32"
+        """What the fast path's matrix products run in (``config.precision`` where the hardware has it)."""
 
     # ------------------------------------------------------------ declaring
     def add_modules(self, **modules: nn.Module | list[Tensor]) -> None:
@@ -170,8 +173,11 @@ class Updater:
         return generator
 
     def enable_fast_path(self, name: str) -> None:
+        self.matmul_precision = effective_precision(getattr(self.config, "precision", "fp32"), self.device,
+                                                    say=_say_once)
         self._fast = FastUpdate(name, self.modules, self.optimizers,
-                                cudagraphs=getattr(self.config, "compile_mode", "default") == "reduce-overhead")
+                                cudagraphs=getattr(self.config, "compile_mode", "default") == "reduce-overhead",
+                                precision=self.matmul_precision)
 
     def parameters_of(self, name: str) -> list[Tensor]:
         module = self.modules[name]
@@ -394,6 +400,16 @@ def act_with(actor: nn.Module, observations: np.ndarray, obs_dim: int) -> np.nda
         raise ValueError(f"act() expects observations of shape (B, {obs_dim}) or ({obs_dim},), got {obs.shape}")
     out = actor_actions(actor, obs.reshape(-1, obs_dim))
     return out[0] if obs.ndim == 1 else out
+
+
+_SAID: set[str] = set()
+
+
+def _say_once(line: str) -> None:
+    """Print ``line`` once per process (a search builds many learners; the hardware is the same)."""
+    if line not in _SAID:
+        _SAID.add(line)
+        print(line, flush=True)
 
 
 EXECUTION_KEYS = ("update_path", "fast_after", "compile_mode")

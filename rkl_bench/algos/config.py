@@ -4,8 +4,9 @@ A learner's config is a frozen dataclass built from the sections it has:
 
 * :class:`LearnerConfig` (every learner): ``batch_size`` (read by the
   training loop's sampler) and ``fused_adam``;
-* :class:`Execution`: ``update_path``, ``fast_after`` and ``compile_mode``, how
-  the update is executed (not compared when a checkpoint resumes; docs/speed.md);
+* :class:`Execution`: ``update_path``, ``fast_after``, ``compile_mode`` and
+  ``precision``, how the update is executed (the first three are not compared
+  when a checkpoint resumes; docs/speed.md);
 * :class:`Network`: ``hidden_dim`` x ``hidden_layers`` ReLU MLPs;
 * :class:`ActorCritic`: ``discount``, ``tau``, ``actor_lr``, ``critic_lr``;
 * :class:`TanhPolicy`: a tanh-Gaussian policy's log-std range and the clip
@@ -37,6 +38,8 @@ UPDATE_PATHS = ("fast", "plain")
 """Values of a learner config's ``update_path``."""
 COMPILE_MODES = ("default", "reduce-overhead")
 """Values of a learner config's ``compile_mode``."""
+PRECISIONS = ("fp32", "bf16")
+"""Values of a learner config's ``precision`` (:mod:`rkl_bench.algos.precision`)."""
 
 
 class ConfigError(RklBenchError, ValueError):
@@ -288,10 +291,19 @@ class Execution:
     that replays the step as a CUDA graph on a GPU (one launch instead of ~100; on a CPU the same as
     the default). The same numbers either way."""
 
+    precision: str = "fp32"
+    """Arithmetic of the fast path's matrix products: ``"fp32"``, or ``"bf16"`` (bf16 products with
+    fp32 accumulation; weights, Adam state, targets and losses stay fp32). bf16 runs only where the
+    hardware has it natively (AVX512-BF16 or AMX, a bf16-capable GPU); elsewhere the learner says so
+    in one line and runs fp32 (:mod:`rkl_bench.algos.precision`). The plain path, and so the first
+    ``fast_after`` updates, is always fp32. Changes the numbers beyond float rounding, so a checkpoint
+    resumes only under its own precision."""
+
     def check(self) -> None:
         one_of(self, "update_path", UPDATE_PATHS)
         non_negative_int(self, "fast_after")
         one_of(self, "compile_mode", COMPILE_MODES)
+        one_of(self, "precision", PRECISIONS)
 
 
 @dataclass(frozen=True)

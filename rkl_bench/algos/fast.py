@@ -201,13 +201,50 @@ def _matmul(a: Tensor, b: Tensor) -> Tensor:
     return torch.mm(a, b)
 
 
+_BF16 = False
+"""Set by :func:`matmul_precision` ("bf16"): :func:`linear` and :func:`linear_in_out` multiply in bf16."""
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str) -> Iterator[None]:
+    """Inside the block, :func:`linear` / :func:`linear_in_out` run their products in ``precision``.
+
+    ``"bf16"``: the inputs and the weight are rounded to bf16 and multiplied
+    with fp32 accumulation (``torch.mm`` on bf16 tensors: oneDNN's bf16
+    kernels where the CPU has AVX512-BF16 or AMX, tensor cores on a GPU); the
+    product comes back as fp32 and the bias is added in fp32. Everything else
+    (master weights, their gradients, Adam state, targets, losses) stays
+    fp32: autograd rounds the incoming gradient to bf16 for the backward
+    products and hands fp32 gradients to the weights. A compiled step reads
+    the flag when it is traced (dynamo guards on it), so fp32 and bf16 steps
+    are separate graphs.
+    """
+    global _BF16
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+    before, _BF16 = _BF16, precision == "bf16"
+    try:
+        yield
+    finally:
+        _BF16 = before
+
+
+def _bf16_product(x: Tensor, weight_in_out: Tensor, bias: Tensor | None) -> Tensor:
+    """``x @ weight_in_out + bias`` with the product in bf16 (fp32 accumulation), returned in fp32."""
+    out = torch.mm(x.to(torch.bfloat16), weight_in_out.to(torch.bfloat16)).to(torch.float32)
+    return out if bias is None else out + bias
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, dnn: bool = True) -> Tensor:
     """``x @ weight.T + bias`` for an ``(out, in)`` weight: ``nn.Linear``'s maths.
 
     With ``dnn`` (the fast path) a large matrix multiply runs on oneDNN, the
     rest on ``torch.addmm`` as ``nn.Linear`` would. Same numbers up to float
-    rounding either way.
+    rounding either way. Inside :func:`matmul_precision` ("bf16") the product
+    is a bf16 one instead.
     """
+    if _BF16 and x.dtype == torch.float32:
+        return _bf16_product(x, weight.t(), bias)
     if dnn and _use_dnn(x, weight.shape[1], weight.shape[0]) and weight.is_contiguous():
         return _dnn_linear(x, weight, bias, False)
     if bias is None:
@@ -217,6 +254,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, dnn: bool = Tr
 
 def linear_in_out(x: Tensor, weight: Tensor, bias: Tensor | None = None, dnn: bool = True) -> Tensor:
     """``x @ weight + bias`` for an ``(in, out)`` weight (one member of an ensemble layer)."""
+    if _BF16 and x.dtype == torch.float32:
+        return _bf16_product(x, weight, bias)
     if dnn and _use_dnn(x, weight.shape[0], weight.shape[1]) and weight.is_contiguous():
         return _dnn_linear(x, weight.t(), bias, True)
     if bias is None:
@@ -464,7 +503,8 @@ class FastUpdate:
     eps))``: the arguments of :func:`adam_apply` after the gradients.
 
     ``FastUpdate(...)(learner, names, batch, inputs)`` advances the step
-    counts of the optimisers in ``names`` and runs the compiled step. On
+    counts of the optimisers in ``names`` and runs the compiled step, its
+    matrix products in ``precision`` (:func:`matmul_precision`). On
     failure it undoes the count, writes the optimiser state back and
     re-raises :class:`FastPathFailed` (after one warning), so the caller can
     redo the update on its plain path with nothing lost.
@@ -477,9 +517,11 @@ class FastUpdate:
         optimizers: dict[str, torch.optim.Optimizer],
         compile: bool = True,
         cudagraphs: bool = False,
+        precision: str = "fp32",
     ) -> None:
         self.what = what
         self.cudagraphs = cudagraphs
+        self.precision = precision
         self.compiled = CompiledStep(run_steps, what, compile, options=compile_options(modules, cudagraphs))
         self.modules = modules
         self.optimizers = optimizers
@@ -513,7 +555,8 @@ class FastUpdate:
             hyper = (state.lr, state.beta1, state.beta2, state.eps)
             adam[name] = (state.exp_avg, state.exp_avg_sq, bc1, bc2_sqrt, hyper)
         try:
-            return self.compiled(self._params, adam, learner, batch, inputs, names)
+            with matmul_precision(self.precision):
+                return self.compiled(self._params, adam, learner, batch, inputs, names)
         except FastPathFailed:
             for name in names:
                 self._adam[name].step -= 1

@@ -10,11 +10,16 @@ bf16 differ from fp32 by rounding; ``docs/speed.md`` says when the trade pays.
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import torch
 
-PRECISIONS = ("fp32", "bf16")
+from rkl_bench.algos.config import PRECISIONS
+
+EMULATED_ENV = "RKL_BENCH_BF16_EMULATED"
+"""Set to 1 to run bf16 where the hardware only emulates it (slow: for tests and fidelity checks of
+the bf16 arithmetic on machines without bf16 units, never for speed)."""
 
 
 def cpu_capabilities() -> dict:
@@ -44,11 +49,18 @@ def native_bf16(device: str | torch.device = "cpu") -> str | None:
 
 def effective_precision(requested: str, device: str | torch.device = "cpu",
                         say: Callable[[str], None] = print) -> str:
-    """``requested`` where the hardware runs it natively, else ``fp32`` (said in one line)."""
+    """``requested`` where the hardware runs it natively, else ``fp32`` (said in one line).
+
+    With ``RKL_BENCH_BF16_EMULATED=1`` bf16 runs without native support too
+    (said in one line): the same arithmetic, far slower.
+    """
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     if requested == "fp32" or native_bf16(device):
         return requested
+    if os.environ.get(EMULATED_ENV) == "1":
+        say(f"precision bf16: no native bf16 on {device}; emulated as {EMULATED_ENV}=1 asks (slower than fp32)")
+        return "bf16"
     name = cpu_capabilities().get("cpu_name", "this CPU") if torch.device(device).type == "cpu" else str(device)
     say(f"precision bf16: {name} has no native bf16 (AVX512-BF16 or AMX); running fp32")
     return "fp32"

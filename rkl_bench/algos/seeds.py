@@ -61,6 +61,7 @@ from rkl_bench.algos.fast import (
     compile_options,
     detached,
     mark_static,
+    matmul_precision,
     without_dnn,
 )
 from rkl_bench.data.dataset import Batch
@@ -203,7 +204,7 @@ class SeedStack:
             adam[name] = (bc1, bc2_sqrt, (state.lr, state.beta1, state.beta2, state.eps))
         batch_fields = tuple(getattr(batch, name) for name in BATCH_FIELDS)
         args = (template, names, fixed, self._params, self._moments, adam, batch_fields, tensors)
-        with without_dnn():
+        with without_dnn(), matmul_precision(self.template.matmul_precision):
             try:
                 metrics = self.step_fn(*args)
             except FastPathFailed:  # warned once; nothing was written: the same update, uncompiled

@@ -95,7 +95,8 @@ def test_table2_mixtures_is_the_decisive_grid(tmp_path):
     assert list(config.algorithms) == ["bc", "td3_bc", "td3_rkl", "td3_rkl@tuned"]
     assert config.algorithms["td3_rkl"] == {}
     assert config.algorithms["td3_rkl@tuned"] == yaml.safe_load(best.read_text())["algorithms"]["td3_rkl"]
-    assert len(config.datasets) == 9 and config.seeds == (0, 1, 2) and config.num_trials == 108
+    assert len(config.datasets) == 9 and config.seeds == (0, 1, 2) and config.seeds_per_trial == 3
+    assert config.num_trials == 108  # seed runs; 36 Tune trials of 3 seeds each
     assert config.steps == 200_000 and (config.evaluation.interval, config.evaluation.episodes) == (10_000, 10)
     assert config.dataset_source == "forge" and config.forge.profile == "full"
     tuned_on = set(load_search_config(CONFIGS / "optuna_rkl_mixtures.yaml").experiment.datasets)

@@ -170,3 +170,15 @@ def test_a_compiled_step_keeps_fp32_and_bf16_graphs_apart():
     again = compiled(x, w, b)
     torch.testing.assert_close(low, eager_low, rtol=1e-3, atol=1e-3)
     assert first.item() != low.item() and torch.equal(first, again)
+
+
+def test_rows_say_bf16_only_when_the_products_ran_in_bf16(monkeypatch):
+    from rkl_bench.training.result_row import precision_fields
+
+    monkeypatch.setenv(precision.EMULATED_ENV, "1")
+    data = _dataset()
+    assert precision_fields(_learner("td3_bc", "bf16", data)) == {"matmul_precision": "bf16"}
+    assert precision_fields(_learner("td3_bc", "fp32", data)) == {}
+    monkeypatch.delenv(precision.EMULATED_ENV)
+    monkeypatch.setattr(precision, "cpu_capabilities", lambda: {"cpu_name": "Old CPU"})
+    assert precision_fields(_learner("td3_bc", "bf16", data)) == {}  # asked for bf16, ran fp32

@@ -50,7 +50,7 @@ from rkl_bench.service.datasets_store import DatasetRefs, fetch_dataset
 from rkl_bench.service.eval_actors import EvalPool, PendingEvaluation, PolicySnapshot, release_pool, trial_pool
 from rkl_bench.training.lambdas import save_lambdas
 from rkl_bench.training.metrics import LossMeter
-from rkl_bench.training.result_row import finish_row, progress_fields, score_fields
+from rkl_bench.training.result_row import finish_row, precision_fields, progress_fields, score_fields
 from rkl_bench.training.seed_trainer import SeedTrainer
 from rkl_bench.training.trainer import Trainer, eval_seed, read_checkpoint
 
@@ -311,6 +311,7 @@ class _TrialLoop:
             # Which Ray node trained this trial (Tune's own node_ip is the same
             # for every node of a loopback cluster).
             "node_id": ray.get_runtime_context().get_node_id(),
+            **precision_fields(trainer.learners[0] if hasattr(trainer, "learners") else trainer.learner),
         }
         self.wall_offset = 0.0 if state is None else float(state["extra"]["wall_time"])
         self.session_start = entered

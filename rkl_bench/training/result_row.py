@@ -53,6 +53,15 @@ def score_fields(result: EvalResult | None) -> dict[str, Any]:
     }
 
 
+def precision_fields(learner: Any) -> dict[str, Any]:
+    """``{"matmul_precision": "bf16"}`` for a learner whose fast path multiplies in bf16, else ``{}``.
+
+    What the run actually used, not what its config asked for: a ``precision: bf16`` run on a CPU
+    without bf16 units trains in fp32 (``rkl_bench/algos/precision.py``), and its rows say nothing,
+    as every fp32 row."""
+    return {"matmul_precision": "bf16"} if getattr(learner, "matmul_precision", "fp32") == "bf16" else {}
+
+
 def finish_row(progress: Mapping[str, Any], scores: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     """The complete row: progress, scores, any ``extra`` fields, and last the code it came from."""
     return {**progress, **scores, **extra, **code_fields()}

@@ -37,7 +37,7 @@ from rkl_bench.layout import LAMBDAS_FILE, METRICS_FILE, RUN_CHECKPOINT_FILE, RU
 from rkl_bench.training.files import check_writable_dir, save_json
 from rkl_bench.training.lambdas import save_lambdas
 from rkl_bench.training.metrics import LossMeter, append_row, read_rows, truncate_rows
-from rkl_bench.training.result_row import finish_row, progress_fields, score_fields
+from rkl_bench.training.result_row import finish_row, precision_fields, progress_fields, score_fields
 from rkl_bench.training.trainer import Trainer, read_checkpoint
 
 TIMING_KEYS = ("wall_time", "steps_per_second", "eval_seconds")
@@ -254,7 +254,8 @@ def _row(
     result = trainer.evaluate(spec.eval_episodes) if spec.evaluate else None
     train_seconds = clock["train_seconds"]
     progress = progress_fields(
-        {"algo": spec.algo, "dataset": spec.dataset, "dataset_version": dataset.version, "seed": spec.seed},
+        {"algo": spec.algo, "dataset": spec.dataset, "dataset_version": dataset.version, "seed": spec.seed,
+         **precision_fields(trainer.learner)},
         step=trainer.step,
         total_steps=spec.steps,
         losses=meter.means(),

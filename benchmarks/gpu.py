@@ -20,7 +20,11 @@ the set-up time including any compile, and the peak memory):
   replayed as a CUDA graph; on a CPU it is the compiled row again);
 * ``K=k vmap`` / ``K=k vmap compiled``: ``k`` seeds trained together
   (:class:`rkl_bench.algos.seeds.SeedStack`: parameters with a leading seed
-  axis, one vmapped update, one batch and random stream per seed).
+  axis, one vmapped update, one batch and random stream per seed);
+* ``K=1 compiled bf16`` and ``K=k vmap compiled bf16`` (the largest ``k``):
+  the same with ``precision: bf16`` (products in bf16, fp32 accumulation),
+  only where the device runs bf16 natively (a GPU of compute capability 8.0
+  or later; a CPU with AVX512-BF16 or AMX); ``--no-bf16`` leaves them out.
 
 A compiled row whose compile fails says so (``fell back``) and is timed on
 what the learner falls back to, as training would be. ``--rounds`` > 1 measures
@@ -102,6 +106,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from rkl_bench.algos.devices import device_name, resolve_device  # noqa: E402
+from rkl_bench.algos.precision import EMULATED_ENV, native_bf16  # noqa: E402
 from rkl_bench.algos.registry import make_learner, make_learners  # noqa: E402
 from rkl_bench.algos.seeds import SeedStack  # noqa: E402
 from rkl_bench.data.dataset import OfflineDataset, SeedSampler, TensorSampler  # noqa: E402
@@ -146,13 +151,15 @@ class Bench:
         self.dataset = synthetic(self.size["rows"], self.size["obs"], self.size["act"])
         self.stats = self.dataset.state_stats()
         self.hp = {"hidden_dim": self.size["hidden"], "batch_size": self.size["batch"], "fast_after": 0}
+        self.bf16 = args.bf16 and (native_bf16(self.device) is not None or os.environ.get(EMULATED_ENV) == "1")
 
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def single(self, path: str, mode: str = "default") -> tuple[Callable[[], Any], Callable[[], str]]:
-        learner = make_learner("td3_bc", self.dataset, {**self.hp, "update_path": path, "compile_mode": mode}, 0,
+    def single(self, path: str, mode: str = "default", precision: str = "fp32") -> tuple[Callable[[], Any], Callable[[], str]]:
+        learner = make_learner("td3_bc", self.dataset, {**self.hp, "update_path": path, "compile_mode": mode,
+                                                        "precision": precision}, 0,
                                str(self.device), state_mean=self.stats[0], state_std=self.stats[1])
         if path == "fast" and not self.compile:
             learner._fast.compiled._compile = False  # type: ignore[union-attr]  # the same function, eager
@@ -167,8 +174,9 @@ class Bench:
 
         return (lambda: learner.update(sampler.sample())), status
 
-    def stacked(self, k: int, compile: bool) -> tuple[Callable[[], Any], Callable[[], str]]:
-        learners = make_learners("td3_bc", self.dataset, {**self.hp, "update_path": "plain"}, list(range(k)),
+    def stacked(self, k: int, compile: bool, precision: str = "fp32") -> tuple[Callable[[], Any], Callable[[], str]]:
+        learners = make_learners("td3_bc", self.dataset, {**self.hp, "update_path": "plain", "precision": precision},
+                                 list(range(k)),
                                  str(self.device), state_mean=self.stats[0], state_std=self.stats[1])
         stack = SeedStack(learners, compile=compile and self.compile)
         sampler = SeedSampler(self.dataset, self.size["batch"], list(range(k)), *self.stats, device=self.device)
@@ -188,6 +196,10 @@ class Bench:
         ]
         rows += [Row(f"K={k} vmap", k, lambda k=k: self.stacked(k, False)) for k in ks]
         rows += [Row(f"K={k} vmap compiled", k, lambda k=k: self.stacked(k, True), compiles=True) for k in ks]
+        if self.bf16:  # bf16 products (fp32 accumulation), where the device has them natively
+            rows.append(Row("K=1 compiled bf16", 1, lambda: self.single("fast", precision="bf16"), compiles=True))
+            rows += [Row(f"K={k} vmap compiled bf16", k, lambda k=k: self.stacked(k, True, "bf16"), compiles=True)
+                     for k in ks[-1:]]
         return rows
 
     def prepare(self, row: Row, warmup: int) -> None:
@@ -245,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="wall (default), or cpu: this process's CPU time (with --threads 1, the code's own "
                              "cost on a CPU shared with other jobs)")
     parser.add_argument("--skip", default="", help="rows to leave out, comma-separated labels (e.g. 'K=1 graphed')")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false",
+                        help="leave out the bf16 rows (K=1 compiled and the largest K vmap compiled, products in "
+                             "bf16; run only where the device has bf16 natively)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -266,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{bench.size['obs']}-d states, {bench.size['act']}-d actions, {bench.size['hidden']}x{bench.size['hidden']} MLPs, "
           f"batch {bench.size['batch']}; compile {'on' if bench.compile else 'off'}; {args.clock} clock"
           + (f"; stand-ins for {', '.join(STAND_INS)}" if STAND_INS else ""))
+    if args.bf16 and not bench.bf16:
+        print(f"bf16 rows left out: {bench.device} has no native bf16")
     skip = {label.strip() for label in args.skip.split(",") if label.strip()}
     rows = [row for row in bench.rows(ks) if row.label not in skip]
     ready: list[Row] = []

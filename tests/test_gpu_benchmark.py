@@ -59,13 +59,20 @@ def table(out: str) -> dict[str, list[str]]:
     return rows
 
 
-def test_tiny_run_on_the_cpu_prints_a_full_table_without_env_or_service_packages():
+def test_tiny_run_on_the_cpu_prints_a_full_table_without_env_or_service_packages(monkeypatch):
+    from rkl_bench.algos.precision import EMULATED_ENV, native_bf16
+
+    monkeypatch.delenv(EMULATED_ENV, raising=False)
     out = run_tiny("--device", "cpu", "--tiny", "--ks", "2,3")
+    if native_bf16("cpu") is None:
+        assert "bf16 rows left out: cpu has no native bf16" in out
     assert f"torch {torch.__version__}" in out and "device: cpu (cpu)" in out
     assert "stand-ins for h5py, tqdm" in out and "blocked modules loaded: []" in out
     rows = table(out)
     expected = {"K=1 eager": 1, "K=1 compiled": 1, "K=1 graphed": 1, "K=2 vmap": 2, "K=3 vmap": 3,
                 "K=2 vmap compiled": 2, "K=3 vmap compiled": 3}
+    if native_bf16("cpu") is not None:
+        expected.update({"K=1 compiled bf16": 1, "K=3 vmap compiled bf16": 3})
     assert set(rows) == set(expected), out
     for label, seeds in expected.items():
         steps, seed_steps, ratio = float(rows[label][0]), float(rows[label][1]), rows[label][2]
@@ -74,6 +81,20 @@ def test_tiny_run_on_the_cpu_prints_a_full_table_without_env_or_service_packages
         status = " ".join(rows[label][5:])
         assert status in ("ok", "compile off (--tiny)"), (label, status)
     assert rows["K=1 eager"][2] == "1.00x"
+
+
+def test_bf16_rows_run_where_bf16_runs(monkeypatch):
+    """The bf16 rows (emulated here when the CPU lacks bf16 units): measured, and only they are added."""
+    from rkl_bench.algos.precision import EMULATED_ENV
+
+    monkeypatch.setenv(EMULATED_ENV, "1")
+    rows = table(run_tiny("--device", "cpu", "--tiny", "--ks", "2", "--skip", "K=1 graphed,K=2 vmap"))
+    assert set(rows) == {"K=1 eager", "K=1 compiled", "K=2 vmap compiled", "K=1 compiled bf16", "K=2 vmap compiled bf16"}
+    for label in ("K=1 compiled bf16", "K=2 vmap compiled bf16"):
+        assert float(rows[label][0]) > 0, rows[label]
+    assert float(rows["K=2 vmap compiled bf16"][1]) == pytest.approx(2 * float(rows["K=2 vmap compiled bf16"][0]), rel=0.01)
+    assert table(run_tiny("--device", "cpu", "--tiny", "--ks", "2", "--no-bf16")).keys().isdisjoint(
+        {"K=1 compiled bf16", "K=2 vmap compiled bf16"})
 
 
 def test_a_device_this_machine_lacks_is_one_error_line():

@@ -119,7 +119,7 @@ def test_a_bf16_learner_without_bf16_units_runs_fp32_and_says_so_once(monkeypatc
 
     monkeypatch.delenv(precision.EMULATED_ENV, raising=False)
     monkeypatch.setattr(precision, "cpu_capabilities", lambda: {"cpu_name": "Old CPU"})
-    monkeypatch.setattr(base, "_SAID", set())
+    monkeypatch.setattr(base, "SAID", set())
     data = _dataset()
     learners = [_learner("td3_bc", "bf16", data) for _ in range(2)]
     assert [l.matmul_precision for l in learners] == ["fp32", "fp32"]
@@ -182,3 +182,34 @@ def test_rows_say_bf16_only_when_the_products_ran_in_bf16(monkeypatch):
     monkeypatch.delenv(precision.EMULATED_ENV)
     monkeypatch.setattr(precision, "cpu_capabilities", lambda: {"cpu_name": "Old CPU"})
     assert precision_fields(_learner("td3_bc", "bf16", data)) == {}  # asked for bf16, ran fp32
+
+
+def test_seeds_trained_together_multiply_in_bf16_too(monkeypatch):
+    import torch
+
+    from rkl_bench.algos import make_learners
+    from rkl_bench.algos.seeds import SeedStack
+    from rkl_bench.data.dataset import SeedSampler
+    from rkl_bench.training.result_row import precision_fields
+
+    monkeypatch.setenv(precision.EMULATED_ENV, "1")
+    data = _dataset()
+    mean, std = data.state_stats()
+    hp = {"hidden_dim": 32, "batch_size": 32, "update_path": "plain"}
+    stacks = {}
+    for name in ("fp32", "bf16"):
+        learners = make_learners("td3_bc", data, {**hp, "precision": name}, [0, 1], state_mean=mean, state_std=std)
+        stack = SeedStack(learners, compile=False)
+        sampler = SeedSampler(data, 32, [0, 1], mean, std)
+        for _ in range(6):
+            stack.update(sampler.sample())
+        stack.sync()
+        stacks[name] = stack
+    assert stacks["bf16"].precision == "bf16" and stacks["fp32"].precision == "fp32"
+    assert precision_fields(stacks["bf16"].learners[1]) == {"matmul_precision": "bf16"}
+    for a, b in zip(stacks["fp32"].learners, stacks["bf16"].learners):
+        pairs = list(zip(a.actor.parameters(), b.actor.parameters()))
+        assert all(y.dtype == torch.float32 for _, y in pairs)
+        assert max((x - y).abs().max().item() for x, y in pairs) > 0
+        for x, y in pairs:
+            torch.testing.assert_close(y, x, rtol=0.05, atol=2e-3)

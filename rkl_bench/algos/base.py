@@ -174,7 +174,7 @@ class Updater:
 
     def enable_fast_path(self, name: str) -> None:
         self.matmul_precision = effective_precision(getattr(self.config, "precision", "fp32"), self.device,
-                                                    say=_say_once)
+                                                    say=say_once)
         self._fast = FastUpdate(name, self.modules, self.optimizers,
                                 cudagraphs=getattr(self.config, "compile_mode", "default") == "reduce-overhead",
                                 precision=self.matmul_precision)
@@ -402,13 +402,13 @@ def act_with(actor: nn.Module, observations: np.ndarray, obs_dim: int) -> np.nda
     return out[0] if obs.ndim == 1 else out
 
 
-_SAID: set[str] = set()
+SAID: set[str] = set()
 
 
-def _say_once(line: str) -> None:
+def say_once(line: str) -> None:
     """Print ``line`` once per process (a search builds many learners; the hardware is the same)."""
-    if line not in _SAID:
-        _SAID.add(line)
+    if line not in SAID:
+        SAID.add(line)
         print(line, flush=True)
 
 

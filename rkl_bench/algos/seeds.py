@@ -52,7 +52,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from rkl_bench.algos.base import Learner, Step
+from rkl_bench.algos.base import Learner, Step, say_once
+from rkl_bench.algos.precision import effective_precision
 from rkl_bench.algos.fast import (
     AdamState,
     CompiledStep,
@@ -121,6 +122,10 @@ class SeedStack:
         self.template = first
         """Seed 0's learner: its losses and functional networks, mapped over every seed's parameters."""
         self.cudagraphs = getattr(first.config, "compile_mode", "default") == "reduce-overhead"
+        self.precision = effective_precision(getattr(first.config, "precision", "fp32"), first.device, say=say_once)
+        """What the stacked update's matrix products run in (the learners' ``precision`` where the hardware has it)."""
+        for learner in learners:
+            learner.matmul_precision = self.precision  # what their result rows report
         self.step_fn = CompiledStep(vectorised_update, f"{first.algo} x{len(learners)} seeds", compile,
                                     options=compile_options(first.modules, self.cudagraphs))
         self._params: dict[str, list[Tensor]] | None = None
@@ -204,7 +209,7 @@ class SeedStack:
             adam[name] = (bc1, bc2_sqrt, (state.lr, state.beta1, state.beta2, state.eps))
         batch_fields = tuple(getattr(batch, name) for name in BATCH_FIELDS)
         args = (template, names, fixed, self._params, self._moments, adam, batch_fields, tensors)
-        with without_dnn(), matmul_precision(self.template.matmul_precision):
+        with without_dnn(), matmul_precision(self.precision):
             try:
                 metrics = self.step_fn(*args)
             except FastPathFailed:  # warned once; nothing was written: the same update, uncompiled

@@ -884,3 +884,32 @@ def test_a_twice_interrupted_trial_goes_on_from_the_furthest_checkpoint_of_its_c
     trials[1].user_attrs["tune_trial_id"] = "gone"  # 7's directory is not on this machine
     source, checkpoint = furthest_checkpoint(trials[2], trials, tmp_path)
     assert source.number == 3 and checkpoint.name == "checkpoint_000019"
+
+
+def test_a_staged_search_with_few_complete_trials_takes_importances_at_its_first_rung():
+    """ASHA completes about a quarter of a three-rung study: the importances then come from every
+    trial's score at the first rung (pruned ones included), and say so."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from rkl_bench.service.search_outputs import importances_of
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    rng = np.random.default_rng(0)
+    dists = {"matters": FloatDistribution(0, 1), "noise": FloatDistribution(0, 1),
+             "form": CategoricalDistribution(["a", "b"])}
+    for i in range(20):
+        params = {"matters": float(rng.random()), "noise": float(rng.random()), "form": "ab"[i % 2]}
+        early = -abs(params["matters"] - 0.2) + 0.001 * params["noise"]
+        complete = i < 4
+        study.add_trial(create_trial(
+            params=params, distributions=dists, intermediate_values={25_000: early, 50_000: early + 0.1},
+            value=early + 0.2 if complete else early, state=TrialState.COMPLETE if complete else TrialState.PRUNED))
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    values, used, step = importances_of(study, complete, 25_000)
+    assert (used, step) == (20, 25_000)
+    assert set(values) == {"matters", "noise", "form"} and values["matters"] > 0.6
+    assert importances_of(study, complete, None) == (None, 0, None)  # not staged: complete trials only
+    assert importances_of(study, complete, 10_000) == (None, 0, None)  # nobody reported at that step

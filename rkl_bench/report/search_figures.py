@@ -10,8 +10,9 @@ every session from the study's ``search_summary.json``
   trials at their running score when stopped, marked apart), the best
   COMPLETE value so far as a step line; the initial points are ringed.
 * ``search_importances``: parameter importances (Optuna's PED-ANOVA over
-  COMPLETE trials, computed by the caller), largest on top, with the number
-  of trials they came from.
+  COMPLETE trials, or in a staged search with too few of them over every
+  trial's score at the first rung; computed by the caller), largest on top,
+  with the number of trials they came from and, for a rung, its step.
 * ``search_slices``: objective against each searched parameter (log axis
   for log-scale parameters), coloured by trial number, so where TPE went
   shows.
@@ -65,6 +66,7 @@ def write_search_figures(
     title: str = "objective",
     importance_trials: int | None = None,
     clock: str = "pairs",
+    importance_step: int | None = None,
 ) -> list[SearchFigure]:
     """Draw every figure the trials allow into ``out_dir/figures``; returns what was written.
 
@@ -78,7 +80,7 @@ def write_search_figures(
     out_dir = Path(out_dir)
     files = [_history(scored, out_dir, title)]
     if importances:
-        files.append(_importances(importances, out_dir, importance_trials))
+        files.append(_importances(importances, out_dir, importance_trials, importance_step))
     files.append(_slices(scored, log_scale, out_dir, title))
     if any(t.intermediate for t in scored):
         files.append(_intermediate(scored, out_dir, title, clock))
@@ -102,6 +104,7 @@ def draw_search_summary(experiment_dir: Path) -> list[Path]:
     files = write_search_figures(
         trials, summary["importances"], log_scale, experiment_dir, title=title,
         importance_trials=summary["importances_from"] or None, clock=summary.get("clock", "pairs"),
+        importance_step=summary.get("importances_at"),
     )
     return [experiment_dir / f.png for f in files]
 
@@ -146,7 +149,8 @@ def _history(trials: Sequence[SearchTrial], out_dir: Path, title: str) -> Search
     return _save(fig, out_dir, "search_history", "Optimisation history")
 
 
-def _importances(importances: Mapping[str, float], out_dir: Path, n_trials: int | None) -> SearchFigure:
+def _importances(importances: Mapping[str, float], out_dir: Path, n_trials: int | None,
+                 step: int | None = None) -> SearchFigure:
     items = sorted(importances.items(), key=lambda kv: kv[1])
     fig = Figure(figsize=(5.0, 0.5 + 0.45 * len(items) + 0.8), layout="constrained")
     ax = fig.subplots()
@@ -155,7 +159,10 @@ def _importances(importances: Mapping[str, float], out_dir: Path, n_trials: int 
         ax.text(value, i, f" {value:.2f}", va="center", fontsize=8)
     ax.set_xlabel("importance (share of the objective's variation)")
     ax.set_xlim(0, max(1.0, max(v for _, v in items) * 1.15))
-    source = f" ({n_trials} complete trials)" if n_trials else ""
+    if step is None:
+        source = f" ({n_trials} complete trials)" if n_trials else ""
+    else:  # over every trial's running score at the first rung of a staged search
+        source = f"\nof the score at {step:,} steps ({n_trials} trials, pruned ones included)"
     ax.set_title(f"hyper-parameter importances{source}", fontsize=10)
     return _save(fig, out_dir, "search_importances", "Hyper-parameter importances")
 

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -82,7 +83,8 @@ def summarise(
     if complete:
         top = max(complete, key=lambda t: (t.value, -t.number))
         best = BestTrial(top.number, float(top.value), dict(top.params))
-    importances = _importances(study, complete)
+    importances, importance_trials, importance_step = importances_of(
+        study, complete, config.stages[0] if config.staged and len(config.stages) > 1 else None)
     best_path = write_best_config(config, best, url, experiment_dir / BEST_CONFIG_FILE) if best else None
     rows = [_trial_row(t, config.experiment.steps if config.staged else None) for t in trials]
     write_text(experiment_dir / TRIALS_FILE, _csv(rows, config.search.names, pair_labels(config), config.staged))
@@ -96,7 +98,8 @@ def summarise(
         "num_samples": config.search.num_samples,
         "best": None if best is None else vars(best),
         "importances": importances,
-        "importances_from": len(complete) if importances else 0,
+        "importances_from": importance_trials,
+        "importances_at": importance_step,
         "space": {p.name: p.as_dict() for p in config.search.space},
         "trials": rows,
     }
@@ -171,6 +174,34 @@ def _csv(rows: list[dict[str, Any]], names: Sequence[str], labels: Sequence[str]
 
 
 MIN_TRIALS_FOR_IMPORTANCES = 10
+
+
+def importances_of(study: Any, complete: list[Any],
+                   first_rung: int | None = None) -> tuple[dict[str, float] | None, int, int | None]:
+    """``(importances, trials used, step)``: over the COMPLETE trials' objectives when there are
+    :data:`MIN_TRIALS_FOR_IMPORTANCES` of them (``step`` None), else, in a staged search, over the
+    running scores at its first rung ``first_rung`` (steps per pair), which every trial past it
+    reported, pruned or not (``step`` = the rung); ``(None, 0, None)`` when neither has enough trials.
+
+    Why the rung: with ASHA halving at each rung, a 24-trial study of three rungs completes about
+    six trials, too few for an importance estimate; its first rung scores all of them on the same
+    budget. Those are importances for the early score, which the figure's title says.
+    """
+    values = _importances(study, complete)
+    if values is not None or first_rung is None:
+        return values, len(complete) if values else 0, None
+    import optuna
+    from optuna.trial import TrialState
+
+    at_rung = optuna.create_study(direction=study.direction)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        value = trial.intermediate_values.get(first_rung)
+        if value is not None and math.isfinite(value):
+            at_rung.add_trial(optuna.trial.create_trial(params=trial.params, distributions=trial.distributions,
+                                                        value=float(value)))
+    scored = at_rung.get_trials(deepcopy=False)
+    values = _importances(at_rung, scored)
+    return values, len(scored) if values else 0, first_rung if values else None
 
 
 def _importances(study: Any, complete: list[Any]) -> dict[str, float] | None:

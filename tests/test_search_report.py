@@ -110,3 +110,18 @@ def test_a_search_dir_without_its_record_is_one_clear_error(tmp_path):
     with pytest.raises(RklBenchError, match="holds no rkl_bench_search.json"):
         build_search_report(search, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_best_config_names_the_reports_copy_not_the_machine(tmp_path):
+    from rkl_bench.report.search_report import relocated_header
+
+    text = ("# Best trial of study 'study' (sqlite:////work/runs/study/optuna.db): trial 0, objective 20.9\n"
+            "# = mean over 3 dataset(s).\n"
+            "# Run it (and change datasets/seeds/steps for a bigger grid): rkl-bench run /work/runs/study/best_config.yaml\n"
+            "name: study-best\nalgorithms:\n  td3_rkl: {q_weight: 2.5}\n")
+    repo = tmp_path / "repo"
+    out = relocated_header(text, repo / "reports" / "study" / "best_config.yaml", repo)
+    lines = out.splitlines()
+    assert lines[0] == "# Best trial of study 'study' (sqlite:///study/optuna.db): trial 0, objective 20.9"
+    assert lines[2] == "# Run it (and change datasets/seeds/steps for a bigger grid): rkl-bench run reports/study/best_config.yaml"
+    assert "/work/" not in out and out.endswith("name: study-best\nalgorithms:\n  td3_rkl: {q_weight: 2.5}\n")

@@ -82,6 +82,9 @@ def build_search_report(
         for name in COPIED:
             if (search_dir / name).is_file():
                 shutil.copyfile(search_dir / name, tmp / name)
+        if (tmp / BEST_CONFIG_FILE).is_file():
+            text = (tmp / BEST_CONFIG_FILE).read_text(encoding="utf-8")
+            (tmp / BEST_CONFIG_FILE).write_text(relocated_header(text, out / BEST_CONFIG_FILE, root), encoding="utf-8")
         figures = []
         for stem, title in FIGURE_STEMS:
             png = search_dir / "figures" / f"{stem}.png"
@@ -268,6 +271,21 @@ def _fmt(value: Any) -> str:
 
 def _fmt_param(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def relocated_header(text: str, new_path: Path, root: Path) -> str:
+    """A search's ``best_config.yaml`` as the report ships it: its header's "Run it" line names the
+    report's copy and a SQLite study is named relative to ``root`` (never an absolute path of the
+    machine that ran the search); the YAML below the header is unchanged."""
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if not line.startswith("#"):
+            break
+        if line.startswith("# Run it") and "rkl-bench run " in line:
+            lines[i] = line[: line.index("rkl-bench run ")] + f"rkl-bench run {_shown(new_path, root)}\n"
+        elif line.startswith("# Best trial of study"):
+            lines[i] = re.sub(r"\(sqlite:///([^)]+)\)", lambda m: f"(sqlite:///{_shown(Path(m.group(1)), root)})", line)
+    return "".join(lines)
 
 
 def _shown(path: Path, root: Path) -> str:

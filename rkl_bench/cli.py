@@ -290,6 +290,9 @@ def _report(args: argparse.Namespace, inputs: list[Path]) -> int:
         return 0
     if args.references:
         raise RklBenchError(f"--references is for the report of a search, and {experiment} holds no {SEARCH_SUMMARY_FILE}")
+    from rkl_bench.report.tuning_sets import parse_tuned_on
+
+    tuned_on = parse_tuned_on(args.tuned_on)
     paths = build_report(
         inputs,
         args.out or Path("reports") / experiment.resolve().name,
@@ -300,6 +303,7 @@ def _report(args: argparse.Namespace, inputs: list[Path]) -> int:
         bootstrap_reps=args.bootstrap,
         seed=args.seed,
         strict=args.strict,
+        tuned_on=tuned_on,
     )
     _print_warnings(paths.warnings)
     print(paths.index_html)
@@ -445,6 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the bootstrap")
     report.add_argument("--strict", action="store_true",
                         help="exit 2 (and write nothing) if any result line is unreadable, instead of warning")
+    report.add_argument("--tuned-on", action="append", default=[], metavar="LABEL=BEST_CONFIG",
+                        help="a column tuned by a search (td3_rkl@tuned=reports/optuna_rkl_mixtures/best_config.yaml): "
+                             "its cells on the search's datasets are marked in-sample and a held-out average is added "
+                             "(repeatable)")
     report.set_defaults(func=_cmd_report)
 
     return parser

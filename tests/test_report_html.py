@@ -155,7 +155,10 @@ def test_a_nine_mixture_four_learner_report_fits_1280_px_without_sideways_scroll
     no horizontal scroll for the page (the probe script runs on a copy; the report itself has none)."""
     import json
 
-    paths = build_report(mixtures_grid(tmp_path), tmp_path / "report", expected_seeds=3, bootstrap_reps=50)
+    tuning = frozenset(f"{env}-random-medium-replay" for env in ("halfcheetah", "hopper", "walker2d"))
+    paths = build_report(mixtures_grid(tmp_path), tmp_path / "report", expected_seeds=3, bootstrap_reps=50,
+                         tuned_on={"td3_rkl@tuned": tuning})  # with its in-sample marks and held-out row
+    assert "held out" in paths.table2_md.read_text()
     probe = paths.index_html.with_name("probe.html")
     probe.write_text(paths.index_html.read_text().replace("</body>", WIDTH_PROBE + "</body>"))
     done = subprocess.run(

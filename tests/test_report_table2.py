@@ -217,3 +217,49 @@ def test_latex_compiles_with_pdflatex(report, tmp_path):
                                str(report.out_dir / name)], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout[-2000:]
         assert (tmp_path / name.replace(".tex", ".pdf")).stat().st_size > 0
+
+
+# ------------------------------------------------------------ a tuned column
+def test_a_tuned_column_marks_its_tuning_set_and_gets_a_held_out_average(tmp_path):
+    """--tuned-on: the tuned column's cells on the study's datasets carry ‡, and a held-out average
+    over the six other mixtures follows the mixed average, for every column, from the CSV's means."""
+    import yaml
+    from test_report_html import mixtures_grid
+
+    from rkl_bench import cli
+    from rkl_bench.errors import RklBenchError
+    from rkl_bench.report.tuning_sets import parse_tuned_on
+
+    best = tmp_path / "best_config.yaml"
+    tuning = ["halfcheetah-random-medium-replay", "hopper-random-medium-replay", "walker2d-random-medium-replay"]
+    best.write_text(yaml.safe_dump({"name": "study-best", "datasets": tuning, "algorithms": {"td3_rkl": {}}}))
+    experiment = mixtures_grid(tmp_path)
+    out = tmp_path / "report"
+    code = cli.main(["report", str(experiment), "--out", str(out), "--seeds", "3", "--bootstrap", "50",
+                     "--tuned-on", f"td3_rkl@tuned={best}"])
+    assert code == 0
+    text = (out / "table2.md").read_text()
+    rows = markdown_rows(text)
+    header = next(line for line in text.splitlines() if line.startswith("| Task"))
+    columns = [c.strip() for c in header.strip("|").split(" | ")][1:]
+    tuned = columns.index(algo_label("td3_rkl@tuned"))
+    marked = sorted(label for label, cells in rows.items() if "‡" in cells[tuned])
+    assert marked == ["HalfCheetah-Random-MediumReplay†", "Hopper-Random-MediumReplay†", "Walker2d-Random-MediumReplay†"]
+    assert not any("‡" in cell for label, cells in rows.items() for i, cell in enumerate(cells) if i != tuned)
+    (held_label,) = [label for label in rows if "held out" in label]
+    assert "6 not tuned on" in held_label
+    means = csv_rows(out / "table2.csv")
+    for i, algo in enumerate(("bc", "td3_bc", "td3_rkl", "td3_rkl@tuned")):
+        held = [float(r["mean"]) for (a, d), r in means.items() if a == algo and not d.endswith("random-medium-replay")]
+        assert len(held) == 6
+        shown = rows[held_label][columns.index(algo_label(algo))]
+        assert shown.strip("*").split()[0] == f"{sum(held) / 6:.1f}", (algo, shown)
+    assert "was tuned on this dataset" in text and "tuned on" in (out / "index.html").read_text()
+
+    with pytest.raises(RklBenchError, match="give LABEL=BEST_CONFIG"):
+        parse_tuned_on(["td3_rkl@tuned"])
+    with pytest.raises(RklBenchError, match="does not exist"):
+        parse_tuned_on([f"td3_rkl@tuned={tmp_path / 'none.yaml'}"])
+    best.write_text("name: x\n")
+    with pytest.raises(RklBenchError, match="has no list of datasets"):
+        parse_tuned_on([f"td3_rkl@tuned={best}"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from rkl_bench.errors import RklBenchError
 from rkl_bench.layout import LAMBDAS_FILE
@@ -58,6 +58,7 @@ def build_report(
     bootstrap_reps: int = DEFAULT_REPS,
     seed: int = 0,
     strict: bool = False,
+    tuned_on: Mapping[str, frozenset[str]] | None = None,
 ) -> ReportPaths:
     """Write the report of ``experiment_dir`` to ``out_dir`` (replacing an older report there).
 
@@ -69,6 +70,9 @@ def build_report(
     the confidence intervals. Raises :class:`~rkl_bench.errors.RklBenchError`
     on bad input, leaving ``out_dir`` untouched; with ``strict``, an unreadable
     result line (a torn last line, otherwise a warning) is such an error too.
+    ``tuned_on`` (column -> the datasets its setting was tuned on,
+    :mod:`rkl_bench.report.tuning_sets`) marks that column's in-sample cells and
+    adds the held-out average.
     """
     rule = FinalRule(final_mode, k)
     experiment = load_experiments(experiment_dir)
@@ -80,7 +84,7 @@ def build_report(
     cells = cell_stats(experiment.runs, rule, expected_seeds)
     algos = column_order({c.algo for c in cells.values()})
     paper = load_paper_table()
-    table2 = build_table2(cells, algos, rule, expected_seeds)
+    table2 = build_table2(cells, algos, rule, expected_seeds, tuned_on)
     comparison = build_comparison(cells, algos, paper)
     estimates = aggregate_metrics(cells, algos, reps=bootstrap_reps, seed=seed)
     agg_tables = aggregate_tables(estimates)
@@ -126,6 +130,7 @@ def build_report(
             "final score": rule.describe(),
             "expected seeds": str(expected_seeds),
             "bootstrap": f"{bootstrap_reps} resamples, seed {seed}",
+            **({"tuned on": "; ".join(f"{a}: {', '.join(sorted(n))}" for a, n in tuned_on.items())} if tuned_on else {}),
             **({"unreadable result lines": "; ".join(experiment.warnings)} if experiment.warnings else {}),
         }
         (tmp / "index.html").write_text(render_page(f"rkl_bench report: {', '.join(p.resolve().name for p in experiment.inputs)}", facts, sections, downloads),

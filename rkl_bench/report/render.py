@@ -58,7 +58,7 @@ _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
     "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
 }
-_LATEX_UNICODE = {"±": r"$\pm$", MISSING: "--", DAGGER: r"$^{\dagger}$", "Δ": r"$\Delta$", "λ": r"$\lambda$", "−": "$-$"}
+_LATEX_UNICODE = {"±": r"$\pm$", MISSING: "--", DAGGER: r"$^{\dagger}$", "‡": r"$^{\ddagger}$", "Δ": r"$\Delta$", "λ": r"$\lambda$", "−": "$-$"}
 
 
 def latex_escape(text: str) -> str:

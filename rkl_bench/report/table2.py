@@ -18,7 +18,10 @@ Rules (each one a choice the paper leaves open):
   for the gain;
 * the gain is TD3+RKL's average over the best complete baseline's, from the
   averages as printed (one decimal), which is how the paper's +5.2 % and
-  +25.5 % come out.
+  +25.5 % come out;
+* a tuned column (``tuned_on``) marks its cells on its tuning set with ‡,
+  and a held-out average over the rows outside every tuning set follows the
+  mixed (or D4RL) average.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from rkl_bench.report.algos import OURS, algo_label
 from rkl_bench.report.datasets import D4RL_GROUPS, ENVS, GROUPS, MIXED_GROUPS, OTHER, DatasetKey, table_key
 from rkl_bench.report.render import DAGGER, MISSING, Cell, Table
 from rkl_bench.report.scores import CellStats, FinalRule
+from rkl_bench.report.tuning_sets import IN_SAMPLE, TuningSets, in_sample, tuned_anywhere
 
 Cells = Mapping[tuple[str, DatasetKey], CellStats]
 
@@ -129,7 +133,11 @@ def bold_flags(values: Sequence[float | None]) -> list[bool]:
     return [v is not None and round(v, 1) == best for v in values]
 
 
-def build_table2(cells: Cells, algos: Sequence[str], rule: FinalRule, expected_seeds: int) -> Table:
+def build_table2(cells: Cells, algos: Sequence[str], rule: FinalRule, expected_seeds: int,
+                 tuned_on: TuningSets | None = None) -> Table:
+    """Table II of ``cells``; ``tuned_on`` (column -> tuning set, :mod:`.tuning_sets`) marks a tuned
+    column's in-sample cells and adds the held-out average after the mixed one."""
+    tuned_on = tuned_on or {}
     present = {key for (_, key) in cells}
     sections = layout(present)
     body: list[tuple[tuple[Cell, ...], ...]] = []
@@ -138,15 +146,25 @@ def build_table2(cells: Cells, algos: Sequence[str], rule: FinalRule, expected_s
         for key in section.keys:
             stats = [cells.get((algo, key)) for algo in algos]
             bold = bold_flags([s.mean if s else None for s in stats])
-            rows.append((Cell(row_label(key)),) + tuple(Cell(cell_text(s), b) for s, b in zip(stats, bold)))
+            texts = [cell_text(s) + (IN_SAMPLE if s is not None and in_sample(tuned_on, a, key.name) else "")
+                     for a, s in zip(algos, stats)]
+            rows.append((Cell(row_label(key)),) + tuple(Cell(t, b) for t, b in zip(texts, bold)))
         body.append(tuple(rows))
-        for _, label, groups in AVERAGE_SCOPES:
+        for scope, label, groups in AVERAGE_SCOPES:
             if section.title in groups and _last_present(sections, groups) == section.title:
                 keys = scope_keys(sections, groups)
                 body.append((_average_row(cells, algos, average_label(label, groups, keys), keys),))
+                held_out = tuple(k for k in keys if not tuned_anywhere(tuned_on, k.name))
+                if tuned_on and held_out and len(held_out) < len(keys):
+                    body.append((_average_row(cells, algos, f"{label}, held out ({len(held_out)} not tuned on)",
+                                              held_out),))
                 break
-    return Table(_caption(rule), ("Task",) + tuple(algo_label(a) for a in algos), tuple(body),
-                 tuple(_footnotes(cells, algos, present, rule, expected_seeds)))
+    notes = _footnotes(cells, algos, present, rule, expected_seeds)
+    for algo, names in tuned_on.items():
+        if algo in algos:
+            notes.append(f"{IN_SAMPLE} {algo_label(algo)} was tuned on this dataset ({', '.join(sorted(names))}): "
+                         "in-sample, optimistic; the held-out average leaves every tuning set out.")
+    return Table(_caption(rule), ("Task",) + tuple(algo_label(a) for a in algos), tuple(body), tuple(notes))
 
 
 def _last_present(sections: Sequence[Section], groups: Sequence[str]) -> str:

@@ -263,3 +263,28 @@ def test_a_tuned_column_marks_its_tuning_set_and_gets_a_held_out_average(tmp_pat
     best.write_text("name: x\n")
     with pytest.raises(RklBenchError, match="has no list of datasets"):
         parse_tuned_on([f"td3_rkl@tuned={best}"])
+
+
+def test_both_td3_rkl_columns_get_their_probability_of_improvement_and_a_held_out_scope(tmp_path):
+    from test_report_html import mixtures_grid
+
+    from rkl_bench.report.aggregate import HELD_OUT_SCOPE, aggregate_metrics, comparisons
+    from rkl_bench.report.results import load_experiment
+    from rkl_bench.report.scores import FinalRule, cell_stats
+
+    assert comparisons(["bc", "td3_bc", "td3_rkl", "td3_rkl@tuned"]) == [
+        ("td3_rkl", "bc"), ("td3_rkl", "td3_bc"), ("td3_rkl@tuned", "bc"), ("td3_rkl@tuned", "td3_bc"),
+        ("td3_rkl@tuned", "td3_rkl")]
+    cells = cell_stats(load_experiment(mixtures_grid(tmp_path)).runs, FinalRule("last-evals", 10), 3)
+    algos = ["bc", "td3_bc", "td3_rkl", "td3_rkl@tuned"]
+    tuning = frozenset(f"{env}-random-medium-replay" for env in ("halfcheetah", "hopper", "walker2d"))
+    plain = aggregate_metrics(cells, algos, reps=100, seed=0)
+    tuned = aggregate_metrics(cells, algos, reps=100, seed=0, tuned_on={"td3_rkl@tuned": tuning})
+    pois = {(e.scope, e.algo, e.baseline): e for e in tuned if e.metric == "poi"}
+    # The synthetic scores rise with the column (bc < td3_bc < td3_rkl < tuned) on every dataset.
+    assert pois[("mixed", "td3_rkl@tuned", "td3_bc")].estimate == 1.0
+    assert pois[("mixed", "td3_rkl@tuned", "td3_rkl")].estimate == 1.0
+    assert pois[("mixed", "td3_rkl", "bc")].estimate == 1.0
+    held = pois[(HELD_OUT_SCOPE, "td3_rkl@tuned", "td3_bc")]
+    assert (held.n_datasets, held.n_runs) == (6, 36)
+    assert [e for e in tuned if e.scope != HELD_OUT_SCOPE] == plain  # the other scopes are unchanged

@@ -86,7 +86,7 @@ def build_report(
     paper = load_paper_table()
     table2 = build_table2(cells, algos, rule, expected_seeds, tuned_on)
     comparison = build_comparison(cells, algos, paper)
-    estimates = aggregate_metrics(cells, algos, reps=bootstrap_reps, seed=seed)
+    estimates = aggregate_metrics(cells, algos, reps=bootstrap_reps, seed=seed, tuned_on=tuned_on)
     agg_tables = aggregate_tables(estimates)
     lambda_sets = find_lambdas(experiment.runs)
     out = Path(out_dir).expanduser()

@@ -9,12 +9,16 @@ respects that each dataset is its own task:
   ``scipy.stats.trim_mean(x, 0.25)`` does), with a percentile confidence
   interval from a *stratified* bootstrap: runs are resampled with
   replacement within each dataset, never across.
-* Probability of improvement of TD3+RKL over each baseline: per dataset
+* Probability of improvement of each TD3+RKL column (the paper's, and
+  variants such as a tuned one, which are also compared with the paper's)
+  over each baseline: per dataset
   P(X > Y) (ties count half; the Mann-Whitney U over n·m), averaged over the
   datasets both ran, with a CI from resampling both algorithms' runs
   independently within each dataset.
 
-Scopes are the paper's two (D4RL groups, mixed groups) plus all of Table II.
+Scopes are the paper's two (D4RL groups, mixed groups) plus all of Table II,
+and with a tuned column the mixed groups without its tuning set ("mixed,
+held out").
 Within a scope, IQMs are taken over the datasets every algorithm with runs
 in that scope has finished, so the numbers compare like with like. Each
 estimate draws from its own generator seeded by ``seed`` and its name, so
@@ -35,6 +39,7 @@ from rkl_bench.report.algos import OURS, algo_label
 from rkl_bench.report.datasets import D4RL_GROUPS, GROUPS, MIXED_GROUPS
 from rkl_bench.report.render import Cell, Table
 from rkl_bench.report.table2 import Cells
+from rkl_bench.report.tuning_sets import TuningSets, tuned_anywhere
 
 SCOPES = (("D4RL", D4RL_GROUPS), ("mixed", MIXED_GROUPS), ("all", GROUPS))
 DEFAULT_REPS = 2000
@@ -89,12 +94,19 @@ class Estimate:
     n_runs: int
 
 
-def aggregate_metrics(cells: Cells, algos: Sequence[str], reps: int = DEFAULT_REPS, seed: int = 0) -> list[Estimate]:
-    """IQM per algorithm and TD3+RKL's probability of improvement, per scope (see the module doc)."""
+def aggregate_metrics(cells: Cells, algos: Sequence[str], reps: int = DEFAULT_REPS, seed: int = 0,
+                      tuned_on: TuningSets | None = None) -> list[Estimate]:
+    """IQM per algorithm and each TD3+RKL column's probability of improvement, per scope (see the
+    module doc). With ``tuned_on`` (:mod:`.tuning_sets`), a scope ``mixed, held out`` leaves every
+    tuning set's datasets out, so a tuned column is also judged on data it was not tuned on."""
     finals = {(c.algo, c.dataset): np.asarray(c.finals) for c in cells.values() if c.n and c.dataset.in_table2}
+    scopes = [(scope, groups, False) for scope, groups in SCOPES]
+    if tuned_on:
+        scopes.insert(2, (HELD_OUT_SCOPE, MIXED_GROUPS, True))
     estimates: list[Estimate] = []
-    for scope, groups in SCOPES:
-        by_algo = {a: {k for (b, k) in finals if b == a and k.group in groups} for a in algos}
+    for scope, groups, held_out in scopes:
+        by_algo = {a: {k for (b, k) in finals if b == a and k.group in groups
+                       and not (held_out and tuned_anywhere(tuned_on or {}, k.name))} for a in algos}
         ran = [a for a in algos if by_algo[a]]
         if not ran:
             continue
@@ -103,16 +115,35 @@ def aggregate_metrics(cells: Cells, algos: Sequence[str], reps: int = DEFAULT_RE
             strata = [finals[(algo, k)] for k in common]
             boot = stratified_bootstrap(strata, iqm, reps, _rng(seed, "iqm", scope, algo))
             estimates.append(_estimate("iqm", scope, algo, "", float(iqm(np.concatenate(strata))), boot, strata, len(common)))
-        if OURS not in ran:
-            continue
-        for baseline in (a for a in ran if a != OURS):
-            shared = sorted(by_algo[OURS] & by_algo[baseline])
+        for ours, baseline in comparisons(ran):
+            shared = sorted(by_algo[ours] & by_algo[baseline])
             if not shared:
                 continue
-            xs, ys = [finals[(OURS, k)] for k in shared], [finals[(baseline, k)] for k in shared]
-            point, boot = probability_of_improvement(xs, ys, reps, _rng(seed, "poi", scope, baseline))
-            estimates.append(_estimate("poi", scope, OURS, baseline, point, boot, xs + ys, len(shared)))
+            xs, ys = [finals[(ours, k)] for k in shared], [finals[(baseline, k)] for k in shared]
+            # (the paper's column keeps the generator name it always had: its numbers do not move)
+            name = ("poi", scope, baseline) if ours == OURS else ("poi", scope, baseline, ours)
+            point, boot = probability_of_improvement(xs, ys, reps, _rng(seed, *name))
+            estimates.append(_estimate("poi", scope, ours, baseline, point, boot, xs + ys, len(shared)))
     return estimates
+
+
+HELD_OUT_SCOPE = "mixed, held out"
+"""The mixed groups without any tuned column's tuning set."""
+
+
+def comparisons(algos: Sequence[str]) -> list[tuple[str, str]]:
+    """``(X, Y)`` pairs for P(X > Y): every TD3+RKL column (the paper's and variants such as
+    ``td3_rkl@tuned``) against every other learner, then each variant against the paper's TD3+RKL."""
+    ours = [a for a in algos if split_label(a) == OURS]
+    others = [a for a in algos if split_label(a) != OURS]
+    pairs = [(x, y) for x in ours for y in others]
+    if OURS in ours:
+        pairs += [(x, OURS) for x in ours if x != OURS]
+    return pairs
+
+
+def split_label(algo: str) -> str:
+    return algo.partition("@")[0]
 
 
 def _rng(seed: int, *name: str) -> np.random.Generator:

@@ -33,6 +33,7 @@ same way: a reader never sees ``/tmp/rkl_bench_mirror_...``.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
 import threading
@@ -54,6 +55,8 @@ MIRRORED_NAMES = frozenset({
 """The files :func:`mirror` copies: what reports and archives read (no checkpoints, no Tune state),
 plus a search's figures (``figures/*.png``, ``*.pdf`` at the top of the location)."""
 FIGURE_SUFFIXES = (".png", ".pdf")
+GROUP_LAMBDAS = re.compile(re.escape(layout.GROUP_LAMBDAS_FILE).replace(re.escape("{seed}"), r"\d+"))
+"""Each seed's lambda(s) in a trial of seeds trained together (``lambdas_seed3.npz``): mirrored too."""
 
 _MIRRORS: dict[Path, str] = {}
 """Live mirror roots (local) -> the display of the location each was copied from."""
@@ -331,7 +334,7 @@ def _unmirrored(text: str, roots: dict[Path, str]) -> str:
 def _mirrored(relative: str) -> bool:
     """A file :func:`mirror` copies: a result file anywhere below, or a search figure in ``figures/``."""
     parts = PurePosixPath(relative)
-    if parts.name in MIRRORED_NAMES:
+    if parts.name in MIRRORED_NAMES or GROUP_LAMBDAS.fullmatch(parts.name):
         return True
     return len(parts.parts) == 2 and parts.parts[0] == layout.FIGURES_DIR and parts.suffix in FIGURE_SUFFIXES
 

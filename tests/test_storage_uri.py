@@ -472,3 +472,13 @@ def test_interrupted_trials_go_on_from_checkpoints_in_the_bucket(tmp_path, s3, m
         assert json.loads((folder / "search_progress.json").read_text())["scores"] == [[0.0] * 26]
         downloaded = folder
     assert not downloaded.exists(), "the download lives as long as the trial reads it"
+
+
+def test_a_reports_mirror_copies_every_seeds_lambdas_and_no_checkpoints():
+    """A trial of seeds trained together keeps each seed's lambda(s) in ``lambdas_seed<k>.npz``: a report
+    of a bucket's experiment must see them (Fig. 4 and the archive's histograms per seed)."""
+    from rkl_bench.storage import _mirrored
+
+    assert _mirrored("trial_1/lambdas_seed0.npz") and _mirrored("trial_1/lambdas_seed12.npz")
+    assert _mirrored("trial_1/lambdas.npz") and _mirrored("trial_1/result.json")
+    assert not _mirrored("trial_1/lambdas_seedx.npz") and not _mirrored("trial_1/checkpoint_000001/checkpoint_seed0.pt")

@@ -913,3 +913,16 @@ def test_a_staged_search_with_few_complete_trials_takes_importances_at_its_first
     assert set(values) == {"matters", "noise", "form"} and values["matters"] > 0.6
     assert importances_of(study, complete, None) == (None, 0, None)  # not staged: complete trials only
     assert importances_of(study, complete, 10_000) == (None, 0, None)  # nobody reported at that step
+
+
+def test_the_best_configs_run_line_names_where_it_is_published(tmp_path):
+    from rkl_bench.service.search_config import load_search_config
+    from rkl_bench.service.search_outputs import BestTrial, write_best_config
+
+    config = load_search_config(CONFIGS / "optuna_smoke.yaml")
+    params = {p.name: (p.choices[0] if p.kind == "categorical" else p.low) for p in config.search.space}
+    best = BestTrial(3, 12.5, params)
+    local = write_best_config(config, best, "sqlite:///x.db", tmp_path / "best_config.yaml")
+    assert f"rkl-bench run {tmp_path / 'best_config.yaml'}\n" in local.read_text()
+    shown = "s3://bucket/results/study/best_config.yaml"
+    assert f"rkl-bench run {shown}\n" in write_best_config(config, best, "sqlite:///x.db", local, shown).read_text()

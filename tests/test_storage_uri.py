@@ -287,6 +287,7 @@ def test_a_search_in_s3_is_interrupted_and_resumed_on_a_new_machine(tmp_path, s3
     assert len(summary["trials"]) == len(after) and summary["num_samples"] == 2
     if any(t.state == TrialState.COMPLETE for t in after):
         assert "best_config.yaml" in files
+        assert f"rkl-bench run s3://{BUCKET}/results/s3search/best_config.yaml\n" in files["best_config.yaml"].decode()
         assert summary["best"]["number"] in {t.number for t in after if t.state == TrialState.COMPLETE}
     assert any(k.startswith("figures/") and k.endswith(".png") for k in files)
 

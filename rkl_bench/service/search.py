@@ -168,7 +168,7 @@ def run_search(
                 remote.upload_quietly(with_study=copied)
             raise
     study = load_study(study_storage, config.study_name)
-    summary = summarise(config, study, url, work_dir, trials_run)
+    summary = summarise(config, study, url, work_dir, trials_run, published=experiment_dir if remote is not None else None)
     figures = tuple(draw(work_dir)) if draw is not None and summary.finished else ()
     names = tuple(remote.upload_quietly(with_study=copied)) if remote is not None else ()
     return dataclasses.replace(summary, experiment_dir=experiment_dir, figures=figures, copied=names)

@@ -71,10 +71,12 @@ def summarise(
     url: str,
     experiment_dir: Path,
     trials_run: int = 0,
+    published: Any = None,
 ) -> SearchSummary:
     """Count the study's trials and write the best config, the trial table and the summary
     (``search_summary.json``, from which ``rkl_bench.report.search_figures`` draws) into the local
-    ``experiment_dir`` (for object storage: the working copy, see ``study_remote``)."""
+    ``experiment_dir`` (for object storage: the working copy, see ``study_remote``; ``published`` is
+    then the bucket's experiment directory, which the best config's "Run it" line names)."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
@@ -85,7 +87,8 @@ def summarise(
         best = BestTrial(top.number, float(top.value), dict(top.params))
     importances, importance_trials, importance_step = importances_of(
         study, complete, config.stages[0] if config.staged and len(config.stages) > 1 else None)
-    best_path = write_best_config(config, best, url, experiment_dir / BEST_CONFIG_FILE) if best else None
+    shown = None if published is None else f"{str(published).rstrip('/')}/{BEST_CONFIG_FILE}"
+    best_path = write_best_config(config, best, url, experiment_dir / BEST_CONFIG_FILE, shown) if best else None
     rows = [_trial_row(t, config.experiment.steps if config.staged else None) for t in trials]
     write_text(experiment_dir / TRIALS_FILE, _csv(rows, config.search.names, pair_labels(config), config.staged))
     summary_data = {
@@ -227,8 +230,9 @@ def _importances(study: Any, complete: list[Any]) -> dict[str, float] | None:
     return {name: float(value) for name, value in values.items()}
 
 
-def write_best_config(config: SearchConfig, best: BestTrial, url: str, path: Path) -> Path:
-    """The experiment spec with the best trial's hyper-parameters, checked by ``load_config``."""
+def write_best_config(config: SearchConfig, best: BestTrial, url: str, path: Path, shown: str | None = None) -> Path:
+    """The experiment spec with the best trial's hyper-parameters, checked by ``load_config``; its
+    header's "Run it" line names ``shown`` (where the file is published, e.g. a bucket) or ``path``."""
     data = config.experiment.to_dict()
     data["name"] = f"{config.name}-best"
     data["algorithms"] = {config.algo: config.hyperparams(best.params)}
@@ -236,7 +240,7 @@ def write_best_config(config: SearchConfig, best: BestTrial, url: str, path: Pat
         f"# Best trial of study {config.study_name!r} ({url}): trial {best.number}, objective {best.value:.3f}\n"
         f"# = {objective_text(config)}.\n"
         f"# Searched: {', '.join(f'{k}={v!r}' for k, v in best.params.items())}.\n"
-        f"# Run it (and change datasets/seeds/steps for a bigger grid): rkl-bench run {path}\n"
+        f"# Run it (and change datasets/seeds/steps for a bigger grid): rkl-bench run {shown or path}\n"
     )
     text = header + yaml.safe_dump(data, sort_keys=False)
     tmp = path.with_name(path.name + ".tmp")

@@ -21,6 +21,8 @@ Pieces here (nothing here knows a particular learner):
 
 * :func:`linear` and the ``rkl_bench::linear_<hash>`` op (oneDNN matmul +
   autograd; the hash of this file in its name keeps inductor's caches honest);
+* :func:`matmul_precision`: the block in which :func:`linear` multiplies in
+  bf16 (fp32 accumulation, fp32 outside the product; ``precision: bf16``);
 * :func:`value_and_grad`: ``torch.autograd.grad`` of a loss w.r.t. a list of
   tensors, usable eagerly and inside the compiled step;
 * :class:`AdamState` / :func:`adam_step`: ``torch.optim.Adam``'s arithmetic as

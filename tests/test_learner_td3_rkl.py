@@ -293,3 +293,27 @@ def test_a_cached_behaviour_fit_trains_the_same_learner(dataset, monkeypatch, tm
         again.update(s2.sample())
     for a, b in zip(params(alone), params(again)):
         assert torch.equal(a, b)
+
+
+def test_lambda_floor_lifts_every_weight_and_keeps_their_order():
+    """lambda_floor f: lambda(s) = f + (1 - f) * Eq. 18 for every row (the same fit underneath); f = 1 is a
+    constant weight; outside [0, 1] it is refused naming the key."""
+    import torch
+
+    from rkl_bench.algos import make_learner
+    from rkl_bench.errors import RklBenchError
+    from test_fast_paths import RKL_TINY, synthetic_dataset
+
+    data = synthetic_dataset()
+    paper = make_learner("td3_rkl", data, {**RKL_TINY, "zeta1": 12.0, "zeta2": 1.5}, seed=1)
+    floored = make_learner("td3_rkl", data, {**RKL_TINY, "zeta1": 12.0, "zeta2": 1.5, "lambda_floor": 0.3}, seed=1)
+    low = paper.dataset_lambdas
+    assert low.min() < 0.05  # the paper's weights do reach ~0 here: the floor matters
+    np.testing.assert_allclose(floored.dataset_lambdas, 0.3 + 0.7 * low, rtol=1e-6, atol=1e-7)
+    assert floored.dataset_lambdas.min() >= 0.3
+    states = np.asarray(data.observations[:5] - data.state_stats()[0]) / data.state_stats()[1]
+    np.testing.assert_allclose(floored.lambdas(states), 0.3 + 0.7 * paper.lambdas(states), rtol=1e-6, atol=1e-7)
+    flat = make_learner("td3_rkl", data, {**RKL_TINY, "lambda_floor": 1.0}, seed=1)
+    assert torch.all(torch.as_tensor(flat.dataset_lambdas) == 1.0)
+    with pytest.raises(RklBenchError, match="'lambda_floor' must be in \\[0, 1\\], got 1.5"):
+        make_learner("td3_rkl", data, {**RKL_TINY, "lambda_floor": 1.5}, seed=1)

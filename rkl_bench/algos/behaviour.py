@@ -413,14 +413,20 @@ def unfitted_tanh_behaviour(
 
 
 # ------------------------------------------------------------------- Eq. 18
-def lambda_weights(beta: Tensor, zeta1: float, zeta2: float) -> Tensor:
-    """Eq. 18: ``1 / (1 + exp(zeta1 * beta - zeta2))``, written as a sigmoid so it never overflows."""
-    return torch.sigmoid(zeta2 - zeta1 * beta)
+def lambda_weights(beta: Tensor, zeta1: float, zeta2: float, floor: float = 0.0) -> Tensor:
+    """Eq. 18: ``1 / (1 + exp(zeta1 * beta - zeta2))``, written as a sigmoid so it never overflows.
+
+    With ``floor`` > 0 (not the paper's; ``lambda_floor``): ``floor + (1 - floor) * Eq. 18``, so no
+    state loses its BC term entirely (the paper's lambda reaches 0 where the behaviour spreads wide).
+    """
+    lam = torch.sigmoid(zeta2 - zeta1 * beta)
+    return lam if floor == 0.0 else floor + (1.0 - floor) * lam
 
 
 @torch.no_grad()
 def dataset_lambdas(
-    model: GaussianBehaviour, observations: Tensor, zeta1: float, zeta2: float, chunk: int = 65536
+    model: GaussianBehaviour, observations: Tensor, zeta1: float, zeta2: float, chunk: int = 65536,
+    floor: float = 0.0,
 ) -> Tensor:
     """``lambda(s_i)`` for every dataset row ``i`` (Algorithm 1, line 16), shape ``(N,)``.
 
@@ -429,7 +435,7 @@ def dataset_lambdas(
     """
     was_training = model.training
     model.eval()
-    lam = torch.cat([lambda_weights(model.beta(o), zeta1, zeta2) for o in observations.float().split(chunk)])
+    lam = torch.cat([lambda_weights(model.beta(o), zeta1, zeta2, floor) for o in observations.float().split(chunk)])
     model.train(was_training)
     return lam
 
@@ -440,6 +446,7 @@ def lambda_report(
     zeta1: float,
     zeta2: float,
     bins: int = 10,
+    floor: float = 0.0,
 ) -> dict[str, Any]:
     """The paper's Fig. 4 as numbers: the lambda histogram of each dataset component.
 
@@ -451,7 +458,7 @@ def lambda_report(
     """
     out: dict[str, Any] = {"bin_edges": torch.linspace(0.0, 1.0, bins + 1).tolist(), "components": {}}
     for name, obs in observations_by_component.items():
-        lam = dataset_lambdas(model, obs, zeta1, zeta2).double()
+        lam = dataset_lambdas(model, obs, zeta1, zeta2, floor=floor).double()
         beta = _chunked(model.beta, obs.float()).double()
         q = torch.quantile(lam, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
         out["components"][name] = {

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rkl_bench.algos.config import finite, non_negative, one_of, positive
+from rkl_bench.algos.config import ConfigError, finite, non_negative, one_of, positive
 from rkl_bench.algos.behaviour import BehaviourConfig, GaussianBehaviour, dataset_lambdas, fit_behaviour, lambda_weights
 from rkl_bench.algos.nets import derive_seed
 from rkl_bench.algos.regularisers import FORMS, bc_loss
@@ -74,6 +74,11 @@ class WeightedRKLFields:
     """Slope of Eq. 18 in ``beta`` (paper: 10)."""
     zeta2: float = 5.0
     """Offset of Eq. 18 (paper: 5); ``lambda = 0.5`` where ``beta = zeta2 / zeta1``."""
+    lambda_floor: float = 0.0
+    """Not the paper's (0): ``lambda(s) = lambda_floor + (1 - lambda_floor) * Eq. 18``, a least weight of
+    the BC term in every state. The tuning study on the forge mixtures found its best settings at
+    lambda(s) ~ 0 on every random row, TD3 unconstrained there (docs/tuning.md); a floor keeps some
+    pull toward the data where the behaviour spreads wide. In [0, 1]; 1 is a constant weight."""
     rkl_alpha: float = 1.0
     """The paper's alpha: weight of the negative sample in Eq. 7 / Eq. 17 (paper: 1.0)."""
     regulariser: str = "squared"
@@ -98,6 +103,8 @@ class WeightedRKLFields:
         one_of(self, "regulariser", FORMS)
         non_negative(self, "rkl_alpha")
         finite(self, "zeta1", "zeta2")
+        if not 0.0 <= self.lambda_floor <= 1.0:
+            raise ConfigError.bad("lambda_floor", f"must be in [0, 1], got {self.lambda_floor!r}")
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,7 @@ class WeightedRKLSignal:
         cfg = self.config
         behaviour, stats = fit_behaviour(observations, actions, cfg.behaviour,
                                          derive_seed(self.seed, "behaviour"), progress=progress)
-        self.lambda_table = dataset_lambdas(behaviour, observations, cfg.zeta1, cfg.zeta2)
+        self.lambda_table = dataset_lambdas(behaviour, observations, cfg.zeta1, cfg.zeta2, floor=cfg.lambda_floor)
         return behaviour, stats
 
     def unfitted_behaviour(self, rows: int) -> GaussianBehaviour:
@@ -172,7 +179,8 @@ class WeightedRKLSignal:
             raise ValueError(f"lambdas() expects states of shape (B, {self.obs_dim}) or ({self.obs_dim},), got {obs.shape}")
         x = torch.as_tensor(obs, device=self.device).reshape(-1, self.obs_dim)
         beta = torch.cat([self.behaviour.beta(chunk) for chunk in x.split(65536)]) if len(x) else x.new_zeros(0)
-        lam = lambda_weights(beta, self.config.zeta1, self.config.zeta2).to("cpu", torch.float32).numpy()
+        lam = lambda_weights(beta, self.config.zeta1, self.config.zeta2,
+                             self.config.lambda_floor).to("cpu", torch.float32).numpy()
         return lam[0] if obs.ndim == 1 else lam
 
     @property

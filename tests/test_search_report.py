@@ -73,7 +73,9 @@ def test_references_are_scored_by_the_searchs_rule(tmp_path, monkeypatch):
         "trials.csv", "trials.md"]
     table = (out / "comparison.md").read_text()
     # TD3+BC: (1 + 33) / 2 = 17 on hopper, (20 + 40) / 2 = 30 on walker2d -> 23.5; the best trial's 30 is bold.
-    assert "| best trial 0 (regulariser=mse, zeta2=5) | 40.0 | 20.0 | **30.0** |" in table, table
+    assert "| best trial 0 | 40.0 | 20.0 | **30.0** |" in table, table
+    assert "best trial 0: regulariser=mse, zeta2=5." in table  # the setting, as a footnote (the table stays narrow)
+    assert "| setting | hopper | walker2d |" in table and "(columns: each env's random-medium-replay)" in table
     assert "| TD3+BC [refs] | 17.0 | 30.0 | 23.5 |" in table, table
     # A reference that did not reach the budget gets no objective, and the page says why.
     assert "| TD3+RKL [refs] | 4.0 | — | — |" in table, table
@@ -125,3 +127,21 @@ def test_the_shipped_best_config_names_the_reports_copy_not_the_machine(tmp_path
     assert lines[0] == "# Best trial of study 'study' (sqlite:///study/optuna.db): trial 0, objective 20.9"
     assert lines[2] == "# Run it (and change datasets/seeds/steps for a bigger grid): rkl-bench run reports/study/best_config.yaml"
     assert "/work/" not in out and out.endswith("name: study-best\nalgorithms:\n  td3_rkl: {q_weight: 2.5}\n")
+
+
+def test_interrupted_trials_that_were_re_run_leave_the_trial_table_with_a_note():
+    from rkl_bench.report.search_report import _counts, rerun_trials, trials_table
+
+    trials = [
+        {"number": 0, "state": "COMPLETE", "value": 2.0, "params": {"a": 1}, "steps_reached": 100, "pair_scores": [2.0]},
+        {"number": 1, "state": "FAIL", "value": None, "params": {"a": 2}, "steps_reached": 0},
+        {"number": 2, "state": "FAIL", "value": None, "params": {"a": 2}, "steps_reached": 0, "rerun_of": 1},
+        {"number": 3, "state": "PRUNED", "value": 1.0, "params": {"a": 2}, "steps_reached": 50, "rerun_of": 2},
+        {"number": 4, "state": "FAIL", "value": None, "params": {"a": 3}, "steps_reached": 0},  # failed, not re-run
+    ]
+    assert rerun_trials(trials) == {1: 2, 2: 3}
+    assert _counts(trials) == {"COMPLETE": 1, "interrupted (re-run)": 2, "PRUNED": 1, "FAIL": 1}
+    table = trials_table({"space": {"a": {}}, "clock": "steps", "trials": trials}, ["score:hopper-random-expert"])
+    numbers = [row[0].text for section in table.sections for row in section]
+    assert numbers == ["0", "3", "4"]
+    assert any("Left out: 2 trial(s) interrupted" in n and "1 as 2, 2 as 3" in n for n in table.footnotes)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from rkl_bench.layout import FIGURES_DIR, SEARCH_SUMMARY_FILE
 
@@ -182,6 +183,7 @@ def _slices(trials: Sequence[SearchTrial], log_scale: Mapping[str, bool], out_di
             xs: list[Any] = values
             if log_scale.get(name):
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # the minor labels of a short decade overlap
         else:
             labels = sorted({str(v) for v in values})
             xs = [labels.index(str(v)) for v in values]

@@ -206,13 +206,18 @@ def _best_setting(summary: dict[str, Any], labels: Sequence[str]) -> ScoredSetti
     best = summary["best"]
     row = next(t for t in summary["trials"] if t["number"] == best["number"])
     scores = dict(zip(labels, row.get("pair_scores") or [None] * len(labels)))
-    params = ", ".join(f"{k}={_fmt_param(v)}" for k, v in best["params"].items())
-    return ScoredSetting(f"best trial {best['number']} ({params})", scores, float(best["value"]))
+    return ScoredSetting(f"best trial {best['number']}", scores, float(best["value"]))
+
+
+def _best_params(summary: dict[str, Any]) -> str:
+    best = summary["best"]
+    return f"best trial {best['number']}: " + ", ".join(f"{k}={_fmt_param(v)}" for k, v in best["params"].items())
 
 
 # ------------------------------------------------------------------ tables
 def comparison_table(settings: Sequence[ScoredSetting], labels: Sequence[str], summary: dict[str, Any]) -> Table:
-    header = ("setting", *(_short(label) for label in labels), summary["aggregate"])
+    shown, shared = short_labels(labels)
+    header = ("setting", *shown, summary["aggregate"])
     top = max((s.objective for s in settings if s.objective is not None), default=None)
     rows = tuple(
         (Cell(s.label), *(Cell(_fmt(s.scores.get(label))) for label in labels),
@@ -220,21 +225,26 @@ def comparison_table(settings: Sequence[ScoredSetting], labels: Sequence[str], s
         for s in settings
     )
     return Table(
-        caption=f"Normalised score per dataset (mean of the last {summary['final_evals']} evaluations "
+        caption=f"Normalised score per dataset{shared} (mean of the last {summary['final_evals']} evaluations "
                 f"at {int(summary['steps']):,} steps) and the search's objective",
         header=header,
         sections=(rows,) if rows else ((Cell("no finished setting"), *(Cell(MISSING) for _ in labels), Cell(MISSING)),),
-        footnotes=("Same datasets, seeds, budget and evaluation for every row; the best trial was chosen on these "
-                   "very datasets (it is the tuning set), so its lead over the references is optimistic.",),
+        footnotes=((_best_params(summary) + ".",) if summary.get("best") else ()) + (
+            "Same datasets, seeds, budget and evaluation for every row; the best trial was chosen on these "
+            "very datasets (it is the tuning set), so its lead over the references is optimistic.",),
     )
 
 
 def trials_table(summary: dict[str, Any], labels: Sequence[str]) -> Table:
     names = list(summary.get("space") or {})
     staged = summary.get("clock") == "steps"
-    header = ("trial", "state", "steps" if staged else "pairs", "objective", *names, *(_short(l) for l in labels))
+    shown, shared = short_labels(labels)
+    header = ("trial", "state", "steps" if staged else "pairs", "objective", *(_breakable(n) for n in names), *shown)
+    rerun = rerun_trials(summary["trials"])
     rows = []
     for t in sorted(summary["trials"], key=lambda t: t["number"]):
+        if t["number"] in rerun:
+            continue
         scores = t.get("pair_scores") or []
         rows.append((
             Cell(str(t["number"])), Cell(t["state"].lower()),
@@ -245,19 +255,54 @@ def trials_table(summary: dict[str, Any], labels: Sequence[str]) -> Table:
         ))
     note = ("A stopped trial's objective and scores are those at the rung it reached." if staged
             else "A stopped trial's objective is its running score over the pairs it finished.")
+    notes = (note,)
+    if rerun:
+        notes += (f"Left out: {len(rerun)} trial(s) interrupted by a stopped session and re-run under a later number "
+                  f"({', '.join(f'{n} as {m}' for n, m in sorted(rerun.items()))}); trials.csv lists them.",)
     return Table(
-        caption="Every trial of the study: parameters (— where a conditional one was not sampled) and scores",
+        caption=f"Every trial of the study: parameters (— where a conditional one was not sampled) and scores{shared}",
         header=header,
         sections=(tuple(rows),) if rows else ((Cell("none"), *(Cell(MISSING) for _ in header[1:])),),
-        footnotes=(note,),
+        footnotes=notes,
     )
+
+
+def rerun_trials(trials: Sequence[dict[str, Any]]) -> dict[int, int]:
+    """FAIL trials that a later trial re-ran (``rerun_of``): number -> the number that re-ran it last."""
+    states = {t["number"]: t["state"] for t in trials}
+    out: dict[int, int] = {}
+    for t in sorted(trials, key=lambda t: t["number"]):
+        source = t.get("rerun_of")
+        if source is not None and states.get(int(source)) == "FAIL":
+            out[int(source)] = t["number"]
+    return out
+
+
+def short_labels(labels: Sequence[str]) -> tuple[list[str], str]:
+    """Dataset column labels without what they all share: ``halfcheetah-random-medium-replay``,
+    ``hopper-random-medium-replay`` -> ``halfcheetah``, ``hopper`` and `` (columns: each env's random-medium-replay)``
+    for the caption; unchanged (and no caption text) when they share no such tail."""
+    names = [_short(label) for label in labels]
+    heads = [n.split("-", 1) for n in names]
+    tails = {h[1] for h in heads if len(h) == 2}
+    if len(names) > 1 and len(tails) == 1 and all(len(h) == 2 for h in heads) and len({h[0] for h in heads}) == len(names):
+        return [h[0] for h in heads], f" (columns: each env's {tails.pop()})"
+    return names, ""
+
+
+def _breakable(name: str) -> str:
+    """A parameter name the header may wrap after its underscores (zero-width spaces)."""
+    return name.replace("_", "_\u200b")
 
 
 # ----------------------------------------------------------------- helpers
 def _counts(trials: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Trials per state; an interrupted trial that a later one re-ran counts as ``interrupted (re-run)``."""
+    rerun = rerun_trials(trials)
     counts: dict[str, int] = {}
     for t in trials:
-        counts[t["state"]] = counts.get(t["state"], 0) + 1
+        state = "interrupted (re-run)" if t["number"] in rerun else t["state"]
+        counts[state] = counts.get(state, 0) + 1
     return counts
 
 

@@ -115,11 +115,9 @@ def test_a_bf16_learner_trains_close_to_fp32_with_fp32_state(monkeypatch, name):
 
 
 def test_a_bf16_learner_without_bf16_units_runs_fp32_and_says_so_once(monkeypatch, capsys):
-    from rkl_bench.algos import base
-
     monkeypatch.delenv(precision.EMULATED_ENV, raising=False)
     monkeypatch.setattr(precision, "cpu_capabilities", lambda: {"cpu_name": "Old CPU"})
-    monkeypatch.setattr(base, "SAID", set())
+    monkeypatch.setattr(precision, "SAID", set())
     data = _dataset()
     learners = [_learner("td3_bc", "bf16", data) for _ in range(2)]
     assert [l.matmul_precision for l in learners] == ["fp32", "fp32"]

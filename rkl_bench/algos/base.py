@@ -173,8 +173,7 @@ class Updater:
         return generator
 
     def enable_fast_path(self, name: str) -> None:
-        self.matmul_precision = effective_precision(getattr(self.config, "precision", "fp32"), self.device,
-                                                    say=say_once)
+        self.matmul_precision = effective_precision(getattr(self.config, "precision", "fp32"), self.device)
         self._fast = FastUpdate(name, self.modules, self.optimizers,
                                 cudagraphs=getattr(self.config, "compile_mode", "default") == "reduce-overhead",
                                 precision=self.matmul_precision)
@@ -400,16 +399,6 @@ def act_with(actor: nn.Module, observations: np.ndarray, obs_dim: int) -> np.nda
         raise ValueError(f"act() expects observations of shape (B, {obs_dim}) or ({obs_dim},), got {obs.shape}")
     out = actor_actions(actor, obs.reshape(-1, obs_dim))
     return out[0] if obs.ndim == 1 else out
-
-
-SAID: set[str] = set()
-
-
-def say_once(line: str) -> None:
-    """Print ``line`` once per process (a search builds many learners; the hardware is the same)."""
-    if line not in SAID:
-        SAID.add(line)
-        print(line, flush=True)
 
 
 EXECUTION_KEYS = ("update_path", "fast_after", "compile_mode")

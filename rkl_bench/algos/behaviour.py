@@ -446,7 +446,6 @@ def lambda_report(
     zeta1: float,
     zeta2: float,
     bins: int = 10,
-    floor: float = 0.0,
 ) -> dict[str, Any]:
     """The paper's Fig. 4 as numbers: the lambda histogram of each dataset component.
 
@@ -458,7 +457,7 @@ def lambda_report(
     """
     out: dict[str, Any] = {"bin_edges": torch.linspace(0.0, 1.0, bins + 1).tolist(), "components": {}}
     for name, obs in observations_by_component.items():
-        lam = dataset_lambdas(model, obs, zeta1, zeta2, floor=floor).double()
+        lam = dataset_lambdas(model, obs, zeta1, zeta2).double()
         beta = _chunked(model.beta, obs.float()).double()
         q = torch.quantile(lam, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
         out["components"][name] = {

@@ -54,6 +54,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from rkl_bench.algos.config import PRECISIONS
+
 RECOMPILE_LIMIT = 64
 """Graphs dynamo keeps per step function (``torch._dynamo.config.recompile_limit`` is raised to this)."""
 
@@ -222,8 +224,8 @@ def matmul_precision(precision: str) -> Iterator[None]:
     are separate graphs.
     """
     global _BF16
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be {' or '.join(PRECISIONS)}, got {precision!r}")
     before, _BF16 = _BF16, precision == "bf16"
     try:
         yield

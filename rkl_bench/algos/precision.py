@@ -47,8 +47,18 @@ def native_bf16(device: str | torch.device = "cpu") -> str | None:
     return None
 
 
+SAID: set[str] = set()
+
+
+def say_once(line: str) -> None:
+    """Print ``line`` once per process (a search builds many learners; the hardware is the same)."""
+    if line not in SAID:
+        SAID.add(line)
+        print(line, flush=True)
+
+
 def effective_precision(requested: str, device: str | torch.device = "cpu",
-                        say: Callable[[str], None] = print) -> str:
+                        say: Callable[[str], None] = say_once) -> str:
     """``requested`` where the hardware runs it natively, else ``fp32`` (said in one line).
 
     With ``RKL_BENCH_BF16_EMULATED=1`` bf16 runs without native support too

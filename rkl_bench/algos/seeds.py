@@ -52,7 +52,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from rkl_bench.algos.base import Learner, Step, say_once
+from rkl_bench.algos.base import Learner, Step
 from rkl_bench.algos.precision import effective_precision
 from rkl_bench.algos.fast import (
     AdamState,
@@ -122,7 +122,7 @@ class SeedStack:
         self.template = first
         """Seed 0's learner: its losses and functional networks, mapped over every seed's parameters."""
         self.cudagraphs = getattr(first.config, "compile_mode", "default") == "reduce-overhead"
-        self.precision = effective_precision(getattr(first.config, "precision", "fp32"), first.device, say=say_once)
+        self.precision = effective_precision(getattr(first.config, "precision", "fp32"), first.device)
         """What the stacked update's matrix products run in (the learners' ``precision`` where the hardware has it)."""
         for learner in learners:
             learner.matmul_precision = self.precision  # what their result rows report

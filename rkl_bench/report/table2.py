@@ -150,7 +150,7 @@ def build_table2(cells: Cells, algos: Sequence[str], rule: FinalRule, expected_s
                      for a, s in zip(algos, stats)]
             rows.append((Cell(row_label(key)),) + tuple(Cell(t, b) for t, b in zip(texts, bold)))
         body.append(tuple(rows))
-        for scope, label, groups in AVERAGE_SCOPES:
+        for _, label, groups in AVERAGE_SCOPES:
             if section.title in groups and _last_present(sections, groups) == section.title:
                 keys = scope_keys(sections, groups)
                 body.append((_average_row(cells, algos, average_label(label, groups, keys), keys),))

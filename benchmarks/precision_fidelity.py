@@ -69,8 +69,8 @@ def fidelity(experiment: Experiment, reference: str, variant: str, k: int) -> li
     """Per dataset where both columns have complete runs, sorted by dataset label."""
     cells = cell_stats(experiment.runs, FinalRule("last-evals", k), expected_seeds=1)
     datasets = sorted({d for (a, d) in cells if a == reference} & {d for (a, d) in cells if a == variant},
-                      key=lambda d: d.label)
-    out = [Fidelity(d.label, cells[(reference, d)], cells[(variant, d)]) for d in datasets
+                      key=lambda d: d.name)
+    out = [Fidelity(d.name, cells[(reference, d)], cells[(variant, d)]) for d in datasets
            if cells[(reference, d)].finals and cells[(variant, d)].finals]
     if not out:
         have = sorted({a for a, _ in cells})

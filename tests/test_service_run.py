@@ -201,3 +201,38 @@ def test_variant_keys_train_their_own_settings_and_report_as_their_own_column(tm
     rows = [dict(zip(header, line.split(","))) for line in table[1:] if "hopper-random-expert" in line]
     ran = {(row["algo"], row["algo_label"]) for row in rows if row["n_seeds"] == "1"}
     assert ran == {("bc", "BC"), ("bc@wide", "BC (wide)")}
+
+
+def test_the_shipped_tuned_config_runs_as_is_and_at_a_tiny_budget(tmp_path, capsys, monkeypatch):
+    """reports/optuna_rkl_mixtures/best_config.yaml, the study's result (until the study ends, the
+    committed snapshot's results/optuna_rkl_mixtures/best_config.yaml), is accepted by ``rkl-bench
+    run`` as it ships; with its budget shrunk (data, steps, network and behaviour-fit sizes: the smoke
+    grid's) it trains, and the trial trains with every tuned hyper-parameter as shipped."""
+    from rkl_bench.service.config import load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    shipped = repo / "reports" / "optuna_rkl_mixtures" / "best_config.yaml"  # the finished study's report
+    if not shipped.is_file():  # while the study runs: its committed snapshot (results/optuna_rkl_mixtures)
+        shipped = repo / "results" / "optuna_rkl_mixtures" / "best_config.yaml"
+    as_is = load_config(shipped)
+    assert list(as_is.algorithms) == ["td3_rkl"] and as_is.algorithms["td3_rkl"]["q_weight"] == 2.5
+    assert as_is.steps == 100_000 and len(as_is.datasets) == 3
+
+    tuned = yaml.safe_load(shipped.read_text())["algorithms"]["td3_rkl"]
+    smoke = yaml.safe_load(SMOKE_CONFIG.read_text())
+    budget = smoke["algorithms"]["td3_rkl"]  # sizes only: hidden_dim, batch_size, behaviour_*
+    assert not set(budget) & set(tuned)
+    tiny = {**yaml.safe_load(shipped.read_text()), "name": "tuned-tiny", "datasets": smoke["datasets"],
+            "algorithms": {"td3_rkl": {**tuned, **budget}},
+            "dataset_source": smoke["dataset_source"], "forge": smoke["forge"], "steps": 60,
+            "evaluation": smoke["evaluation"], "eval_actors": smoke["eval_actors"], "max_failures": 1}
+    config = tmp_path / "tuned-tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny))
+    write_smoke_datasets()
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["run", str(config), "--storage", str(tmp_path / "results"), "--no-report"])
+    assert code == 0, capsys.readouterr().err
+    (folder,) = trial_dirs(tmp_path / "results" / "tuned-tiny").values()
+    assert [row["step"] for row in result_rows(folder)] == EVAL_STEPS
+    params = json.loads((folder / "params.json").read_text())
+    assert params["hyperparams"] == {**tuned, **budget}

@@ -7,7 +7,6 @@ only the slow test uses it, and skips, saying so, where it is missing.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -17,23 +16,14 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark_scripts import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "forge-v5-tiny/hopper-expert"
 TINY = ["--steps", "200", "--eval-every", "100", "--eval-episodes", "2", "--seeds", "0"]
 
-
-def _load(name: str):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
-
-driver = _load("peer_agreement")
-worker = _load("peer_d3rlpy_worker")
+driver = load_benchmark("peer_agreement")
+worker = load_benchmark("peer_d3rlpy_worker")
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -105,6 +105,24 @@ def test_table2_mixtures_is_the_decisive_grid(tmp_path):
         load_config(spec)
 
 
+def test_grouped_grid_runs_dataset_by_dataset(tmp_path):
+    """A stopped grid holds whole Table II rows: every learner on dataset 1, then dataset 2, ...;
+    seeds in groups of ``seeds_per_trial``; skipped seeds leave the rest of their group."""
+    from rkl_bench.service.tuner import CELL_KEY, param_space
+
+    spec = write_config(tmp_path, algorithms={"bc": {}, "td3_bc": {}}, seeds=[0, 1, 2], seeds_per_trial=2,
+                        datasets=["hopper-random-expert", "walker2d-random-expert"])
+    config = load_config(spec)
+    specs = ["forge-v5/hopper-random-expert", "forge-v5/walker2d-random-expert"]
+    cells = param_space(config, specs, skip={("td3_bc", specs[1], 0)})[CELL_KEY]["grid_search"]
+    hopper, walker = specs
+    assert [(c["dataset"], c["algo"], c["seeds"]) for c in cells] == [
+        (hopper, "bc", [0, 1]), (hopper, "bc", [2]), (hopper, "td3_bc", [0, 1]), (hopper, "td3_bc", [2]),
+        (walker, "bc", [0, 1]), (walker, "bc", [2]), (walker, "td3_bc", [1, 2]),
+    ]
+    assert all(c["seed"] == c["seeds"][0] for c in cells)
+
+
 # ------------------------------------------------------------------ schema
 @pytest.mark.parametrize(
     "changes, message",

@@ -74,7 +74,11 @@ def param_space(config: ExperimentConfig, specs: Sequence[str], skip: Collection
     ``algo``, ``dataset`` and ``seed`` read from its cell, so trials look as in the full grid).
 
     With ``seeds_per_trial`` K > 1 a trial trains K seeds of its (algo, dataset) together: its cell
-    has ``seeds`` (the seeds left to run, in groups of K) and ``seed``, the first of them."""
+    has ``seeds`` (the seeds left to run, in groups of K) and ``seed``, the first of them.
+
+    Cells run dataset by dataset (every learner on the first dataset, then on the next), so a
+    long grid stopped part-way holds whole rows of Table II, each comparing every learner on the
+    same data, rather than whole columns of one learner."""
     shared = {
         "hyperparams": tune.sample_from(HyperparamsOf(config.algorithms)),
         "settings": TrialSettings.of(config).as_dict(),
@@ -87,8 +91,8 @@ def param_space(config: ExperimentConfig, specs: Sequence[str], skip: Collection
             **shared,
         }
     cells = []
-    for algo in config.algorithms:
-        for spec in specs:
+    for spec in specs:
+        for algo in config.algorithms:
             left = [seed for seed in config.seeds if (algo, spec, seed) not in skip]
             for group in seed_groups(left, config.seeds_per_trial):
                 cell = {"algo": algo, "dataset": spec, "seed": group[0]}

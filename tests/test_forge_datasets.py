@@ -37,6 +37,27 @@ def test_policy_rollout_is_identical_whatever_the_number_of_envs():
     assert len(np.unique(a.actions.round(3), axis=0)) > 300, "actions are sampled, not one repeated action"
 
 
+def test_the_policy_runs_on_one_torch_thread_and_the_callers_setting_is_restored():
+    """Two ``datasets make`` on 2 cores must not oversubscribe them with torch's thread per core."""
+    seen = []
+
+    class Recording(policies.SnapshotPolicy):
+        def sample(self, obs, noise):
+            seen.append(torch.get_num_threads())
+            return super().sample(obs, noise)
+
+    torch.manual_seed(0)
+    policy = Recording(GaussianHead(11, 3).eval(), step=0, digest="test")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rollout("Hopper-v5", policy, 50, seed=0, num_envs=2, progress=False)
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_tiny_random_dataset_reads_back_through_the_core_reader():
     path = make_file("hopper", "random", "tiny", seed=0, progress=False)
     data = load_dataset("forge-v5-tiny/hopper-random")

@@ -27,11 +27,17 @@ Speed: every buffer is allocated once per env slot (an episode's rows are
 written in place and copied out when it ends), the rows of complete episodes
 are counted as they finish, and the policy's per-call cost is shared by all
 envs of a block; ``benchmarks/speed.py`` compares this loop with raw stepping.
+The policy runs on one torch thread (``one_torch_thread``): a 16-row MLP call
+gains nothing from more, and torch's default (a thread per core) made two
+``datasets make`` processes on 2 cores oversubscribe them (load 4, the
+policy files at ~900 rows/s each against ~2,500 alone; docs/forge.md).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -100,6 +106,17 @@ class _Slot:
                         self.obs[1 : t + 1].copy(), terminal)
 
 
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run the body with ``torch.set_num_threads(1)``, restoring the caller's setting after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def rollout(
     env_id: str,
     policy: SnapshotPolicy | None,
@@ -117,6 +134,23 @@ def rollout(
     Actions are *sampled* from the policy, as D4RL's datasets were. With ``checkpoint``, the
     episodes finished by an earlier, interrupted call with the same arguments are reused.
     """
+    with one_torch_thread():
+        return _rollout(env_id, policy, n_transitions, seed, num_envs, max_episode_steps, progress, desc,
+                        checkpoint, checkpoint_seconds)
+
+
+def _rollout(
+    env_id: str,
+    policy: SnapshotPolicy | None,
+    n_transitions: int,
+    seed: int,
+    num_envs: int,
+    max_episode_steps: int,
+    progress: bool,
+    desc: str,
+    checkpoint: Path | None,
+    checkpoint_seconds: float | None,
+) -> RolloutArrays:
     if n_transitions <= 0:
         raise ValueError(f"n_transitions must be positive, got {n_transitions}")
     store = None if checkpoint is None else RolloutCheckpoint(checkpoint, {

@@ -98,6 +98,25 @@ def test_policy_kinds_and_the_papers_mix(fake_policies):
     assert 0.35 * 2000 < len(replay) <= 0.4 * 2000, "hopper medium-replay is 40% of a component"
 
 
+def test_medium_expert_makes_its_component_files_so_expert_is_rolled_out_once(fake_policies, monkeypatch):
+    from rkl_bench.data.d4rl import read_d4rl_arrays
+    from rkl_bench.forge import make
+
+    rolled = []
+    real = make.rollout
+    monkeypatch.setattr(make, "rollout", lambda env_id, policy, *a, **k: rolled.append(policy) or real(env_id, policy, *a, **k))
+    (medium_expert,) = make_datasets(["forge-v5-tiny/hopper-medium-expert"], progress=False)
+    folder = medium_expert.parent
+    assert (folder / "hopper-medium.hdf5").is_file() and (folder / "hopper-expert.hdf5").is_file()
+    assert len(rolled) == 2
+    make_datasets(["forge-v5-tiny/hopper-random-expert"], progress=False)
+    assert len(rolled) == 3 and rolled[-1] is None, "only the random file is rolled out: the expert file is current"
+    both, _ = read_d4rl_arrays(medium_expert)
+    parts = [read_d4rl_arrays(folder / f"hopper-{kind}.hdf5")[0] for kind in ("medium", "expert")]
+    for field in ("observations", "actions", "rewards", "terminals", "timeouts"):
+        assert np.array_equal(both[field], np.concatenate([p[field] for p in parts])), field
+
+
 def test_clear_errors_for_unknown_env_profile_and_missing_policies(tmp_path, monkeypatch):
     with pytest.raises(RklBenchError, match="unknown env 'ant'"):
         make_datasets(["forge-v5/ant-random"], progress=False)

@@ -164,28 +164,30 @@ def generate_kind(env: str, kind: str, prof: Profile, seed: int, policy_root: Pa
             digests.append(policy.digest)
         return _concat(parts), digests
     if kind == "medium-expert":
-        medium, d1 = component_arrays(env, "medium", prof, seed, policy_root, progress, partial)
-        expert, d2 = component_arrays(env, "expert", prof, seed, policy_root, progress, partial)
+        medium, d1 = component_arrays(env, "medium", prof, seed, policy_root, progress)
+        expert, d2 = component_arrays(env, "expert", prof, seed, policy_root, progress)
         return _concat([medium, expert]), d1 + d2
     raise RklBenchError(f"forge cannot make kind {kind!r}; file kinds are: {', '.join(FILE_KINDS)}")
 
 
 def component_arrays(env: str, kind: str, prof: Profile, seed: int, policy_root: Path | None,
-                     progress: bool, partial: Path | None) -> tuple[RolloutArrays, list[str]]:
-    """A medium-expert file's medium or expert rows: read from that kind's file when it is current
-    (made from the same policies, profile and seed: the rollout would give the same rows), else rolled out."""
-    path = forge_path(env, kind, prof.name)
-    if path.is_file() and str(read_metadata(path).get("version", "")) == current_version(env, kind, prof.name, seed, policy_root):
-        if progress:
-            print(f"{env}-medium-expert: {kind} rows read from {path}", flush=True)
-        raw, metadata = read_d4rl_arrays(path)
-        arrays = RolloutArrays(
-            observations=raw["observations"], actions=raw["actions"], rewards=raw["rewards"],
-            next_observations=raw["next_observations"], terminals=raw["terminals"], timeouts=raw["timeouts"],
-            episode_returns=np.asarray(metadata.get("episode_returns", np.zeros(0)), np.float64),
-        )
-        return arrays, policy_digests(env, kind, policy_root)
-    return generate_kind(env, kind, prof, seed, policy_root, progress, partial)
+                     progress: bool) -> tuple[RolloutArrays, list[str]]:
+    """A medium-expert file's medium or expert rows, read from that kind's file, which is made
+    first unless a current one exists (same policies, profile and seed: the same rows).
+
+    Making the file rather than rolling the rows out in passing means ``random-medium-expert``
+    then ``random-expert`` (the order of the paper's mixtures) roll the expert out once, not
+    twice; the kind's own file keeps its interrupted episodes."""
+    path = make_file(env, kind, prof.name, seed=seed, policy_root=policy_root, progress=progress)
+    if progress:
+        print(f"{env}-medium-expert: {kind} rows read from {path}", flush=True)
+    raw, metadata = read_d4rl_arrays(path)
+    arrays = RolloutArrays(
+        observations=raw["observations"], actions=raw["actions"], rewards=raw["rewards"],
+        next_observations=raw["next_observations"], terminals=raw["terminals"], timeouts=raw["timeouts"],
+        episode_returns=np.asarray(metadata.get("episode_returns", np.zeros(0)), np.float64),
+    )
+    return arrays, policy_digests(env, kind, policy_root)
 
 
 SNAPSHOT_ROLES = {"medium": ("medium",), "expert": ("expert",), "medium-expert": ("medium", "expert")}

@@ -194,9 +194,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sources = [p for p, used in ((summary.archive, summary.archived), (summary.experiment_dir, finished_here)) if used]
         out = Path(args.report_dir) if args.report_dir else Path("reports") / summary.experiment_dir.name
         with mirror(sources, "report input") as local_sources:  # an object store's result files, copied
-            paths = build_report(local_sources, out, expected_seeds=summary.seeds)
+            paths = build_report(local_sources, out, expected_seeds=summary.seeds, smoke_of=summary.smoke_of)
         _print_warnings(paths.warnings)
         print(f"report: {paths.index_html.resolve()} (tables: {paths.table2_md.resolve()})")
+        if summary.smoke_of is not None:
+            from rkl_bench.report.smoke import smoke_summary_line
+
+            print(smoke_summary_line(summary.smoke_of))
     if summary.errored:
         first = f"; first: {summary.errors[0]}" if summary.errors else ""
         print(

@@ -44,6 +44,8 @@ def error_of(path: Path) -> str:
 # ------------------------------------------------------------ shipped files
 def test_quick_and_smoke_configs_parse():
     quick = load_config(CONFIGS / "quick.yaml")
+    assert quick.smoke_of_dir.resolve() == (CONFIGS.parent / "reports" / "table2_mixtures").resolve()
+    assert "smoke_of" in quick.to_dict() and "smoke_of" not in load_config(CONFIGS / "table2_mixtures.yaml").to_dict()
     assert {"td3_bc", "td3_rkl"} <= set(quick.algorithms)
     assert quick.dataset_source == "forge" and quick.forge.profile == "quick"
     assert len(quick.seeds) >= 2 and 2000 <= quick.steps <= 5000

@@ -53,7 +53,10 @@ def config_copy(tmp_path: Path, **changes) -> Path:
 def test_smoke_grid_end_to_end_writes_rows_and_report(tmp_path, capsys, monkeypatch):
     write_smoke_datasets()
     monkeypatch.chdir(tmp_path)
-    code = cli.main(["run", str(SMOKE_CONFIG), "--storage", str(tmp_path / "results")])
+    decisive = tmp_path / "decisive"  # the report this run is a smoke budget of (quick.yaml: table2_mixtures)
+    decisive.mkdir()
+    (decisive / "index.html").write_text("<html></html>")
+    code = cli.main(["run", str(config_copy(tmp_path, smoke_of="decisive")), "--storage", str(tmp_path / "results")])
     out = capsys.readouterr().out
     assert code == 0, out
 
@@ -85,6 +88,11 @@ def test_smoke_grid_end_to_end_writes_rows_and_report(tmp_path, capsys, monkeypa
     hopper = [dict(zip(header, line.split(","))) for line in table[1:] if "hopper-random-expert" in line]
     assert {row["algo"] for row in hopper if row["n_seeds"] == "1"} == ALGOS
     assert list((report / "figures").glob("lambdas_*.png")), "Fig. 4 histogram missing from the report"
+    # ... and, as a smoke budget, says so in one line and links the run that decides.
+    assert "Smoke budget: these numbers only show that the pipeline runs end to end" in out
+    assert "The decisive run's report: decisive/index.html\n" in out
+    page = (report / "index.html").read_text()
+    assert '<p class="notice">Smoke budget:' in page and '<a href="../../decisive/index.html">decisive/index.html</a>' in page
 
 
 INTERRUPT_FLAG = "RKL_BENCH_TEST_INTERRUPT"

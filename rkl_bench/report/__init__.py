@@ -28,6 +28,7 @@ from rkl_bench.report.paper import load_paper_table
 from rkl_bench.report.render import latex_document, to_markdown
 from rkl_bench.report.results import load_experiments
 from rkl_bench.report.scores import PAPER_K, PAPER_SEEDS, FinalRule, cell_stats
+from rkl_bench.report.smoke import smoke_notice
 from rkl_bench.report.table2 import build_table2, layout, write_csv
 
 __all__ = ["ReportPaths", "build_report"]
@@ -59,6 +60,7 @@ def build_report(
     seed: int = 0,
     strict: bool = False,
     tuned_on: Mapping[str, frozenset[str]] | None = None,
+    smoke_of: str | Path | None = None,
 ) -> ReportPaths:
     """Write the report of ``experiment_dir`` to ``out_dir`` (replacing an older report there).
 
@@ -72,7 +74,8 @@ def build_report(
     result line (a torn last line, otherwise a warning) is such an error too.
     ``tuned_on`` (column -> the datasets its setting was tuned on,
     :mod:`rkl_bench.report.tuning_sets`) marks that column's in-sample cells and
-    adds the held-out average.
+    adds the held-out average. ``smoke_of`` (a report folder) puts a line at the top of the page
+    saying this is a smoke budget, linking that report (:mod:`rkl_bench.report.smoke`).
     """
     rule = FinalRule(final_mode, k)
     experiment = load_experiments(experiment_dir)
@@ -133,8 +136,9 @@ def build_report(
             **({"tuned on": "; ".join(f"{a}: {', '.join(sorted(n))}" for a, n in tuned_on.items())} if tuned_on else {}),
             **({"unreadable result lines": "; ".join(experiment.warnings)} if experiment.warnings else {}),
         }
-        (tmp / "index.html").write_text(render_page(f"rkl_bench report: {', '.join(p.resolve().name for p in experiment.inputs)}", facts, sections, downloads),
-                                        encoding="utf-8")
+        notice = None if smoke_of is None else smoke_notice(Path(smoke_of), out)
+        title = f"rkl_bench report: {', '.join(p.resolve().name for p in experiment.inputs)}"
+        (tmp / "index.html").write_text(render_page(title, facts, sections, downloads, notice), encoding="utf-8")
         figures = [f.png for f in curves + lambda_figs + toys + ([iqm_fig] if iqm_fig else []) + fig5_figs]
 
     return ReportPaths(out, out / "index.html", out / "table2.csv", out / "table2.tex", out / "table2.md",

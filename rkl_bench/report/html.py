@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from rkl_bench.report.figures import FigureFile
 from rkl_bench.report.render import Table, to_html
+from rkl_bench.report.smoke import Notice
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; padding: 0 1em; color: #222; }
@@ -27,6 +28,7 @@ table.results tbody + tbody { border-top: 1px solid #888; }
 table.results tbody:last-child { border-bottom: 2px solid #444; }
 div.scroll { overflow-x: auto; }
 p.note { font-size: 0.85em; color: #555; margin: 0.2em 0; }
+p.notice { background: #fff6d5; border-left: 4px solid #d9a400; padding: 0.5em 0.8em; }
 figure { display: inline-block; margin: 0.5em 1em 1em 0; vertical-align: top; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.85em; color: #444; }
@@ -44,11 +46,16 @@ class PageSection:
     notes: tuple[str, ...] = ()
 
 
-def render_page(title: str, facts: dict[str, str], sections: list[PageSection], downloads: list[str]) -> str:
-    """The whole page; ``facts`` are the inputs and choices behind it, ``downloads`` relative file paths."""
+def render_page(title: str, facts: dict[str, str], sections: list[PageSection], downloads: list[str],
+                notice: Notice | None = None) -> str:
+    """The whole page; ``facts`` are the inputs and choices behind it, ``downloads`` relative file paths,
+    ``notice`` a line above them (a smoke run's pointer to the run that decides)."""
     esc = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-             f"<title>{esc(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>", f"<h1>{esc(title)}</h1>", "<dl>"]
+             f"<title>{esc(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>", f"<h1>{esc(title)}</h1>"]
+    if notice is not None:
+        parts.append(f'<p class="notice">{esc(notice.text)} <a href="{esc(notice.href)}">{esc(notice.link_text)}</a></p>')
+    parts.append("<dl>")
     parts += [f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts.items()]
     parts.append("</dl>")
     for section in sections:

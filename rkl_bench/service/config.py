@@ -24,6 +24,8 @@ keys are errors that name the key, where it sits and the file. The schema
     eval_actors: {count: 1, envs_per_actor: 10, cpus: 0}   # per trial
     checkpoints: {keep: 2}          # checkpoints kept per trial (one per result row)
     max_failures: 3                 # restarts of a trial from its last checkpoint
+    smoke_of: null                  # a report folder (relative to this file) whose run this one
+                                    # is a smoke budget of: the run's summary and report say so and link it
 
 Algorithm names are checked against the learner registry (any registered
 name is accepted) and their hyper-parameters against the learner's config
@@ -136,7 +138,18 @@ class ExperimentConfig:
     seeds_per_trial: int = 1
     """Seeds of one (algorithm, dataset) trained together in one trial process (vectorised over a leading
     seed axis, :mod:`rkl_bench.algos.seeds`); each seed still reports its own rows."""
+    smoke_of: str | None = None
+    """A report folder, relative to the spec's file, of the run this one is a smoke budget of (the
+    README's main job: ``../reports/table2_mixtures``): the run's summary and its report link it and
+    say in one line that this run's numbers only show the pipeline works."""
     path: Path | None = None
+
+    @property
+    def smoke_of_dir(self) -> Path | None:
+        """``smoke_of`` as a path (against the spec's folder; as written when the spec has no file)."""
+        if self.smoke_of is None:
+            return None
+        return Path(self.smoke_of) if self.path is None else self.path.parent / self.smoke_of
 
     @property
     def num_trials(self) -> int:
@@ -164,7 +177,7 @@ class ExperimentConfig:
         return data
 
 
-LATER_KEYS: dict[str, Any] = {"resources.gpus": 0.0, "seeds_per_trial": 1}
+LATER_KEYS: dict[str, Any] = {"resources.gpus": 0.0, "seeds_per_trial": 1, "smoke_of": None}
 """Keys recorded only when they differ from these defaults (:meth:`ExperimentConfig.to_dict`)."""
 
 
@@ -236,6 +249,7 @@ def parse_config(raw: Any, default_name: str, path: Path | None = None) -> Exper
         "d4rl_dir": _optional_str(raw.get("d4rl_dir"), "d4rl_dir"),
         "max_failures": _scalar(raw.get("max_failures", 3), int, "max_failures"),
         "seeds_per_trial": _scalar(raw.get("seeds_per_trial", 1), int, "seeds_per_trial"),
+        "smoke_of": _optional_str(raw.get("smoke_of"), "smoke_of"),
         "path": path,
     }
     for key, cls in SECTIONS.items():

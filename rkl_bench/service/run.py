@@ -75,6 +75,8 @@ class GridSummary:
     archived: int = 0
     """Trials of the grid taken from a results archive (``resume=ARCHIVE``), not run; counted in ``finished``."""
     archive: Path | Location | None = None
+    smoke_of: Path | None = None
+    """The report folder of the run this one is a smoke budget of (the config's ``smoke_of``)."""
 
     @property
     def interrupted(self) -> bool:
@@ -118,7 +120,8 @@ def run_experiment(
     skip = archived_cells(archive, record, config, specs) if archive is not None else set()
     total = len(config.algorithms) * len(specs) * len(config.seeds)
     if archive is not None and len(skip) == total:
-        return GridSummary(experiment_dir, total, total, 0, len(config.seeds), archived=total, archive=archive)
+        return GridSummary(experiment_dir, total, total, 0, len(config.seeds), archived=total, archive=archive,
+                           smoke_of=config.smoke_of_dir)
     # An archive resume starts the missing trials in a new directory, or goes on with one it started.
     fresh_from_archive = archive is not None and not location(experiment_dir).is_nonempty_dir()
     _check_experiment_dir(experiment_dir, record, bool(resume) and not fresh_from_archive)
@@ -150,6 +153,7 @@ def run_experiment(
         return GridSummary(
             experiment_dir, total, archived + finished_trials(grid, config.steps), errored,
             len(config.seeds), trial_errors(grid, TrialErrors.seen), archived=archived, archive=archive,
+            smoke_of=config.smoke_of_dir,
         )
 
 

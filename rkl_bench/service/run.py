@@ -41,6 +41,7 @@ from rkl_bench.errors import RklBenchError
 from rkl_bench.layout import EXPERIMENT_RECORD_FILE, TUNER_FILE
 from rkl_bench.service.config import ExperimentConfig, load_config
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
+from rkl_bench.service.grid_budget import archived_rates, budget_lines, concurrent_trials
 from rkl_bench.service.ray_runtime import (
     DEFAULT_CONNECT_TIMEOUT_S,
     check_cluster_gpus,
@@ -56,7 +57,9 @@ from rkl_bench.service.tune_state import (
     verify_tune_state,
     write_record,
 )
-from rkl_bench.training.archive import IDENTITY_KEYS, TrialKey, check_not_torn, display_name, is_archive, load_archive
+from rkl_bench.training.archive import (
+    IDENTITY_KEYS, Archive, TrialKey, check_not_torn, display_name, is_archive, load_archive,
+)
 
 DEFAULT_STORAGE = Path("ray_results")
 
@@ -99,7 +102,7 @@ def run_experiment(
 
     ``resume`` is ``True`` to go on from the experiment directory's Tune state,
     or the path of a results archive of this experiment: its trials are not
-    run again (see :func:`archived_cells`). ``callbacks`` are extra Tune
+    run again (see :func:`matching_archive`). ``callbacks`` are extra Tune
     callbacks; ``verbose`` is Tune's verbosity (0 silent, 1 the progress table,
     2 every result); ``connect_timeout`` bounds the wait for the cluster at ``address``.
     """
@@ -117,8 +120,12 @@ def run_experiment(
     archive = None if isinstance(resume, bool) else native(location(resume, "--resume"))
     if isinstance(archive, Location):
         check_reachable(archive, "--resume")
-    skip = archived_cells(archive, record, config, specs) if archive is not None else set()
+    held = matching_archive(archive, record, config, specs) if archive is not None else None
+    skip = set() if held is None else set(held.trials)
     total = len(config.algorithms) * len(specs) * len(config.seeds)
+    rates = None if held is None else archived_rates(held)
+    for line in budget_lines(config, specs, skip, rates, concurrent_trials(config, address)):
+        print(line, flush=True)
     if archive is not None and len(skip) == total:
         return GridSummary(experiment_dir, total, total, 0, len(config.seeds), archived=total, archive=archive,
                            smoke_of=config.smoke_of_dir)
@@ -173,10 +180,10 @@ def storage_location(storage: str | Path | None) -> Path | Location:
     return where
 
 
-def archived_cells(
+def matching_archive(
     archive: Path | Location, record: Mapping[str, Any], config: ExperimentConfig, specs: Sequence[str]
-) -> set[TrialKey]:
-    """The grid cells a results archive of this experiment holds (finished trials: not run again).
+) -> Archive:
+    """The results archive of this experiment; its trials are the grid cells not run again.
 
     The archive must be one of this experiment: its record (config and dataset
     specs) equal to the one this config gives, checked before anything runs.
@@ -199,7 +206,7 @@ def archived_cells(
     strangers = sorted(set(held.trials) - cells)
     if strangers:
         raise RklBenchError(f"--resume {archive}: it holds {display_name(strangers[0])}, which is not a trial of this grid")
-    return set(held.trials)
+    return held
 
 
 def check_datasets(specs: Sequence[str], config: ExperimentConfig) -> None:

@@ -1,0 +1,85 @@
+"""What a grid has left to do, printed before it starts.
+
+A grid such as ``tune_configs/table2_mixtures.yaml`` spans sessions and
+machines; whoever resumes it wants to know what is left and about how long
+it takes before committing a machine to it. Two lines:
+
+* the work: seed runs left of the grid's total, and the seed-steps of
+  training they need;
+* with a results archive (``--resume results/NAME``), the time: each
+  learner's rate is the median over its archived seeds of
+  ``seeds_per_trial x steps / wall_time`` at the seed's last row (a trial's
+  wall clock, evaluation and set-up included, K seeds of a stack counted
+  once each), and the time left is the work over those rates, over the
+  trials a local Ray runs at once (CPUs / ``resources.cpus``). The rates are
+  those of the machines that made the archive: on another machine they are
+  a guide, not a promise (``docs/speed.md``: 2x between our machines).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from typing import Collection, Sequence
+
+from rkl_bench.service.config import ExperimentConfig
+from rkl_bench.training.archive import Archive, TrialKey
+
+
+def archived_rates(archive: Archive) -> dict[str, float]:
+    """Seed-steps per second of one trial, per learner column, from the archive's finished seeds."""
+    samples: dict[str, list[float]] = {}
+    for (algo, _dataset, _seed), trial in archive.trials.items():
+        timed = [row for row in trial.rows if row.get("wall_time") and row.get("step")]
+        if not timed:
+            continue
+        last = max(timed, key=lambda row: row["step"])
+        stacked = int(last.get("seeds_per_trial", 1) or 1)
+        samples.setdefault(algo, []).append(stacked * float(last["step"]) / float(last["wall_time"]))
+    return {algo: statistics.median(values) for algo, values in samples.items()}
+
+
+def concurrent_trials(config: ExperimentConfig, address: str | None) -> int | None:
+    """Trials a local Ray runs at once (its CPUs over each trial's); ``None`` on a cluster (unknown here)."""
+    if address is not None:
+        return None
+    return max(1, int((os.cpu_count() or 1) // config.resources.cpus))
+
+
+def budget_lines(config: ExperimentConfig, specs: Sequence[str], skip: Collection[TrialKey],
+                 rates: dict[str, float] | None, slots: int | None) -> list[str]:
+    """The lines printed before the grid starts (see the module doc)."""
+    total = len(config.algorithms) * len(specs) * len(config.seeds)
+    left_by_algo = {
+        algo: sum((algo, spec, seed) not in skip for spec in specs for seed in config.seeds)
+        for algo in config.algorithms
+    }
+    left = sum(left_by_algo.values())
+    work = left * config.steps
+    group = f", {config.seeds_per_trial} seeds per trial" if config.seeds_per_trial > 1 else ""
+    shape = " x ".join(_count(n, what) for n, what in
+                       ((len(config.algorithms), "learner"), (len(specs), "dataset"), (len(config.seeds), "seed")))
+    lines = [f"grid: {left} of {total} seed runs to run ({shape}{group}), {_millions(work)} seed-steps of training"]
+    if rates is None or left == 0:
+        return lines
+    if not rates:
+        return lines + ["time: the archive holds no timed rows, so no estimate"]
+    slowest = min(rates.values())
+    untimed = [algo for algo, n in left_by_algo.items() if n and algo not in rates]
+    seconds = sum(n * config.steps / rates.get(algo, slowest) for algo, n in left_by_algo.items() if n)
+    shown = ", ".join(f"{algo} {rates[algo]:.0f}" for algo in config.algorithms if algo in rates)
+    line = f"time at the archive's rates (seed-steps/s per trial: {shown}): about {seconds / 3600:.1f} trial-hours"
+    if slots is not None:
+        line += f", {seconds / 3600 / min(slots, math.ceil(left / config.seeds_per_trial)):.1f} h with {slots} trial(s) at a time"
+    if untimed:
+        line += f" (not in the archive yet, counted at the slowest rate: {', '.join(untimed)})"
+    return lines + [line + "; rates are the archive machines', a guide elsewhere"]
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 100_000 else f"{n:,}"

@@ -1,0 +1,51 @@
+"""The lines ``rkl-bench run`` prints before a grid starts: the work left, and with a results archive,
+the time it takes at the archive's own measured rates (pure functions: no Ray)."""
+
+from __future__ import annotations
+
+import yaml
+
+from rkl_bench.service.config import load_config
+from rkl_bench.service.grid_budget import archived_rates, budget_lines
+from rkl_bench.training.archive import Archive, ArchivedTrial
+
+SPECS = ["forge-v5/hopper-random-expert", "forge-v5/walker2d-random-expert"]
+
+
+def grid(tmp_path, algorithms):
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({
+        "algorithms": {a: {} for a in algorithms}, "datasets": ["hopper-random-expert", "walker2d-random-expert"],
+        "dataset_source": "forge", "seeds": [0, 1, 2], "seeds_per_trial": 3, "steps": 200_000,
+        "evaluation": {"interval": 10_000, "episodes": 10},
+    }))
+    return load_config(path)
+
+
+def trial(algo, dataset, seed, wall, stacked=None):
+    rows = [{"step": step, "wall_time": wall * step / 200_000, **({"seeds_per_trial": stacked} if stacked else {})}
+            for step in (100_000, 200_000)]
+    return ArchivedTrial(algo, dataset, seed, {}, rows)
+
+
+def test_a_fresh_grid_says_its_work_and_no_time(tmp_path):
+    config = grid(tmp_path, ["bc", "td3_bc"])
+    assert budget_lines(config, SPECS, set(), None, 2) == [
+        "grid: 12 of 12 seed runs to run (2 learners x 2 datasets x 3 seeds, 3 seeds per trial), 2.4M seed-steps of training"]
+
+
+def test_a_resumed_grid_times_what_is_left_at_the_archives_rates(tmp_path):
+    config = grid(tmp_path, ["bc", "td3_bc", "td3_rkl"])
+    held = [trial("td3_bc", SPECS[0], s, wall=4000.0, stacked=3) for s in (0, 1, 2)] + [
+        trial("bc", SPECS[0], s, wall=1200.0 if s else 1500.0, stacked=3) for s in (0, 1, 2)]
+    archive = Archive(None, {t.key: t for t in held})
+    rates = archived_rates(archive)
+    assert rates == {"td3_bc": 150.0, "bc": 500.0}, "3 stacked seeds x 200k steps over the trial's wall clock; median"
+    lines = budget_lines(config, SPECS, set(archive.trials), rates, 2)
+    assert lines[0] == ("grid: 12 of 18 seed runs to run (3 learners x 2 datasets x 3 seeds, 3 seeds per trial), "
+                        "2.4M seed-steps of training")
+    # bc 3 x 200k / 500 + td3_bc 3 x 200k / 150 + td3_rkl 6 x 200k / 150 (the slowest) = 13,200 s
+    assert lines[1] == ("time at the archive's rates (seed-steps/s per trial: bc 500, td3_bc 150): about 3.7 trial-hours, "
+                        "1.8 h with 2 trial(s) at a time (not in the archive yet, counted at the slowest rate: td3_rkl); "
+                        "rates are the archive machines', a guide elsewhere")
+    assert budget_lines(config, SPECS, set(archive.trials), rates, None)[1].count(" h with ") == 0, "a cluster: trial-hours only"

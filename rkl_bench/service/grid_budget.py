@@ -11,7 +11,10 @@ it takes before committing a machine to it. Two lines:
   ``seeds_per_trial x steps / wall_time`` at the seed's last row (a trial's
   wall clock, evaluation and set-up included, K seeds of a stack counted
   once each), and the time left is the work over those rates, over the
-  trials a local Ray runs at once (CPUs / ``resources.cpus``). The rates are
+  trials a local Ray runs at once (CPUs / ``resources.cpus``). A column the
+  archive has not timed takes its learner's rate under another label
+  (``td3_rkl@tuned`` from ``td3_rkl``), else it is left out and the time is
+  printed as a lower bound: BC's rate says nothing of TD3's. The rates are
   those of the machines that made the archive: on another machine they are
   a guide, not a promise (``docs/speed.md``: 2x between our machines).
 """
@@ -65,16 +68,27 @@ def budget_lines(config: ExperimentConfig, specs: Sequence[str], skip: Collectio
         return lines
     if not rates:
         return lines + ["time: the archive holds no timed rows, so no estimate"]
-    slowest = min(rates.values())
-    untimed = [algo for algo, n in left_by_algo.items() if n and algo not in rates]
-    seconds = sum(n * config.steps / rates.get(algo, slowest) for algo, n in left_by_algo.items() if n)
+    timed = {algo: rate_of(algo, rates) for algo, n in left_by_algo.items() if n}
+    untimed = [algo for algo, rate in timed.items() if rate is None]
+    seconds = sum(left_by_algo[algo] * config.steps / rate for algo, rate in timed.items() if rate is not None)
     shown = ", ".join(f"{algo} {rates[algo]:.0f}" for algo in config.algorithms if algo in rates)
-    line = f"time at the archive's rates (seed-steps/s per trial: {shown}): about {seconds / 3600:.1f} trial-hours"
+    bound = "at least " if untimed else "about "
+    line = f"time at the archive's rates (seed-steps/s per trial: {shown}): {bound}{seconds / 3600:.1f} trial-hours"
     if slots is not None:
         line += f", {seconds / 3600 / min(slots, math.ceil(left / config.seeds_per_trial)):.1f} h with {slots} trial(s) at a time"
     if untimed:
-        line += f" (not in the archive yet, counted at the slowest rate: {', '.join(untimed)})"
+        line += f" (not counted: {', '.join(untimed)}, which the archive has not timed yet)"
     return lines + [line + "; rates are the archive machines', a guide elsewhere"]
+
+
+def rate_of(algo: str, rates: dict[str, float]) -> float | None:
+    """``algo``'s archived rate, else that of its learner under another label (``td3_rkl@tuned`` takes
+    ``td3_rkl``'s, the slowest of them): the same networks and update, other hyper-parameter values."""
+    if algo in rates:
+        return rates[algo]
+    base = algo.split("@", 1)[0]
+    same = [rate for name, rate in rates.items() if name.split("@", 1)[0] == base]
+    return min(same) if same else None
 
 
 def _count(n: int, what: str) -> str:

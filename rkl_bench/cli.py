@@ -70,7 +70,8 @@ def _cmd_datasets_list(args: argparse.Namespace) -> int:
 def _cmd_datasets_make(args: argparse.Namespace) -> int:
     from rkl_bench.forge.make import make_datasets
 
-    paths = make_datasets(args.names, profile=args.profile, seed=args.seed, force=args.force)
+    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    paths = make_datasets(args.names, profile=args.profile, seed=args.seed, force=args.force, jobs=jobs)
     for path in paths:
         print(path)
     return 0
@@ -342,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--profile", default=None, help="size profile: tiny, quick or full (default: the one the name's prefix says)")
     make.add_argument("--seed", type=_non_negative_int, default=0)
     make.add_argument("--force", action="store_true", help="remake even if the cached file exists")
+    make.add_argument("--jobs", type=_positive_int, default=None,
+                      help="files made at once, one process each (default: the machine's CPUs; rollouts are single-threaded)")
     make.set_defaults(func=_cmd_datasets_make)
     export = dverbs.add_parser("export", help="write a forge dataset (mixtures included) as a local Minari dataset")
     export.add_argument("name", help="forge dataset name, e.g. forge-v5/hopper-random-expert (made with `datasets make`)")

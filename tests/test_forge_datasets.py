@@ -117,6 +117,31 @@ def test_medium_expert_makes_its_component_files_so_expert_is_rolled_out_once(fa
         assert np.array_equal(both[field], np.concatenate([p[field] for p in parts])), field
 
 
+def test_files_made_side_by_side_equal_the_files_made_one_after_another(fake_policies, tmp_path, monkeypatch, capsys):
+    from rkl_bench.data.d4rl import read_d4rl_arrays
+
+    names = ["forge-v5-tiny/hopper-random-medium-expert", "forge-v5-tiny/hopper-medium-replay"]
+    monkeypatch.setenv("RKL_BENCH_FORGE_DIR", str(tmp_path / "one_by_one"))
+    one_by_one = make_datasets(names, progress=False)
+    monkeypatch.setenv("RKL_BENCH_FORGE_DIR", str(tmp_path / "side_by_side"))
+    side_by_side = make_datasets(names, progress=True, jobs=2)
+    out = capsys.readouterr().out
+    assert "making 4 forge files, 2 at a time: hopper-random, hopper-medium, hopper-expert, hopper-medium-replay" in out
+    assert [p.name for p in side_by_side] == [p.name for p in one_by_one] == [
+        "hopper-random.hdf5", "hopper-medium-expert.hdf5", "hopper-medium-replay.hdf5"]
+    assert all(str(tmp_path / "side_by_side") in str(p) for p in side_by_side)
+    for a, b in zip(one_by_one, side_by_side):
+        arrays_a, meta_a = read_d4rl_arrays(a)
+        arrays_b, meta_b = read_d4rl_arrays(b)
+        assert meta_a["version"] == meta_b["version"], a.name
+        for field in arrays_a:
+            assert np.array_equal(arrays_a[field], arrays_b[field]), (a.name, field)
+    assert make_datasets(names, progress=True, jobs=2) == side_by_side
+    assert "making" not in capsys.readouterr().out, "current files: nothing to make, no processes started"
+    with pytest.raises(RklBenchError, match="--jobs must be at least 1, got 0"):
+        make_datasets(names, jobs=0)
+
+
 def test_clear_errors_for_unknown_env_profile_and_missing_policies(tmp_path, monkeypatch):
     with pytest.raises(RklBenchError, match="unknown env 'ant'"):
         make_datasets(["forge-v5/ant-random"], progress=False)

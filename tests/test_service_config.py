@@ -228,12 +228,13 @@ def test_missing_forge_files_are_made_before_ray(tmp_path, monkeypatch):
     calls = []
     import rkl_bench.forge.make as make
 
-    monkeypatch.setattr(make, "make_datasets", lambda names, profile, seed: calls.append((names, profile, seed)))
+    monkeypatch.setattr(make, "make_datasets", lambda names, profile, seed, jobs: calls.append((names, profile, seed, jobs)))
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
     config = load_config(write_config(tmp_path, dataset_source="forge", forge={"profile": "tiny", "seed": 7}))
     specs = resolve_datasets(config)
     assert missing_forge_specs(specs) == ["forge-v5-tiny/hopper-random-expert"]
     assert make_missing_forge_datasets(specs, config) == list(specs)
-    assert calls == [(["forge-v5-tiny/hopper-random-expert"], "tiny", 7)]
+    assert calls == [(["forge-v5-tiny/hopper-random-expert"], "tiny", 7, 2)], "a file per CPU at a time"
 
 
 # ----------------------------------------------------------------- the CLI

@@ -28,14 +28,22 @@ env, the sizes, the seed and the forge format.
 
 An interrupted make goes on: each rollout keeps its finished episodes in
 ``<file>.partial/`` (``rollout_checkpoint``), removed once the file is written.
+
+``jobs`` > 1 makes the files one process each, ``jobs`` at a time: the
+rollouts are single-threaded (``generate``), so a new machine that lacks the
+nine mixtures' twelve files makes them in about half the wall time on 2 cores.
+Files are independent except ``medium-expert``, which reads the medium and
+expert files; those are made first, with the others, and it after them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import re
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +55,7 @@ from rkl_bench.data.d4rl import read_d4rl_arrays, read_metadata, write_d4rl_hdf5
 from rkl_bench.data.registry import forge_path, parse_dataset_name
 from rkl_bench.errors import RklBenchError
 from rkl_bench.forge.generate import RolloutArrays, rollout
+from rkl_bench.forge import policies
 from rkl_bench.forge.policies import load_snapshot, read_card
 from rkl_bench.forge.train_policy import forge_env_id
 
@@ -221,11 +230,10 @@ def make_file(env: str, kind: str, profile_name: str = "quick", seed: int = 0, f
     prof = profile(profile_name)
     path = forge_path(env, kind, prof.name)
     if path.is_file() and not force:
-        made = str(read_metadata(path).get("version", ""))
-        if made == current_version(env, kind, prof.name, seed, policy_root):
+        if is_current(env, kind, prof.name, seed, policy_root):
             return path
         if progress:
-            print(f"{path}: made from other policies or settings ({made}); remaking it")
+            print(f"{path}: made from other policies or settings ({read_metadata(path).get('version', '')}); remaking it")
     partial = path.with_name(path.name + ".partial")
     arrays, digests = generate_kind(env, kind, prof, seed, policy_root, progress, partial)
     version = _version(env, kind, prof, seed, digests)
@@ -242,17 +250,60 @@ def make_file(env: str, kind: str, profile_name: str = "quick", seed: int = 0, f
     return written
 
 
+def is_current(env: str, kind: str, profile_name: str, seed: int = 0, policy_root: Path | None = None) -> bool:
+    """Whether the file exists and was made as one made now would be (same policies, sizes, seed, format)."""
+    path = forge_path(env, kind, profile(profile_name).name)
+    return path.is_file() and str(read_metadata(path).get("version", "")) == current_version(
+        env, kind, profile_name, seed, policy_root)
+
+
+FileJob = tuple[str, str, str]
+"""(env, kind, profile name): one file to make."""
+
+
 def make_datasets(names: list[str], profile: str | None = None, seed: int = 0, force: bool = False,
-                  progress: bool = True) -> list[Path]:
-    """Make every file the forge names need (a mix needs its random file and its other kind)."""
-    paths: list[Path] = []
+                  progress: bool = True, jobs: int = 1) -> list[Path]:
+    """Make every file the forge names need (a mix needs its random file and its other kind),
+    ``jobs`` files at a time (see the module doc); returns the files in the names' order."""
+    if jobs < 1:
+        raise RklBenchError(f"--jobs must be at least 1, got {jobs}")
+    plan: list[FileJob] = []
     for spec in names:
         parsed = parse_dataset_name(spec)
         if parsed.source != "forge":
             raise RklBenchError(f"{spec!r} is not a forge dataset name; forge names look like forge-v5/hopper-random-expert")
-        prof = profile or parsed.profile
         for kind in parsed.kinds:
-            path = make_file(parsed.env or "", kind, prof, seed=seed, force=force, progress=progress)
-            if path not in paths:
-                paths.append(path)
+            job = (parsed.env or "", kind, profile or parsed.profile)
+            if job not in plan:
+                plan.append(job)
+    made = _make_side_by_side(plan, seed, force, progress, jobs) if jobs > 1 else set()
+    paths: list[Path] = []
+    for env, kind, prof in plan:
+        path = make_file(env, kind, prof, seed=seed, force=force and (env, kind, prof) not in made, progress=progress)
+        if path not in paths:
+            paths.append(path)
     return paths
+
+
+def _make_side_by_side(plan: list[FileJob], seed: int, force: bool, progress: bool, jobs: int) -> set[FileJob]:
+    """Make the plan's rolled-out files (``medium-expert``'s parts instead of it) in ``jobs`` processes;
+    returns the files made. Each process is started fresh (``spawn``: no forked torch or MuJoCo state)."""
+    rolled: list[FileJob] = []
+    for env, kind, prof in plan:
+        for part in (("medium", "expert") if kind == "medium-expert" else (kind,)):
+            job = (env, part, prof)
+            if job not in rolled:
+                rolled.append(job)
+    root = policies.POLICY_ROOT  # as this process sees it, for the children
+    pending = [job for job in rolled if force or not is_current(*job, seed=seed, policy_root=root)]
+    if len(pending) < 2:
+        return set()
+    if progress:
+        print(f"making {len(pending)} forge files, {min(jobs, len(pending))} at a time: "
+              + ", ".join(f"{env}-{kind}" for env, kind, _ in pending), flush=True)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(pending)), mp_context=context) as pool:
+        futures = [pool.submit(make_file, env, kind, prof, seed, force, root, progress) for env, kind, prof in pending]
+        for future in futures:
+            future.result()  # the first failure, as the sequential make would raise it
+    return set(pending)

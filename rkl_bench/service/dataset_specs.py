@@ -17,6 +17,8 @@ only to fail in every trial. Missing forge files are made by the forge
 
 from __future__ import annotations
 
+import os
+
 import re
 from pathlib import Path
 
@@ -117,6 +119,6 @@ def make_missing_forge_datasets(
     for spec in missing:
         by_profile.setdefault(parse_dataset_name(spec).profile or config.forge.profile, []).append(spec)
     for profile, names in by_profile.items():
-        make_datasets(names, profile=profile, seed=config.forge.seed)
+        make_datasets(names, profile=profile, seed=config.forge.seed, jobs=os.cpu_count() or 1)
     return missing
 

@@ -136,7 +136,7 @@ def test_nothing_is_written_when_the_data_cannot_be_made(tmp_path, monkeypatch):
     import rkl_bench.forge.make as make
     from rkl_bench.service.search import run_search
 
-    def fail(names, profile, seed):
+    def fail(names, profile, seed, jobs):
         raise RklBenchError("no behaviour policies")
 
     monkeypatch.setattr(make, "make_datasets", fail)

@@ -30,8 +30,8 @@ An interrupted make goes on: each rollout keeps its finished episodes in
 ``<file>.partial/`` (``rollout_checkpoint``), removed once the file is written.
 
 ``jobs`` > 1 makes the files one process each, ``jobs`` at a time: the
-rollouts are single-threaded (``generate``), so a new machine that lacks the
-nine mixtures' twelve files makes them in about half the wall time on 2 cores.
+rollouts are single-threaded (``generate``), so on 2 cores two files are
+made in the wall time of one (docs/forge.md: the nine mixtures' twelve files).
 Files are independent except ``medium-expert``, which reads the medium and
 expert files; those are made first, with the others, and it after them.
 """

@@ -27,21 +27,22 @@ class Notice:
     href: str
 
 
-def decisive_index(report_dir: Path) -> Path:
-    return Path(report_dir) / "index.html"
+NOT_MADE = " (not in this checkout yet: its grid is still running)"
+
+
+def _decisive(report_dir: Path) -> tuple[Path, str]:
+    """The decisive report's page, and how a reader sees it: its path, and whether it is made yet."""
+    index = Path(report_dir) / "index.html"
+    return index, display_path(index) + ("" if index.is_file() else NOT_MADE)
 
 
 def smoke_summary_line(report_dir: Path) -> str:
     """What ``rkl-bench run`` prints after its report line."""
-    index = decisive_index(report_dir)
-    where = display_path(index)
-    made = "" if index.is_file() else " (not in this checkout yet: its grid is still running)"
-    return f"{SMOKE_LINE} The decisive run's report: {where}{made}"
+    return f"{SMOKE_LINE} The decisive run's report: {_decisive(report_dir)[1]}"
 
 
 def smoke_notice(report_dir: Path, page_dir: Path) -> Notice:
     """The same line for the report page in ``page_dir``, linking the decisive report relative to it."""
-    index = decisive_index(report_dir)
+    index, shown = _decisive(report_dir)
     href = Path(os.path.relpath(index.resolve(), Path(page_dir).resolve())).as_posix()
-    made = "" if index.is_file() else " (not in this checkout yet: its grid is still running)"
-    return Notice(f"{SMOKE_LINE} The decisive run:", f"{display_path(index)}{made}", href)
+    return Notice(f"{SMOKE_LINE} The decisive run:", shown, href)

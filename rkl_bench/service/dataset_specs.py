@@ -18,7 +18,6 @@ only to fail in every trial. Missing forge files are made by the forge
 from __future__ import annotations
 
 import os
-
 import re
 from pathlib import Path
 

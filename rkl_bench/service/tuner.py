@@ -58,11 +58,6 @@ class CellValue:
         return config[CELL_KEY][self.field]
 
 
-def grid_cells(config: ExperimentConfig, specs: Sequence[str]) -> list[TrialKey]:
-    """Every (algo, dataset, seed) of the grid."""
-    return [(algo, spec, seed) for algo in config.algorithms for spec in specs for seed in config.seeds]
-
-
 def seed_groups(seeds: Sequence[int], size: int) -> list[list[int]]:
     """``seeds`` in order, cut into groups of ``size`` (the last may be smaller): the seeds each trial trains."""
     seeds = list(seeds)
@@ -78,7 +73,8 @@ def param_space(config: ExperimentConfig, specs: Sequence[str], skip: Collection
 
     Cells run dataset by dataset (every learner on the first dataset, then on the next), so a
     long grid stopped part-way holds whole rows of Table II, each comparing every learner on the
-    same data, rather than whole columns of one learner."""
+    same data, rather than whole columns of one learner. (The plain grid, K = 1 and nothing
+    skipped, keeps Tune's own order of its three axes.)"""
     shared = {
         "hyperparams": tune.sample_from(HyperparamsOf(config.algorithms)),
         "settings": TrialSettings.of(config).as_dict(),

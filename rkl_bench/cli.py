@@ -41,6 +41,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _names(text: str) -> list[str]:
+    from rkl_bench.service.grid_part import names_list
+
+    try:
+        return names_list(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -180,7 +189,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     summary = run_experiment(
         args.config, address=args.address, resume=args.resume, storage=args.storage, dashboard=args.dashboard,
-        connect_timeout=args.connect_timeout,
+        connect_timeout=args.connect_timeout, learners=args.learners, datasets=args.datasets,
     )
     if summary.archive is not None:
         ran = "nothing left to run" if summary.archived == summary.trials else f"{summary.trials - summary.archived} to run"
@@ -409,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1 (local Ray only)")
     run.add_argument("--connect-timeout", type=_positive_float, default=60.0, metavar="SECONDS",
                      help="with --address: give up joining the cluster after this long (default 60)")
+    run.add_argument("--learners", type=_names, default=[], metavar="NAME[,NAME]",
+                     help="run only these of the config's learners (its algorithms keys, e.g. td3_bc,td3_rkl@tuned): "
+                          "a part of the grid; with --resume ARCHIVE of the whole grid it runs the part's missing trials "
+                          "and its export merges back (docs/cluster.md)")
+    run.add_argument("--datasets", type=_names, default=[], metavar="NAME[,NAME]",
+                     help="run only these of the config's datasets (as written there): a part of the grid, as --learners")
     run.add_argument("--report-dir", default=None, help="where the report goes when the run ends (default reports/<experiment name>)")
     run.add_argument("--no-report", action="store_true", help="do not write a report when the run ends")
     run.set_defaults(func=_cmd_run)

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rkl_bench import cli
 from rkl_bench.training.archive import comparable_rows, export_results, load_archive, write_archive
@@ -84,6 +85,55 @@ def test_resume_from_an_archive_runs_only_the_missing_trials_on_a_machine_withou
     assert (summary.added, summary.kept) == (1, 2)
     assert comparable(archive) == comparable(complete)
     assert load_archive(archive).trials[("td3_bc", HOPPER, 0)].config == load_archive(complete).trials[("td3_bc", HOPPER, 0)].config
+
+
+def test_a_part_of_the_grid_resumed_from_its_archive_runs_its_missing_cells_and_merges_back(
+    complete_run, tmp_path, capsys, monkeypatch
+):
+    # A grid split by learner or dataset (sessions too short for the whole, or clusters each taking a
+    # part): the part's config names some of the grid's learners, the archive is the whole grid's.
+    config, complete = complete_run
+    write_smoke_datasets()
+    monkeypatch.chdir(tmp_path)
+    archive = partial_archive(complete, tmp_path / "results" / "from_archive", keep={"bc"})
+    storage = tmp_path / "machine_e"
+
+    code = cli.main(["run", str(config), "--learners", "bc,td3_bc", "--storage", str(storage), "--resume", str(archive),
+                     "--no-report"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "grid: 1 of 2 seed runs to run (2 learners x 1 dataset x 1 seed)" in out
+    assert set(trial_dirs(storage / "from_archive")) == {"td3_bc"}, "the part's cell the archive lacks, nothing else"
+
+    summary = export_results(storage / "from_archive", archive)
+    assert (summary.added, summary.kept) == (1, 1)
+    merged = load_archive(archive)
+    assert merged.record == load_archive(complete).record, "the archive keeps the whole grid's record"
+    assert comparable(archive) == {key: rows for key, rows in comparable(complete).items() if key[0] != "td3_rkl"}
+
+    # The rest of the grid then runs from the merged archive with the whole config: td3_rkl alone.
+    code = cli.main(["run", str(config), "--storage", str(tmp_path / "machine_f"), "--resume", str(archive), "--no-report"])
+    assert code == 0
+    assert "grid: 1 of 3 seed runs to run" in capsys.readouterr().out
+    assert set(trial_dirs(tmp_path / "machine_f" / "from_archive")) == {"td3_rkl"}
+
+    # A config file can be a part too; one that changes a learner's hyper-parameters is not.
+    data = yaml.safe_load(config.read_text())
+    data["algorithms"] = {"td3_bc": {**data["algorithms"]["td3_bc"], "batch_size": 64}}
+    part = tmp_path / "part" / "from_archive.yaml"
+    part.parent.mkdir()
+    part.write_text(yaml.safe_dump(data))
+    assert cli.main(["run", str(part), "--storage", str(tmp_path / "machine_g"), "--resume", str(archive)]) == 2
+    assert "the archive is of another experiment (algorithms differ)" in capsys.readouterr().err
+    assert not (tmp_path / "machine_g").exists() or not any((tmp_path / "machine_g").iterdir())
+
+    # Names the config lacks are one error naming what it has.
+    assert cli.main(["run", str(config), "--learners", "td3_bc,sac", "--storage", str(tmp_path / "machine_g")]) == 2
+    err = capsys.readouterr().err
+    assert "--learners: sac not in" in err and "(it has bc, td3_bc, td3_rkl)" in err and err.count("\n") == 1
+    assert cli.main(["run", str(config), "--datasets", "walker2d-medium", "--storage", str(tmp_path / "machine_g")]) == 2
+    assert "--datasets: walker2d-medium not in" in capsys.readouterr().err
+    assert not (tmp_path / "machine_g").exists() or not any((tmp_path / "machine_g").iterdir())
 
 
 def test_resume_from_a_complete_archive_runs_nothing_and_reports_it(complete_run, tmp_path, capsys, monkeypatch):

@@ -160,3 +160,44 @@ def test_an_archive_checks_its_rows_file_against_the_digest_it_was_written_with(
     (tmp_path / "big" / ARCHIVE_FILE).unlink()
     with pytest.raises(RklBenchError, match=f"{ROWS_FILE} without {ARCHIVE_FILE}: an archive upload that stopped"):
         build_report(tmp_path / "big", tmp_path / "report")
+
+
+WHOLE = {"config": {"name": "grid", "steps": 20, "algorithms": {"bc": {}, "td3_bc": {"q_weight": 2.5}},
+                    "datasets": ["hopper-random-expert", "walker2d-random-expert"]},
+         "dataset_specs": ["forge-v5/hopper-random-expert", "forge-v5/walker2d-random-expert"]}
+PART = {"config": {**WHOLE["config"], "algorithms": {"td3_bc": {"q_weight": 2.5}}, "datasets": ["hopper-random-expert"]},
+        "dataset_specs": ["forge-v5/hopper-random-expert"]}
+
+
+def test_a_part_of_a_grid_merges_into_the_whole_grids_archive_in_either_order(tmp_path):
+    # A grid split over sessions or machines: one part runs td3_bc on one dataset; its archive
+    # and the whole grid's merge, and the merged archive keeps the whole grid's record.
+    whole = write_experiment(tmp_path / "whole", {"c": rows("bc", 0)}, record=WHOLE)
+    part = write_experiment(tmp_path / "part", {"a": rows("td3_bc", 0), "b": rows("td3_bc", 1)}, record=PART)
+    export_results(whole, tmp_path / "whole_first")
+    assert export_results(part, tmp_path / "whole_first").added == 2
+    export_results(part, tmp_path / "part_first")
+    assert load_archive(tmp_path / "part_first").record == PART
+    assert export_results(whole, tmp_path / "part_first").added == 1
+    for name in ("whole_first", "part_first"):
+        archive = load_archive(tmp_path / name)
+        assert archive.record == WHOLE, name
+        assert sorted(archive.trials) == [("bc", "forge-v5/hopper-random-expert", 0),
+                                          ("td3_bc", "forge-v5/hopper-random-expert", 0),
+                                          ("td3_bc", "forge-v5/hopper-random-expert", 1)]
+    assert (tmp_path / "whole_first" / ROWS_FILE).read_text() == (tmp_path / "part_first" / ROWS_FILE).read_text()
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"algorithms": {"td3_bc": {"q_weight": 1.0}}}, "learner td3_bc"),  # same learner, other hyper-parameters
+    ({"algorithms": {"td3_rkl": {}}}, "learner td3_rkl"),  # a learner the grid does not have
+    ({"datasets": ["halfcheetah-random-expert"]}, "datasets"),
+    ({"seeds": [0, 1, 2]}, "seeds"),  # only learners and datasets may be narrowed
+])
+def test_a_part_that_is_not_of_the_grid_is_refused_naming_what_differs(tmp_path, change, named):
+    export_results(write_experiment(tmp_path / "whole", {"c": rows("bc", 0)}, record=WHOLE), tmp_path / "arch")
+    before = (tmp_path / "arch" / ROWS_FILE).read_text()
+    record = {**PART, "config": {**PART["config"], **change}}
+    with pytest.raises(RklBenchError, match=f"the experiments differ \\({named}\\)"):
+        export_results(write_experiment(tmp_path / "part", {"a": rows("td3_bc", 0)}, record=record), tmp_path / "arch")
+    assert (tmp_path / "arch" / ROWS_FILE).read_text() == before

@@ -41,6 +41,7 @@ from rkl_bench.errors import RklBenchError
 from rkl_bench.layout import EXPERIMENT_RECORD_FILE, TUNER_FILE
 from rkl_bench.service.config import ExperimentConfig, load_config
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
+from rkl_bench.service.grid_part import grid_part
 from rkl_bench.service.grid_budget import archived_rates, budget_lines, concurrent_trials
 from rkl_bench.service.ray_runtime import (
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -58,7 +59,7 @@ from rkl_bench.service.tune_state import (
     write_record,
 )
 from rkl_bench.training.archive import (
-    IDENTITY_KEYS, Archive, TrialKey, check_not_torn, display_name, is_archive, load_archive,
+    IDENTITY_KEYS, Archive, TrialKey, check_not_torn, display_name, is_archive, load_archive, sub_grid_difference,
 )
 
 DEFAULT_STORAGE = Path("ray_results")
@@ -97,6 +98,8 @@ def run_experiment(
     verbose: int = 1,
     callbacks: Sequence[Any] = (),
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+    learners: Sequence[str] = (),
+    datasets: Sequence[str] = (),
 ) -> GridSummary:
     """Run the experiment ``config_path`` describes; see the module docstring.
 
@@ -105,12 +108,13 @@ def run_experiment(
     run again (see :func:`matching_archive`). ``callbacks`` are extra Tune
     callbacks; ``verbose`` is Tune's verbosity (0 silent, 1 the progress table,
     2 every result); ``connect_timeout`` bounds the wait for the cluster at ``address``.
+    ``learners`` and ``datasets`` run a part of the grid (:mod:`.grid_part`).
     """
     if dashboard:
         if address is not None:
             raise RklBenchError("--dashboard starts the dashboard of a local Ray; a cluster joined with --address has its own")
         check_dashboard_available()
-    config = load_config(config_path)
+    config = grid_part(load_config(config_path), learners, datasets)
     specs = resolve_datasets(config)
     from rkl_bench.training.files import check_writable_dir
 
@@ -121,8 +125,9 @@ def run_experiment(
     if isinstance(archive, Location):
         check_reachable(archive, "--resume")
     held = matching_archive(archive, record, config, specs) if archive is not None else None
-    skip = set() if held is None else set(held.trials)
-    total = len(config.algorithms) * len(specs) * len(config.seeds)
+    cells = grid_cells(config, specs)
+    skip = set() if held is None else set(held.trials) & cells
+    total = len(cells)
     rates = None if held is None else archived_rates(held)
     for line in budget_lines(config, specs, skip, rates, concurrent_trials(config, address)):
         print(line, flush=True)
@@ -180,13 +185,22 @@ def storage_location(storage: str | Path | None) -> Path | Location:
     return where
 
 
+def grid_cells(config: ExperimentConfig, specs: Sequence[str]) -> set[TrialKey]:
+    """Every (learner, dataset spec, seed) trial of the grid ``config`` describes."""
+    return {(algo, spec, seed) for algo in config.algorithms for spec in specs for seed in config.seeds}
+
+
 def matching_archive(
     archive: Path | Location, record: Mapping[str, Any], config: ExperimentConfig, specs: Sequence[str]
 ) -> Archive:
     """The results archive of this experiment; its trials are the grid cells not run again.
 
-    The archive must be one of this experiment: its record (config and dataset
-    specs) equal to the one this config gives, checked before anything runs.
+    The archive must be one of this experiment, checked before anything runs:
+    its record (config and dataset specs) equal to the one this config gives,
+    or this config a part of the archive's grid (some of its learners and
+    datasets, everything else equal: :func:`sub_grid_difference`). A part
+    runs its own cells that the archive lacks, and its export merges back
+    into the archive, which keeps the whole grid's record.
     """
     check_not_torn(archive)
     if not is_archive(archive):
@@ -197,15 +211,17 @@ def matching_archive(
     held = load_archive(archive)
     if held.record is None:
         raise RklBenchError(f"--resume {archive}: the archive has no experiment record, so it cannot be matched to this config")
-    if any(held.record.get(key) != record[key] for key in IDENTITY_KEYS):
+    cells = grid_cells(config, specs)
+    if all(held.record.get(key) == record[key] for key in IDENTITY_KEYS):
+        strangers = sorted(set(held.trials) - cells)
+        if strangers:
+            raise RklBenchError(f"--resume {archive}: it holds {display_name(strangers[0])}, which is not a trial of this grid")
+        return held
+    if sub_grid_difference(held.record, record) is not None:
         raise RklBenchError(
             f"--resume {archive}: the archive is of another experiment ({_difference(held.record, record)} differ); "
-            "resume with the config it was made with"
+            "resume with the config it was made with, or one that runs a part of its grid (fewer learners or datasets)"
         )
-    cells = {(algo, spec, seed) for algo in config.algorithms for spec in specs for seed in config.seeds}
-    strangers = sorted(set(held.trials) - cells)
-    if strangers:
-        raise RklBenchError(f"--resume {archive}: it holds {display_name(strangers[0])}, which is not a trial of this grid")
     return held
 
 

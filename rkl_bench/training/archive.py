@@ -19,7 +19,10 @@ a few MB of text that can be committed, merged and shared::
 * Rows keep the result-row contract (docs/architecture.md) and drop Tune's
   bookkeeping (``training_iteration``, ``date``, ``pid``, ``config``...).
 * **Merging.** Exporting into an existing archive adds the trials it lacks.
-  The experiment records must be equal, and a trial found in both must have
+  The experiment records must be equal, or one a part of the other's grid
+  (the same experiment with fewer learners or datasets,
+  :func:`sub_grid_difference`; the archive keeps the whole grid's record),
+  and a trial found in both must have
   equal rows (the same seed and config give the same numbers): anything else
   is an error naming the trial, since keeping either copy would be a guess.
   Two partial archives of one experiment (two clusters, two machines) merge
@@ -317,14 +320,21 @@ def _only_rows(root: Location) -> bool:
 
 def merge_archives(archives: Sequence[Archive], where: str = "the archives") -> tuple[Archive, int]:
     """One archive holding every trial of ``archives`` (the first's trials first); returns it and
-    how many trials the later ones added. Unequal records, or one trial with unequal rows, is an error."""
-    record = next((identity(a.record) for a in archives if a.record is not None), None)
+    how many trials the later ones added. The merged record is the one whose grid holds every other's
+    (equal records, or sub-grids of it: :func:`sub_grid_difference`); records that are not, or one trial
+    with unequal rows, is an error."""
+    records = [identity(a.record) for a in archives if a.record is not None]
+    record = next((r for r in records if all(sub_grid_difference(r, other) is None for other in records)), None)
+    if record is None and records:
+        first = records[0]
+        other = next(r for r in records if sub_grid_difference(first, r) is not None)
+        differ = min((sub_grid_difference(first, other), sub_grid_difference(other, first)),
+                     key=lambda text: len((text or "").split(", ")))  # the shorter account of the two
+        raise RklBenchError(f"{where}: the experiments differ ({differ}); archives merge "
+                            "only for one experiment config, or a part of its grid (fewer learners or datasets)")
     trials: dict[TrialKey, ArchivedTrial] = {}
     added = 0
     for index, archive in enumerate(archives):
-        if archive.record is not None and record is not None and identity(archive.record) != record:
-            raise RklBenchError(f"{where}: the experiments differ ({_record_difference(record, archive.record)}); "
-                                "archives merge only for one experiment config")
         for key, trial in archive.trials.items():
             if key in trials:
                 if comparable_rows(trials[key].rows) != comparable_rows(trial.rows):
@@ -378,18 +388,36 @@ def identity(record: Any) -> dict[str, Any] | None:
     return {key: record[key] for key in IDENTITY_KEYS if key in record}
 
 
+GRID_AXES = ("algorithms", "datasets")
+"""The config keys a part of a grid may narrow (:func:`sub_grid_difference`)."""
+
+
+def sub_grid_difference(full: Mapping[str, Any], part: Mapping[str, Any]) -> str | None:
+    """``None`` when ``part``'s grid is ``full``'s or a part of it, else what differs.
+
+    A part of a grid is the same experiment (name, seeds, budget, evaluation,
+    resources...) with some of its learners (each with the same
+    hyper-parameters) and some of its datasets (with the same specs): its
+    trials are trials of the full grid, config for config. A grid split
+    over machines or sessions this way merges back into one archive, and a
+    part run with ``--resume ARCHIVE`` skips the trials the archive holds.
+    """
+    whole, mine = full.get("config") or {}, part.get("config") or {}
+    differ = sorted(key for key in (set(whole) | set(mine)) - set(GRID_AXES) if whole.get(key) != mine.get(key))
+    algorithms = whole.get("algorithms") or {}
+    differ += [f"learner {name}" for name, hyper in sorted((mine.get("algorithms") or {}).items())
+               if name not in algorithms or algorithms[name] != hyper]
+    if not set(mine.get("datasets") or ()) <= set(whole.get("datasets") or ()):
+        differ.append("datasets")
+    if not set(part.get("dataset_specs") or ()) <= set(full.get("dataset_specs") or ()):
+        differ.append("dataset specs")
+    return ", ".join(differ) or None
+
+
 def comparable_rows(rows: Iterable[Mapping[str, Any]]) -> list[tuple]:
     """Rows without the fields that differ between two honest runs of one trial (clocks, nodes)."""
     volatile = {"wall_time", "steps_per_second", "setup_seconds", "eval_seconds", "node_id", "eval_actor_restarts"}
     return [tuple(sorted((k, repr(v)) for k, v in row.items() if k not in volatile)) for row in sorted(rows, key=lambda r: r["step"])]
-
-
-def _record_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
-    ca, cb = a.get("config") or {}, b.get("config") or {}
-    keys = sorted(k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k))
-    if a.get("dataset_specs") != b.get("dataset_specs"):
-        keys.append("dataset specs")
-    return ", ".join(keys) or "records"
 
 
 def display_name(key: TrialKey) -> str:

@@ -50,6 +50,15 @@ def _names(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _duration(text: str) -> float:
+    from rkl_bench.service.time_limit import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -189,12 +198,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     summary = run_experiment(
         args.config, address=args.address, resume=args.resume, storage=args.storage, dashboard=args.dashboard,
-        connect_timeout=args.connect_timeout, learners=args.learners, datasets=args.datasets,
+        connect_timeout=args.connect_timeout, learners=args.learners, datasets=args.datasets, time_limit=args.time_limit,
     )
     if summary.archive is not None:
-        ran = "nothing left to run" if summary.archived == summary.trials else f"{summary.trials - summary.archived} to run"
-        print(f"archive {summary.archive}: {summary.archived} of {summary.trials} trials held there, {ran}")
-    if summary.archived < summary.trials:
+        left = summary.trials - summary.archived - summary.deferred
+        ran = "nothing left to run" if summary.archived == summary.trials else f"{left} to run"
+        later = f", {summary.deferred} deferred by --time-limit" if summary.deferred else ""
+        print(f"archive {summary.archive}: {summary.archived} of {summary.trials} trials held there, {ran}{later}")
+    if summary.archived + summary.deferred < summary.trials:
         print(f"experiment directory: {summary.experiment_dir}")
     if summary.finished and not args.no_report:
         from rkl_bench.report import build_report
@@ -222,6 +233,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if summary.interrupted:
         print("interrupted: finished trials are kept; run the same command with --resume to go on", file=sys.stderr)
         return 130
+    if summary.deferred:
+        print(f"deferred: {summary.deferred} seed run(s) would have ended after --time-limit; export this run into the "
+              "archive (rkl-bench results export) and run again with --resume ARCHIVE for them")
     return 0
 
 
@@ -424,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "and its export merges back (docs/cluster.md)")
     run.add_argument("--datasets", type=_names, default=[], metavar="NAME[,NAME]",
                      help="run only these of the config's datasets (as written there): a part of the grid, as --learners")
+    run.add_argument("--time-limit", type=_duration, default=None, metavar="DURATION",
+                     help="with --resume ARCHIVE: start only the trials expected, at the archive's measured rates, to end "
+                          "within DURATION of now (2.5h, 150m, 600s); the others are deferred to a later run (a session, "
+                          "a Slurm allocation or a spot machine with a known end; docs/cluster.md)")
     run.add_argument("--report-dir", default=None, help="where the report goes when the run ends (default reports/<experiment name>)")
     run.add_argument("--no-report", action="store_true", help="do not write a report when the run ends")
     run.set_defaults(func=_cmd_run)

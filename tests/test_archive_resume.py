@@ -136,6 +136,56 @@ def test_a_part_of_the_grid_resumed_from_its_archive_runs_its_missing_cells_and_
     assert not (tmp_path / "machine_g").exists() or not any((tmp_path / "machine_g").iterdir())
 
 
+def test_a_time_limit_starts_only_the_trials_the_archive_rates_say_will_end_in_it(
+    complete_run, tmp_path, capsys, monkeypatch
+):
+    # The grid gains a column, bc@again (BC's hyper-parameters under another label); the archive holds the
+    # three trials of the complete run, so bc@again is left, its length borrowed from bc's archived rate.
+    from rkl_bench.service.config import load_config
+    from rkl_bench.service.dataset_specs import resolve_datasets
+    from rkl_bench.service.run import experiment_record
+
+    config, complete = complete_run
+    write_smoke_datasets()
+    monkeypatch.chdir(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["algorithms"]["bc@again"] = data["algorithms"]["bc"]
+    grid = tmp_path / "grid" / "from_archive.yaml"
+    grid.parent.mkdir()
+    grid.write_text(yaml.safe_dump(data))
+    loaded = load_config(grid)
+    archive = load_archive(complete)
+    archive.record = experiment_record(loaded, resolve_datasets(loaded))
+    bc = archive.trials[("bc", HOPPER, 0)]
+    bc.rows = [dict(row, wall_time=float(row["step"])) for row in bc.rows]  # 1 seed-step/s: a 60 s trial
+    write_archive(archive, tmp_path / "archive")
+
+    def run(limit: str, storage: str) -> tuple[int, str]:
+        code = cli.main(["run", str(grid), "--storage", str(tmp_path / storage), "--resume", str(tmp_path / "archive"),
+                         "--time-limit", limit, "--no-report"])
+        return code, capsys.readouterr().out
+
+    code, out = run("30s", "short")  # 60 s does not fit in 30 s
+    assert code == 0, out
+    assert "time limit: 0.01 h left; 0 trial(s) planned to end in it" in out and "bc@again on hopper-random-expert-v2" in out
+    assert "3 of 4 trials held there, 0 to run, 1 deferred by --time-limit" in out
+    assert "deferred: 1 seed run(s) would have ended after --time-limit" in out
+    assert not (tmp_path / "short").exists() or not any((tmp_path / "short").iterdir()), "nothing started, nothing written"
+
+    code, out = run("1h", "long")
+    assert code == 0, out
+    assert "1 trial(s) planned to end in it (the last about 0.02 h from now), 0 deferred" in out
+    assert set(trial_dirs(tmp_path / "long" / "from_archive")) == {"bc@again"}
+    assert "deferred:" not in out
+
+    # Bad uses are one error before anything runs.
+    assert cli.main(["run", str(grid), "--storage", str(tmp_path / "x"), "--time-limit", "1h"]) == 2
+    assert "--time-limit needs --resume ARCHIVE" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["run", str(grid), "--time-limit", "soon"])
+    assert "expected a duration such as 2.5h" in capsys.readouterr().err
+
+
 def test_resume_from_a_complete_archive_runs_nothing_and_reports_it(complete_run, tmp_path, capsys, monkeypatch):
     config, complete = complete_run
     write_smoke_datasets()

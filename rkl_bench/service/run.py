@@ -30,6 +30,7 @@ and fits its evaluation env (dims and dtypes), so bad data costs one
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -41,7 +42,9 @@ from rkl_bench.errors import RklBenchError
 from rkl_bench.layout import EXPERIMENT_RECORD_FILE, TUNER_FILE
 from rkl_bench.service.config import ExperimentConfig, load_config
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
+from rkl_bench.service.grid_cells import grid_cells, trial_order
 from rkl_bench.service.grid_part import grid_part
+from rkl_bench.service.time_limit import plan_within, trial_lengths
 from rkl_bench.service.grid_budget import archived_rates, budget_lines, concurrent_trials
 from rkl_bench.service.ray_runtime import (
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -81,11 +84,13 @@ class GridSummary:
     archive: Path | Location | None = None
     smoke_of: Path | None = None
     """The report folder of the run this one is a smoke budget of (the config's ``smoke_of``)."""
+    deferred: int = 0
+    """Trials (seed runs) left for a later run by ``time_limit``: not started, not counted as interrupted."""
 
     @property
     def interrupted(self) -> bool:
         """Trials neither finished nor failed: the run was stopped (Ctrl-C); ``--resume`` goes on."""
-        return self.finished + self.errored < self.trials
+        return self.finished + self.errored + self.deferred < self.trials
 
 
 def run_experiment(
@@ -100,6 +105,7 @@ def run_experiment(
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
     learners: Sequence[str] = (),
     datasets: Sequence[str] = (),
+    time_limit: float | None = None,
 ) -> GridSummary:
     """Run the experiment ``config_path`` describes; see the module docstring.
 
@@ -108,8 +114,10 @@ def run_experiment(
     run again (see :func:`matching_archive`). ``callbacks`` are extra Tune
     callbacks; ``verbose`` is Tune's verbosity (0 silent, 1 the progress table,
     2 every result); ``connect_timeout`` bounds the wait for the cluster at ``address``.
-    ``learners`` and ``datasets`` run a part of the grid (:mod:`.grid_part`).
+    ``learners`` and ``datasets`` run a part of the grid (:mod:`.grid_part`). ``time_limit`` (seconds,
+    with an archive) starts only the trials expected to end within it (:mod:`.time_limit`).
     """
+    started = time.monotonic()
     if dashboard:
         if address is not None:
             raise RklBenchError("--dashboard starts the dashboard of a local Ray; a cluster joined with --address has its own")
@@ -124,6 +132,11 @@ def run_experiment(
     archive = None if isinstance(resume, bool) else native(location(resume, "--resume"))
     if isinstance(archive, Location):
         check_reachable(archive, "--resume")
+    if time_limit is not None and archive is None:
+        raise RklBenchError("--time-limit needs --resume ARCHIVE: trial lengths come from the archive's measured rates")
+    if time_limit is not None and address is not None:
+        raise RklBenchError("--time-limit plans on a local Ray's run slots (its CPUs); with --address the cluster's are "
+                            "not known before it starts, so it is not supported there yet")
     held = matching_archive(archive, record, config, specs) if archive is not None else None
     cells = grid_cells(config, specs)
     skip = set() if held is None else set(held.trials) & cells
@@ -137,8 +150,25 @@ def run_experiment(
     # An archive resume starts the missing trials in a new directory, or goes on with one it started.
     fresh_from_archive = archive is not None and not location(experiment_dir).is_nonempty_dir()
     _check_experiment_dir(experiment_dir, record, bool(resume) and not fresh_from_archive)
+    later = (read_record(experiment_dir) or {}).get("deferred_trials") if resume and not fresh_from_archive else None
+    if later:
+        print(f"note: {len(later)} seed run(s) of this grid were deferred by --time-limit and are not in {experiment_dir}; "
+              "export it into the archive and run with --resume ARCHIVE under another --storage for them", flush=True)
+    if time_limit is not None and not fresh_from_archive:
+        raise RklBenchError(f"--time-limit plans a new experiment directory, but {experiment_dir} exists: export it into "
+                            "the archive and remove it, or use another --storage")
     make_missing_forge_datasets(specs, config, refresh=not resume)
     check_datasets(specs, config)
+    deferred: set[TrialKey] = set()
+    if time_limit is not None:
+        plan = plan_within(trial_lengths(trial_order(config, specs, skip), config.steps, config.seeds_per_trial, rates or {}),
+                           concurrent_trials(config, None) or 1, time_limit - (time.monotonic() - started))
+        for line in plan.lines():
+            print(line, flush=True)
+        deferred = plan.deferred_keys
+        if len(skip | deferred) == total:
+            return GridSummary(experiment_dir, total, len(skip), 0, len(config.seeds), archived=len(skip),
+                               archive=archive, smoke_of=config.smoke_of_dir, deferred=len(deferred))
 
     with ray_session(address, dashboard, connect_timeout=connect_timeout):
         check_cluster_gpus(config.resources.gpus, config.path or config.name)  # before anything is written
@@ -151,8 +181,10 @@ def run_experiment(
             tuner = restore_tuner(config, refs, experiment_dir)
         else:
             location(experiment_dir).makedirs()
-            write_record(experiment_dir, {**record, **({"archived_trials": sorted(skip)} if skip else {})})
-            tuner = build_tuner(config, specs, refs, storage_dir, callbacks, verbose, skip=skip)
+            write_record(experiment_dir, {**record, **({"archived_trials": sorted(skip)} if skip else {}),
+                                          **({"deferred_trials": sorted(deferred)} if deferred else {})})
+            tuner = build_tuner(config, specs, refs, storage_dir, callbacks, verbose, skip=skip | deferred,
+                                ordered=time_limit is not None)
             record_digests(experiment_dir, [experiment_dir / TUNER_FILE])
         TrialErrors.seen.clear()
         grid = tuner.fit()
@@ -160,12 +192,12 @@ def run_experiment(
         # StateDigests when it ran any step; a restored run with nothing left to
         # do runs none, so its new session files are recorded here.
         record_digests(experiment_dir, list(state_files(experiment_dir)))
-        archived = total - sum(seeds_of(result) for result in grid)
+        archived = total - len(deferred) - sum(seeds_of(result) for result in grid)
         errored = sum(seeds_of(result) for result in grid if result.error is not None)
         return GridSummary(
             experiment_dir, total, archived + finished_trials(grid, config.steps), errored,
             len(config.seeds), trial_errors(grid, TrialErrors.seen), archived=archived, archive=archive,
-            smoke_of=config.smoke_of_dir,
+            smoke_of=config.smoke_of_dir, deferred=len(deferred),
         )
 
 
@@ -183,11 +215,6 @@ def storage_location(storage: str | Path | None) -> Path | Location:
     where = where.resolve()
     check_writable_dir(where, "--storage")
     return where
-
-
-def grid_cells(config: ExperimentConfig, specs: Sequence[str]) -> set[TrialKey]:
-    """Every (learner, dataset spec, seed) trial of the grid ``config`` describes."""
-    return {(algo, spec, seed) for algo in config.algorithms for spec in specs for seed in config.seeds}
 
 
 def matching_archive(

@@ -26,6 +26,7 @@ from ray import tune
 
 from rkl_bench.service.config import ExperimentConfig
 from rkl_bench.service.datasets_store import DatasetRefs
+from rkl_bench.service.grid_cells import trial_order
 from rkl_bench.service.trainable import TrialSettings, run_trial
 from rkl_bench.service.tune_state import record_digests, state_files
 from rkl_bench.storage import Location, from_fs
@@ -58,13 +59,8 @@ class CellValue:
         return config[CELL_KEY][self.field]
 
 
-def seed_groups(seeds: Sequence[int], size: int) -> list[list[int]]:
-    """``seeds`` in order, cut into groups of ``size`` (the last may be smaller): the seeds each trial trains."""
-    seeds = list(seeds)
-    return [seeds[i : i + size] for i in range(0, len(seeds), size)]
-
-
-def param_space(config: ExperimentConfig, specs: Sequence[str], skip: Collection[TrialKey] = ()) -> dict[str, Any]:
+def param_space(config: ExperimentConfig, specs: Sequence[str], skip: Collection[TrialKey] = (),
+                ordered: bool = False) -> dict[str, Any]:
     """The grid; with ``skip``, only its other cells (one grid axis of cells, each trial's
     ``algo``, ``dataset`` and ``seed`` read from its cell, so trials look as in the full grid).
 
@@ -74,12 +70,13 @@ def param_space(config: ExperimentConfig, specs: Sequence[str], skip: Collection
     Cells run dataset by dataset (every learner on the first dataset, then on the next), so a
     long grid stopped part-way holds whole rows of Table II, each comparing every learner on the
     same data, rather than whole columns of one learner. (The plain grid, K = 1 and nothing
-    skipped, keeps Tune's own order of its three axes.)"""
+    skipped, keeps Tune's own order of its three axes, unless ``ordered``: a time-limited run
+    plans on :func:`trial_order`.)"""
     shared = {
         "hyperparams": tune.sample_from(HyperparamsOf(config.algorithms)),
         "settings": TrialSettings.of(config).as_dict(),
     }
-    if not skip and config.seeds_per_trial == 1:
+    if not skip and config.seeds_per_trial == 1 and not ordered:
         return {
             "algo": tune.grid_search(list(config.algorithms)),
             "dataset": tune.grid_search(list(specs)),
@@ -87,12 +84,9 @@ def param_space(config: ExperimentConfig, specs: Sequence[str], skip: Collection
             **shared,
         }
     cells = []
-    for spec in specs:
-        for algo in config.algorithms:
-            left = [seed for seed in config.seeds if (algo, spec, seed) not in skip]
-            for group in seed_groups(left, config.seeds_per_trial):
-                cell = {"algo": algo, "dataset": spec, "seed": group[0]}
-                cells.append({**cell, "seeds": group} if config.seeds_per_trial > 1 else cell)
+    for algo, spec, group in trial_order(config, specs, skip):
+        cell = {"algo": algo, "dataset": spec, "seed": group[0]}
+        cells.append({**cell, "seeds": group} if config.seeds_per_trial > 1 else cell)
     if not cells:
         raise ValueError("every trial of the grid is skipped: nothing to run")
     fields = ("algo", "dataset", "seed", "seeds") if config.seeds_per_trial > 1 else ("algo", "dataset", "seed")
@@ -166,11 +160,13 @@ def build_tuner(
     callbacks: Sequence[Any] = (),
     verbose: int = 1,
     skip: Collection[TrialKey] = (),
+    ordered: bool = False,
 ) -> tune.Tuner:
-    """A new experiment ``<storage>/<config.name>``: the grid, less the cells in ``skip``."""
+    """A new experiment ``<storage>/<config.name>``: the grid, less the cells in ``skip``
+    (``ordered``: in :func:`trial_order` even when nothing is skipped)."""
     return tune.Tuner(
         make_trainable(config, refs),
-        param_space=param_space(config, specs, skip),
+        param_space=param_space(config, specs, skip, ordered),
         tune_config=tune.TuneConfig(
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_dirname,

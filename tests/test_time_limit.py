@@ -1,0 +1,61 @@
+"""``rkl-bench run --time-limit``: the plan of which trials fit before a machine goes (``service/time_limit.py``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rkl_bench.service.time_limit import PlannedTrial, parse_duration, plan_within, trial_lengths
+
+H = 3600.0
+
+
+def trial(algo: str, dataset: str, hours: float | None) -> PlannedTrial:
+    return PlannedTrial(algo, f"forge-v5/{dataset}", (0, 1, 2), None if hours is None else hours * H)
+
+
+def test_a_session_tail_goes_to_the_short_trials_further_down_the_list():
+    # Two slots, 2.6 h left: two TD3 trials of 1.8 h fill both slots to 1.8 h; the third would end at
+    # 3.6 h and is deferred, but the BC trials after it (0.75 h) still end at 2.55 h, one per slot.
+    order = [trial("td3_bc", "hc-mr", 1.8), trial("td3_rkl", "hc-mr", 1.8), trial("td3_rkl@tuned", "hc-mr", 1.8),
+             trial("bc", "hc-me", 0.75), trial("td3_bc", "hc-me", 1.8), trial("bc", "hop-mr", 0.75),
+             trial("bc", "hop-me", 0.75)]
+    plan = plan_within(order, slots=2, seconds_left=2.6 * H)
+    assert [(t.algo, t.dataset) for t in plan.run] == [
+        ("td3_bc", "forge-v5/hc-mr"), ("td3_rkl", "forge-v5/hc-mr"), ("bc", "forge-v5/hc-me"), ("bc", "forge-v5/hop-mr")]
+    assert [(t.algo, t.dataset) for t in plan.deferred] == [
+        ("td3_rkl@tuned", "forge-v5/hc-mr"), ("td3_bc", "forge-v5/hc-me"), ("bc", "forge-v5/hop-me")]
+    assert plan.ends_after == pytest.approx(2.55 * H)
+    assert ("bc", "forge-v5/hop-me", 2) in plan.deferred_keys and len(plan.deferred_keys) == 9
+    line, = plan.lines()
+    assert line.startswith("time limit: 2.60 h left; 4 trial(s) planned to end in it (the last about 2.55 h from now), "
+                           "3 deferred: td3_rkl@tuned on hc-mr (1.8 h), td3_bc on hc-me (1.8 h), bc on hop-me (0.8 h)")
+
+
+def test_one_slot_runs_in_order_and_an_unknown_length_is_deferred():
+    order = [trial("bc", "a", 1.0), trial("td3_bc", "a", None), trial("bc", "b", 1.0), trial("bc", "c", 1.0)]
+    plan = plan_within(order, slots=1, seconds_left=2.5 * H)
+    assert [t.dataset for t in plan.run] == ["forge-v5/a", "forge-v5/b"]
+    assert [(t.algo, t.dataset) for t in plan.deferred] == [("td3_bc", "forge-v5/a"), ("bc", "forge-v5/c")]
+    assert "td3_bc on a (no rate)" in plan.lines()[0]
+    nothing = plan_within(order, slots=2, seconds_left=0.5 * H)
+    assert nothing.run == () and nothing.ends_after == 0.0 and len(nothing.deferred) == 4
+
+
+def test_lengths_come_from_the_archived_rates_and_a_short_last_group_is_charged_a_whole_group():
+    # Rates are seed-steps/s of one trial of K seeds; td3_rkl@tuned borrows td3_rkl's; sac has none.
+    order = [("td3_rkl@tuned", "d", [0, 1, 2]), ("bc", "d", [3]), ("sac", "d", [0, 1, 2])]
+    lengths = trial_lengths(order, steps=200_000, seeds_per_trial=3, rates={"td3_rkl": 100.0, "bc": 300.0})
+    assert [t.seconds for t in lengths] == [6000.0, 2000.0, None]
+    assert lengths[1].keys == [("bc", "d", 3)]
+
+
+@pytest.mark.parametrize("text, seconds", [("2.5h", 9000.0), ("150m", 9000.0), ("90min", 5400.0), ("600s", 600.0),
+                                           ("600", 600.0), (" 1h ", 3600.0)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "-1h", "0", "2 days", "1h30m"])
+def test_bad_durations_are_refused_with_the_forms_that_work(text):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)

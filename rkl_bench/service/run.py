@@ -42,9 +42,9 @@ from rkl_bench.errors import RklBenchError
 from rkl_bench.layout import EXPERIMENT_RECORD_FILE, TUNER_FILE
 from rkl_bench.service.config import ExperimentConfig, load_config
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
-from rkl_bench.service.grid_cells import grid_cells, trial_order
+from rkl_bench.service.grid_cells import grid_cells
 from rkl_bench.service.grid_part import grid_part
-from rkl_bench.service.time_limit import plan_within, trial_lengths
+from rkl_bench.service.time_limit import plan_grid
 from rkl_bench.service.grid_budget import archived_rates, budget_lines, concurrent_trials
 from rkl_bench.service.ray_runtime import (
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -161,8 +161,7 @@ def run_experiment(
     check_datasets(specs, config)
     deferred: set[TrialKey] = set()
     if time_limit is not None:
-        plan = plan_within(trial_lengths(trial_order(config, specs, skip), config.steps, config.seeds_per_trial, rates or {}),
-                           concurrent_trials(config, None) or 1, time_limit - (time.monotonic() - started))
+        plan = plan_grid(config, specs, skip, rates or {}, time_limit - (time.monotonic() - started))
         for line in plan.lines():
             print(line, flush=True)
         deferred = plan.deferred_keys

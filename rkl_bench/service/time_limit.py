@@ -26,9 +26,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Collection, Sequence
 
-from rkl_bench.service.grid_budget import rate_of
+from rkl_bench.service.config import ExperimentConfig
+from rkl_bench.service.grid_budget import concurrent_trials, rate_of
+from rkl_bench.service.grid_cells import trial_order
 from rkl_bench.training.archive import TrialKey
 
 _UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
@@ -81,6 +83,13 @@ class TimePlan:
             return [head]
         shown = ", ".join(_name(t) for t in self.deferred[:4]) + (", ..." if len(self.deferred) > 4 else "")
         return [head + f": {shown}"]
+
+
+def plan_grid(config: ExperimentConfig, specs: Sequence[str], skip: Collection[TrialKey], rates: dict[str, float],
+              seconds_left: float) -> TimePlan:
+    """The plan for the grid's trials less ``skip``, in their run order, on a local Ray's run slots."""
+    lengths = trial_lengths(trial_order(config, specs, skip), config.steps, config.seeds_per_trial, rates)
+    return plan_within(lengths, concurrent_trials(config, None) or 1, seconds_left)
 
 
 def plan_within(trials: Sequence[PlannedTrial], slots: int, seconds_left: float) -> TimePlan:

@@ -50,3 +50,6 @@ def test_a_resumed_grid_times_what_is_left_at_the_archives_rates(tmp_path):
                         "1.8 h with 2 trial(s) at a time (not counted: td3_rkl, which the archive has not timed yet); "
                         "rates are the archive machines', a guide elsewhere")
     assert budget_lines(config, SPECS, set(archive.trials), rates, None)[1].count(" h with ") == 0, "a cluster: trial-hours only"
+    # One trial left (a part of the grid: one learner, one dataset): one trial at a time, whatever the slots.
+    one = budget_lines(grid(tmp_path, ["bc"]), SPECS[1:], set(), rates, 2)[1]
+    assert "about 0.3 trial-hours, 0.3 h with 1 trial(s) at a time;" in one

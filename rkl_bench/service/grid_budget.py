@@ -75,7 +75,8 @@ def budget_lines(config: ExperimentConfig, specs: Sequence[str], skip: Collectio
     bound = "at least " if untimed else "about "
     line = f"time at the archive's rates (seed-steps/s per trial: {shown}): {bound}{seconds / 3600:.1f} trial-hours"
     if slots is not None:
-        line += f", {seconds / 3600 / min(slots, math.ceil(left / config.seeds_per_trial)):.1f} h with {slots} trial(s) at a time"
+        at_once = min(slots, math.ceil(left / config.seeds_per_trial))  # fewer trials left than slots: they are the bound
+        line += f", {seconds / 3600 / at_once:.1f} h with {at_once} trial(s) at a time"
     if untimed:
         line += f" (not counted: {', '.join(untimed)}, which the archive has not timed yet)"
     return lines + [line + "; rates are the archive machines', a guide elsewhere"]

@@ -165,3 +165,20 @@ def test_speed_benchmark_replays_exactly_the_generated_rows():
         env.reset(seed=seed)
         rewards += [env.step(action)[1] for action in actions]
     np.testing.assert_array_equal(np.asarray(rewards, arrays.rewards.dtype), arrays.rewards)
+
+
+def test_mujocos_deprecation_warning_is_one_python_warning_per_process_not_one_line_per_env():
+    # MuJoCo 4 warns on every compile of gymnasium's half_cheetah.xml; three envs gave three raw stderr lines.
+    import subprocess
+
+    code = ("import warnings\n"
+            "from rkl_bench.evaluation.rollouts import make_env\n"
+            "from rkl_bench.data.mujoco_warnings import MujocoWarning\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    envs = [make_env('HalfCheetah-v5') for _ in range(3)]\n"
+            "print(sum(issubclass(w.category, MujocoWarning) and 'settotalmass' in str(w.message) for w in caught))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1", "one Python warning for the three envs"
+    assert "settotalmass" not in done.stderr, "nothing printed by MuJoCo itself"

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import h5py
 import numpy as np
 
+from rkl_bench.data.mujoco_warnings import route_mujoco_warnings
 from rkl_bench.errors import RklBenchError
 
 if TYPE_CHECKING:
@@ -159,6 +160,7 @@ def env_space_shapes(env_id: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Observation and action shapes of the gymnasium env ``env_id`` (made once per process)."""
     import gymnasium as gym
 
+    route_mujoco_warnings()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # gymnasium's "v4 is out of date": D4RL data is scored on v4 on purpose

@@ -42,6 +42,7 @@ import gymnasium as gym
 import numpy as np
 
 from rkl_bench.data.envs import guess_env_family
+from rkl_bench.data.mujoco_warnings import route_mujoco_warnings
 from rkl_bench.data.scores import REF_MIN_SCORE, normalized_score
 from rkl_bench.errors import RklBenchError
 
@@ -112,6 +113,7 @@ class EvalResult:
 
 def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
     """``gym.make(env_id)``, turning gymnasium's lookup errors into one clear line."""
+    route_mujoco_warnings()
     try:
         return gym.make(env_id, max_episode_steps=max_episode_steps)
     except gym.error.Error as exc:

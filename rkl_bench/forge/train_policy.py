@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from rkl_bench.data.mujoco_warnings import route_mujoco_warnings
 from rkl_bench.errors import RklBenchError
 from rkl_bench.forge.policies import POLICY_ROOT
 from rkl_bench.forge.replay import ReplayBuffer
@@ -96,6 +97,7 @@ class SACRun:
         self.config = config
         self.work_dir = work_dir
         torch.set_num_threads(config.threads)
+        route_mujoco_warnings()
         self.env = gym.make(self.env_id).unwrapped
         self.eval_env = gym.make(self.env_id).unwrapped
         obs_dim = self.env.observation_space.shape[0]

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from rkl_bench.errors import RklBenchError
 
@@ -44,17 +44,19 @@ def _positive_float(text: str) -> float:
 def _names(text: str) -> list[str]:
     from rkl_bench.service.grid_part import names_list
 
-    try:
-        return names_list(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _as_argument(names_list, text)
 
 
 def _duration(text: str) -> float:
     from rkl_bench.service.time_limit import parse_duration
 
+    return _as_argument(parse_duration, text)
+
+
+def _as_argument(parse: Callable[[str], Any], text: str) -> Any:
+    """``parse(text)``, its ValueError as argparse's usage error (one line, exit 2)."""
     try:
-        return parse_duration(text)
+        return parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -27,6 +27,7 @@ import statistics
 from typing import Collection, Sequence
 
 from rkl_bench.service.config import ExperimentConfig
+from rkl_bench.service.grid_cells import grid_cells
 from rkl_bench.training.archive import Archive, TrialKey
 
 
@@ -53,11 +54,11 @@ def concurrent_trials(config: ExperimentConfig, address: str | None) -> int | No
 def budget_lines(config: ExperimentConfig, specs: Sequence[str], skip: Collection[TrialKey],
                  rates: dict[str, float] | None, slots: int | None) -> list[str]:
     """The lines printed before the grid starts (see the module doc)."""
-    total = len(config.algorithms) * len(specs) * len(config.seeds)
-    left_by_algo = {
-        algo: sum((algo, spec, seed) not in skip for spec in specs for seed in config.seeds)
-        for algo in config.algorithms
-    }
+    cells = grid_cells(config, specs)
+    total = len(cells)
+    left_by_algo = {algo: 0 for algo in config.algorithms}
+    for algo, _spec, _seed in cells - set(skip):
+        left_by_algo[algo] += 1
     left = sum(left_by_algo.values())
     work = left * config.steps
     group = f", {config.seeds_per_trial} seeds per trial" if config.seeds_per_trial > 1 else ""

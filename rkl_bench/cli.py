@@ -201,6 +201,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     summary = run_experiment(
         args.config, address=args.address, resume=args.resume, storage=args.storage, dashboard=args.dashboard,
         connect_timeout=args.connect_timeout, learners=args.learners, datasets=args.datasets, time_limit=args.time_limit,
+        export_to=args.export_to,
     )
     if summary.archive is not None:
         left = summary.trials - summary.archived - summary.deferred
@@ -236,8 +237,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print("interrupted: finished trials are kept; run the same command with --resume to go on", file=sys.stderr)
         return 130
     if summary.deferred:
-        print(f"deferred: {summary.deferred} seed run(s) would have ended after --time-limit; export this run into the "
-              "archive (rkl-bench results export) and run again with --resume ARCHIVE for them")
+        export = "" if args.export_to else " export this run into the archive (rkl-bench results export) and"
+        print(f"deferred: {summary.deferred} seed run(s) would have ended after --time-limit;{export} run again with "
+              "--resume ARCHIVE for them")
     return 0
 
 
@@ -444,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --resume ARCHIVE: start only the trials expected, at the archive's measured rates, to end "
                           "within DURATION of now (2.5h, 150m, 600s); the others are deferred to a later run (a session, "
                           "a Slurm allocation or a spot machine with a known end; docs/cluster.md)")
+    run.add_argument("--export-to", default=None, metavar="ARCHIVE",
+                     help="export each trial's rows into this results archive (local) as it finishes, and once more when "
+                          "the run ends: a new archive, or one of this grid (the --resume ARCHIVE one); a machine that "
+                          "goes then loses only the running trials (docs/cluster.md)")
     run.add_argument("--report-dir", default=None, help="where the report goes when the run ends (default reports/<experiment name>)")
     run.add_argument("--no-report", action="store_true", help="do not write a report when the run ends")
     run.set_defaults(func=_cmd_run)

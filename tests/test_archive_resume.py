@@ -66,8 +66,7 @@ def test_resume_from_an_archive_runs_only_the_missing_trials_on_a_machine_withou
     assert code == 0, out
     assert "2 of 3 trials held there, 1 to run" in out
     assert "grid: 1 of 3 seed runs to run (3 learners x 1 dataset x 1 seed), 60 seed-steps of training" in out
-    assert "time at the archive's rates (seed-steps/s per trial: bc " in out and ", td3_rkl " in out
-    assert "at least " in out and "(not counted: td3_bc, which the archive has not timed yet)" in out
+    assert "time: the archive has not timed td3_bc (nor its learner under another label), so no estimate" in out
     ran = trial_dirs(storage / "from_archive")
     assert set(ran) == {"td3_bc"}, "only the trial the archive lacks runs"
     record = json.loads((storage / "from_archive" / "rkl_bench_experiment.json").read_text())
@@ -229,3 +228,40 @@ def test_an_archive_of_another_experiment_or_no_archive_is_one_error_before_anyt
     assert cli.main(["run", str(config), "--storage", str(storage), "--resume", str(tmp_path / "stranger")]) == 2
     assert "holds bc on hopper-random-expert-v2 seed 7, which is not a trial of this grid" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "stranger")
+
+
+def test_export_to_puts_each_finished_trial_into_the_archive_without_an_export_command(
+    complete_run, tmp_path, capsys, monkeypatch
+):
+    # The session-spanning loop in one command: resume from the archive, export into it as trials finish.
+    config, complete = complete_run
+    write_smoke_datasets()
+    monkeypatch.chdir(tmp_path)
+    archive = partial_archive(complete, tmp_path / "results" / "from_archive", keep={"bc"})
+    storage = tmp_path / "machine_h"
+
+    code = cli.main(["run", str(config), "--storage", str(storage), "--resume", str(archive),
+                     "--export-to", str(archive), "--no-report"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "exported: " in out and f"into {archive}" in out
+    assert comparable(archive) == comparable(complete), "the archive is whole without a results export"
+    assert load_archive(archive).record == load_archive(complete).record
+
+
+def test_a_bad_export_to_is_one_error_before_anything_runs(complete_run, tmp_path, capsys):
+    config, complete = complete_run
+    write_smoke_datasets()
+    storage = tmp_path / "machine_i"
+    other = config_copy(tmp_path, name="from_archive", steps=90)  # another experiment than the archive's
+    assert cli.main(["run", str(other), "--storage", str(storage), "--export-to", str(complete)]) == 2
+    err = capsys.readouterr().err
+    assert f"--export-to {complete}: the archive is of another experiment (steps differ)" in err and err.count("\n") == 1
+
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "todo.txt").write_text("x")
+    assert cli.main(["run", str(config), "--storage", str(storage), "--export-to", str(foreign)]) == 2
+    assert "exists and is not a results archive (no archive.json)" in capsys.readouterr().err
+    assert not storage.exists() or not any(storage.iterdir()), "nothing written"
+    assert sorted(p.name for p in foreign.iterdir()) == ["todo.txt"]

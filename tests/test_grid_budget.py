@@ -46,10 +46,18 @@ def test_a_resumed_grid_times_what_is_left_at_the_archives_rates(tmp_path):
                         "3.6M seed-steps of training")
     # bc 3 x 200k / 500 + td3_bc 3 x 200k / 150 + td3_bc@q5 6 x 200k / 150 (td3_bc's rate) = 13,200 s;
     # td3_rkl has no rate of its own learner: left out, and the time is a lower bound.
-    assert lines[1] == ("time at the archive's rates (seed-steps/s per trial: bc 500, td3_bc 150): at least 3.7 trial-hours, "
+    assert lines[1] == ("time at the archive's rates (seed-steps/s per trial: bc 500, td3_bc 150, td3_bc@q5 150 (td3_bc's)): "
+                        "at least 3.7 trial-hours, "
                         "1.8 h with 2 trial(s) at a time (not counted: td3_rkl, which the archive has not timed yet); "
                         "rates are the archive machines', a guide elsewhere")
     assert budget_lines(config, SPECS, set(archive.trials), rates, None)[1].count(" h with ") == 0, "a cluster: trial-hours only"
     # One trial left (a part of the grid: one learner, one dataset): one trial at a time, whatever the slots.
     one = budget_lines(grid(tmp_path, ["bc"]), SPECS[1:], set(), rates, 2)[1]
     assert "about 0.3 trial-hours, 0.3 h with 1 trial(s) at a time;" in one
+
+
+def test_a_part_of_columns_the_archive_has_never_timed_says_so_instead_of_zero_hours(tmp_path):
+    # The first td3_rkl@tuned trial of a grid whose archive holds only BC: no rate of its own or of its learner.
+    rates = {"bc": 500.0}
+    lines = budget_lines(grid(tmp_path, ["td3_rkl@tuned"]), SPECS[:1], set(), rates, 2)
+    assert lines[1] == "time: the archive has not timed td3_rkl@tuned (nor its learner under another label), so no estimate"

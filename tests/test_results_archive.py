@@ -83,7 +83,8 @@ def test_conflicting_rows_and_other_experiments_are_refused_and_nothing_changes(
     with pytest.raises(RklBenchError, match="the experiments differ \\(steps\\)"):
         export_results(changed, tmp_path / "arch")
     assert (tmp_path / "arch" / ROWS_FILE).read_text() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["arch", "one", "three", "two"]  # no temporary left
+    # No temporary left; the lock file beside the archive stays (removing it could let two exports hold two locks).
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".arch.lock", "arch", "one", "three", "two"]
 
 
 def test_torn_last_line_is_an_unfinished_trial_and_a_damaged_archive_is_named(tmp_path):

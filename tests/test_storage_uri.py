@@ -483,3 +483,13 @@ def test_a_reports_mirror_copies_every_seeds_lambdas_and_no_checkpoints():
     assert _mirrored("trial_1/lambdas_seed0.npz") and _mirrored("trial_1/lambdas_seed12.npz")
     assert _mirrored("trial_1/lambdas.npz") and _mirrored("trial_1/result.json")
     assert not _mirrored("trial_1/lambdas_seedx.npz") and not _mirrored("trial_1/checkpoint_000001/checkpoint_seed0.pt")
+
+
+def test_export_to_with_an_object_store_is_one_error_before_anything_is_written(tmp_path, s3, capsys):
+    # Tune uploads the driver's result files on its own schedule: an export on a clock could miss rows.
+    write_smoke_datasets()
+    config = config_copy(tmp_path, name="s3grid")
+    code = cli.main(["run", str(config), "--storage", f"s3://{BUCKET}/results", "--export-to", str(tmp_path / "archive")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--export-to needs a local --storage" in err and err.count("\n") == 1
+    assert objects(s3, "results/") == {} and not (tmp_path / "archive").exists()

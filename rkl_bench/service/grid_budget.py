@@ -71,8 +71,12 @@ def budget_lines(config: ExperimentConfig, specs: Sequence[str], skip: Collectio
         return lines + ["time: the archive holds no timed rows, so no estimate"]
     timed = {algo: rate_of(algo, rates) for algo, n in left_by_algo.items() if n}
     untimed = [algo for algo, rate in timed.items() if rate is None]
+    if len(untimed) == len(timed):
+        return lines + [f"time: the archive has not timed {', '.join(untimed)} (nor its learner under another label), "
+                        "so no estimate"]
     seconds = sum(left_by_algo[algo] * config.steps / rate for algo, rate in timed.items() if rate is not None)
-    shown = ", ".join(f"{algo} {rates[algo]:.0f}" for algo in config.algorithms if algo in rates)
+    shown = ", ".join(f"{algo} {rate:.0f}" + ("" if algo in rates else f" ({_borrowed_from(algo, rates)}'s)")
+                      for algo, rate in timed.items() if rate is not None)
     bound = "at least " if untimed else "about "
     line = f"time at the archive's rates (seed-steps/s per trial: {shown}): {bound}{seconds / 3600:.1f} trial-hours"
     if slots is not None:
@@ -91,6 +95,12 @@ def rate_of(algo: str, rates: dict[str, float]) -> float | None:
     base = algo.split("@", 1)[0]
     same = [rate for name, rate in rates.items() if name.split("@", 1)[0] == base]
     return min(same) if same else None
+
+
+def _borrowed_from(algo: str, rates: dict[str, float]) -> str:
+    """The label whose rate :func:`rate_of` gives ``algo`` when it has none of its own."""
+    rate = rate_of(algo, rates)
+    return next(name for name, value in rates.items() if value == rate and name.split("@", 1)[0] == algo.split("@", 1)[0])
 
 
 def _count(n: int, what: str) -> str:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -41,6 +42,7 @@ from rkl_bench.data.validate import check_env_spaces
 from rkl_bench.errors import RklBenchError
 from rkl_bench.layout import EXPERIMENT_RECORD_FILE, TUNER_FILE
 from rkl_bench.service.config import ExperimentConfig, load_config
+from rkl_bench.service.export_as_finished import ExportAsFinished
 from rkl_bench.service.dataset_specs import make_missing_forge_datasets, resolve_datasets
 from rkl_bench.service.grid_cells import grid_cells
 from rkl_bench.service.grid_part import grid_part
@@ -106,6 +108,7 @@ def run_experiment(
     learners: Sequence[str] = (),
     datasets: Sequence[str] = (),
     time_limit: float | None = None,
+    export_to: str | Path | None = None,
 ) -> GridSummary:
     """Run the experiment ``config_path`` describes; see the module docstring.
 
@@ -115,7 +118,8 @@ def run_experiment(
     callbacks; ``verbose`` is Tune's verbosity (0 silent, 1 the progress table,
     2 every result); ``connect_timeout`` bounds the wait for the cluster at ``address``.
     ``learners`` and ``datasets`` run a part of the grid (:mod:`.grid_part`). ``time_limit`` (seconds,
-    with an archive) starts only the trials expected to end within it (:mod:`.time_limit`).
+    with an archive) starts only the trials expected to end within it (:mod:`.time_limit`). ``export_to``
+    (a local archive) receives each trial's rows as it finishes (:mod:`.export_as_finished`).
     """
     started = time.monotonic()
     if dashboard:
@@ -138,6 +142,7 @@ def run_experiment(
         raise RklBenchError("--time-limit plans on a local Ray's run slots (its CPUs); with --address the cluster's are "
                             "not known before it starts, so it is not supported there yet")
     held = matching_archive(archive, record, config, specs) if archive is not None else None
+    export_target = None if export_to is None else export_archive(export_to, storage_dir, record, config, specs)
     cells = grid_cells(config, specs)
     skip = set() if held is None else set(held.trials) & cells
     total = len(cells)
@@ -186,7 +191,8 @@ def run_experiment(
                                 ordered=time_limit is not None)
             record_digests(experiment_dir, [experiment_dir / TUNER_FILE])
         TrialErrors.seen.clear()
-        grid = tuner.fit()
+        with ExportAsFinished(experiment_dir, export_target) if export_target is not None else nullcontext():
+            grid = tuner.fit()
         # Tune's last write (a forced snapshot at the end of fit) is recorded by
         # StateDigests when it ran any step; a restored run with nothing left to
         # do runs none, so its new session files are recorded here.
@@ -216,8 +222,34 @@ def storage_location(storage: str | Path | None) -> Path | Location:
     return where
 
 
+def export_archive(export_to: str | Path, storage_dir: Path | Location, record: Mapping[str, Any],
+                   config: ExperimentConfig, specs: Sequence[str]) -> Path:
+    """``--export-to`` checked before Ray starts (:mod:`.export_as_finished`): a local path, with a local
+    ``--storage``, that is absent or empty (a new archive) or an archive this grid may merge into."""
+    from rkl_bench.training.files import check_writable_dir
+
+    if isinstance(storage_dir, Location):
+        raise RklBenchError(f"--export-to needs a local --storage (the run exports from the experiment directory on a "
+                            f"clock); with {storage_dir} export after the run with rkl-bench results export")
+    target = native(location(export_to, "--export-to"))
+    if isinstance(target, Location):
+        raise RklBenchError(f"--export-to {target}: the archive must be a local directory; export to an object store "
+                            "after the run with rkl-bench results export")
+    target = target.expanduser().resolve()
+    if target.exists() and not target.is_dir():
+        raise RklBenchError(f"--export-to {target} is a file, not a results archive")
+    check_writable_dir(target.parent, "--export-to")
+    if is_archive(target):
+        matching_archive(target, record, config, specs, flag="--export-to")
+    elif target.exists() and any(target.iterdir()):
+        raise RklBenchError(f"--export-to {target} exists and is not a results archive (no archive.json); "
+                            "choose another directory")
+    return target
+
+
 def matching_archive(
-    archive: Path | Location, record: Mapping[str, Any], config: ExperimentConfig, specs: Sequence[str]
+    archive: Path | Location, record: Mapping[str, Any], config: ExperimentConfig, specs: Sequence[str],
+    flag: str = "--resume",
 ) -> Archive:
     """The results archive of this experiment; its trials are the grid cells not run again.
 
@@ -231,22 +263,22 @@ def matching_archive(
     check_not_torn(archive)
     if not is_archive(archive):
         raise RklBenchError(
-            f"--resume {archive}: not a results archive (no archive.json); give the directory "
+            f"{flag} {archive}: not a results archive (no archive.json); give the directory "
             "`rkl-bench results export` wrote, or --resume alone to go on from the experiment directory"
         )
     held = load_archive(archive)
     if held.record is None:
-        raise RklBenchError(f"--resume {archive}: the archive has no experiment record, so it cannot be matched to this config")
+        raise RklBenchError(f"{flag} {archive}: the archive has no experiment record, so it cannot be matched to this config")
     cells = grid_cells(config, specs)
     if all(held.record.get(key) == record[key] for key in IDENTITY_KEYS):
         strangers = sorted(set(held.trials) - cells)
         if strangers:
-            raise RklBenchError(f"--resume {archive}: it holds {display_name(strangers[0])}, which is not a trial of this grid")
+            raise RklBenchError(f"{flag} {archive}: it holds {display_name(strangers[0])}, which is not a trial of this grid")
         return held
     if sub_grid_difference(held.record, record) is not None:
         raise RklBenchError(
-            f"--resume {archive}: the archive is of another experiment ({_difference(held.record, record)} differ); "
-            "resume with the config it was made with, or one that runs a part of its grid (fewer learners or datasets)"
+            f"{flag} {archive}: the archive is of another experiment ({_difference(held.record, record)} differ); "
+            "use the config it was made with, or one that runs a part of its grid (fewer learners or datasets)"
         )
     return held
 

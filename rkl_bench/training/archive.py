@@ -28,7 +28,9 @@ a few MB of text that can be committed, merged and shared::
   Two partial archives of one experiment (two clusters, two machines) merge
   into the archive a single complete run makes.
 * Written atomically (a temporary directory renamed into place): a stopped
-  export leaves the previous archive whole.
+  export leaves the previous archive whole. A local export holds a lock
+  beside the archive (``.NAME.lock``) from reading it to renaming the new
+  one in, so concurrent exports into one archive all land.
 
 * **Where.** The experiment directory and the archive may be local paths or
   object-store URIs (``s3://bucket/results/NAME``; ``rkl_bench.storage``).
@@ -51,7 +53,9 @@ with ``allow_pickle=False``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
@@ -60,7 +64,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -305,12 +309,33 @@ def _export_local(source: Path, out: Path) -> ExportSummary:
     if not finished and not is_archive(out):
         raise RklBenchError(f"{source}: no finished trial to archive ({unfinished} unfinished); nothing written")
     target = Path(out).expanduser()
-    archive = load_archive(target) if is_archive(target) else Archive(record, {})
-    if target.exists() and not is_archive(target) and any(target.iterdir()) and not _only_rows(location(target)):
-        raise RklBenchError(f"{target} exists and is not a results archive; choose another --out")
-    merged, added = merge_archives([archive, Archive(record, {t.key: t for t in finished})], where=str(target))
-    size = write_archive(merged, target)
+    with archive_lock(target):  # read, merge and write as one step: another export may be writing it too
+        archive = load_archive(target) if is_archive(target) else Archive(record, {})
+        if target.exists() and not is_archive(target) and any(target.iterdir()) and not _only_rows(location(target)):
+            raise RklBenchError(f"{target} exists and is not a results archive; choose another --out")
+        merged, added = merge_archives([archive, Archive(record, {t.key: t for t in finished})], where=str(target))
+        size = write_archive(merged, target)
     return ExportSummary(target, added, len(merged.trials) - added, unfinished, size)
+
+
+@contextlib.contextmanager
+def archive_lock(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the local archive ``target`` (a ``.NAME.lock`` file beside it) while
+    it is read, merged and rewritten, so that two exports into it at once (two parts of a grid on one
+    machine, ``rkl-bench run --export-to``) both land instead of the later write dropping the other's
+    trials. Not inside the archive: the archive directory is replaced on every write."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.parent / f".{target.name}.lock"
+    try:
+        handle = open(lock, "a+b")
+    except OSError as exc:
+        raise RklBenchError(f"cannot write the archive: cannot open its lock file {lock} ({exc.strerror})") from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _only_rows(root: Location) -> bool:

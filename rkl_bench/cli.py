@@ -444,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run only these of the config's datasets (as written there): a part of the grid, as --learners")
     run.add_argument("--time-limit", type=_duration, default=None, metavar="DURATION",
                      help="with --resume ARCHIVE: start only the trials expected, at the archive's measured rates, to end "
-                          "within DURATION of now (2.5h, 150m, 600s); the others are deferred to a later run (a session, "
+                          "within DURATION of now (2.5h, 150m, 1h55m, 600s); the others are deferred to a later run (a session, "
                           "a Slurm allocation or a spot machine with a known end; docs/cluster.md)")
     run.add_argument("--export-to", default=None, metavar="ARCHIVE",
                      help="export each trial's rows into this results archive (local) as it finishes, and once more when "

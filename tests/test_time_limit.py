@@ -50,12 +50,13 @@ def test_lengths_come_from_the_archived_rates_and_a_short_last_group_is_charged_
 
 
 @pytest.mark.parametrize("text, seconds", [("2.5h", 9000.0), ("150m", 9000.0), ("90min", 5400.0), ("600s", 600.0),
-                                           ("600", 600.0), (" 1h ", 3600.0)])
+                                           ("600", 600.0), (" 1h ", 3600.0), ("1h55m", 6900.0), ("2h 30min", 9000.0),
+                                           ("1m30s", 90.0)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "soon", "-1h", "0", "2 days", "1h30m"])
+@pytest.mark.parametrize("text", ["", "soon", "-1h", "0", "2 days", "30m1h", "1h1h", "h"])
 def test_bad_durations_are_refused_with_the_forms_that_work(text):
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)

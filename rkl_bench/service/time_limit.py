@@ -36,12 +36,18 @@ from rkl_bench.training.archive import TrialKey
 _UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 
+_NUMBER = r"([0-9]*\.?[0-9]+)"
+_DURATION = re.compile(rf"\s*(?:{_NUMBER}\s*h)?\s*(?:{_NUMBER}\s*(?:min|m))?\s*(?:{_NUMBER}\s*s?)?\s*")
+
+
 def parse_duration(text: str) -> float:
-    """``2.5h``, ``150m``, ``90min``, ``600s`` or plain seconds, as seconds (positive and finite)."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|m|min|h)?\s*", text)
-    if match is None:
-        raise ValueError(f"expected a duration such as 2.5h, 150m or 600s, got {text!r}")
-    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    """``2.5h``, ``150m``, ``90min``, ``600s``, plain seconds, or hours, minutes and seconds in that
+    order (``1h55m``, ``2h 30m``), as seconds (positive and finite)."""
+    match = _DURATION.fullmatch(text)
+    if match is None or not any(match.groups()):
+        raise ValueError(f"expected a duration such as 2.5h, 150m, 1h55m or 600s, got {text!r}")
+    hours, minutes, rest = (float(part) if part else 0.0 for part in match.groups())
+    seconds = hours * _UNITS["h"] + minutes * _UNITS["m"] + rest
     if not seconds > 0 or math.isinf(seconds):
         raise ValueError(f"expected a positive duration, got {text!r}")
     return seconds

@@ -300,6 +300,14 @@ def _cmd_results_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_results_status(args: argparse.Namespace) -> int:
+    from rkl_bench.service.grid_status import grid_status
+
+    for line in grid_status(args.archive, time_limit=args.time_limit, slots=args.slots):
+        print(line)
+    return 0
+
+
 # ------------------------------------------------------------------- report
 def _cmd_report(args: argparse.Namespace) -> int:
     from rkl_bench.storage import mirror
@@ -480,6 +488,16 @@ def build_parser() -> argparse.ArgumentParser:
     rexport.add_argument("experiment", help="experiment directory of `rkl-bench run`")
     rexport.add_argument("--out", required=True, help="archive directory, e.g. results/table2_mixtures (commit it)")
     rexport.set_defaults(func=_cmd_results_export)
+    rstatus = rverbs.add_parser("status", help="where a grid stands from its archive: cells held and their scores, "
+                                                "commits, work and time left, what fits in --time-limit")
+    rstatus.add_argument("archive", help="results archive of a grid, e.g. results/table2_mixtures")
+    rstatus.add_argument("--time-limit", type=_duration, default=None, metavar="DURATION",
+                         help="also list the trials that fit in DURATION (2.5h, 1h55m) at the archive's rates, in the "
+                              "grid's order, as `run --time-limit` would plan them")
+    rstatus.add_argument("--slots", type=_positive_int, default=None, metavar="N",
+                         help="trials run at once for the time left and --time-limit (default: this machine's CPUs "
+                              "over a trial's, as a local run)")
+    rstatus.set_defaults(func=_cmd_results_status)
 
     report = verbs.add_parser("report", help="Table II, figures and an HTML page from an experiment's results")
     report.add_argument("experiment", nargs="+",

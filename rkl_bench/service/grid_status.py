@@ -1,0 +1,121 @@
+"""``rkl-bench results status ARCHIVE``: where a grid that runs in parts stands, from its archive alone.
+
+A grid such as ``tune_configs/table2_mixtures.yaml`` runs over sessions,
+machines and clusters, one part at a time, and its archive is the one
+thing that travels between them. Whoever picks it up next asks: which
+cells are in, what do they say so far, which code made them, what is left
+and what fits in the hours this machine has. The archive's experiment
+record holds the whole grid's config and dataset specs, so the answer
+needs no config file, no dataset file and no Ray:
+
+* one line naming the grid and how many of its seed runs the archive holds;
+* a table, dataset by learner, of the final normalised score (mean of the
+  seeds held, their count beside it; ``-`` for a cell with none);
+* the commits the held seed runs were made at, with counts (a grid run in
+  parts is made by several; dirty trees are named);
+* the work and time left (:func:`~rkl_bench.service.grid_budget.budget_lines`,
+  as ``run`` prints it), and with ``time_limit`` the trials that fit in it on
+  ``slots`` run slots, in the grid's order
+  (:func:`~rkl_bench.service.time_limit.plan_within`, as ``run --time-limit``
+  plans them): what to pass to ``run --datasets/--learners`` next.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+from rkl_bench.errors import RklBenchError
+from rkl_bench.service.config import ExperimentConfig, parse_config
+from rkl_bench.service.grid_budget import archived_rates, budget_lines, concurrent_trials
+from rkl_bench.service.grid_cells import grid_cells, trial_order
+from rkl_bench.service.time_limit import plan_within, trial_lengths
+from rkl_bench.storage import Location
+from rkl_bench.training.archive import Archive, load_archive
+
+MISSING = "-"
+
+
+def grid_status(path: str | Path | Location, *, time_limit: float | None = None, slots: int | None = None) -> list[str]:
+    """The lines ``results status`` prints for the archive at ``path`` (see the module doc).
+
+    ``slots`` is the trials run at once for the time left and the plan (default: this machine's CPUs
+    over a trial's, as a local ``run`` would); ``time_limit`` (seconds) adds the plan of what fits.
+    """
+    archive = load_archive(path)
+    config, specs = archive_grid(archive, path)
+    cells = grid_cells(config, specs)
+    held = set(archive.trials) & cells
+    slots = slots or concurrent_trials(config, None) or 1
+    lines = [f"{path}: grid {config.name} ({len(config.algorithms)} learners x {len(specs)} datasets x "
+             f"{len(config.seeds)} seeds, {config.steps:,} steps): {len(held)} of {len(cells)} seed runs held"]
+    lines += score_table(archive, config, specs)
+    lines.append(commits_line(archive, held))
+    rates = archived_rates(archive)
+    lines += budget_lines(config, specs, held, rates, slots)
+    if time_limit is not None and len(held) < len(cells):
+        plan = plan_within(trial_lengths(trial_order(config, specs, held), config.steps, config.seeds_per_trial, rates),
+                           slots, time_limit)
+        lines.append(f"in {time_limit / 3600:.2f} h on {slots} run slot(s): {len(plan.run)} trial(s) fit (the last ends "
+                     f"about {plan.ends_after / 3600:.2f} h from the start), {len(plan.deferred)} left for later")
+        if plan.run:
+            lines.append("fits: " + ", ".join(f"{t.algo} on {t.dataset.split('/')[-1]} (seeds "
+                                              f"{','.join(map(str, t.seeds))}, {t.seconds / 3600:.1f} h)" for t in plan.run))
+    return lines
+
+
+def archive_grid(archive: Archive, path: Any) -> tuple[ExperimentConfig, tuple[str, ...]]:
+    """The grid an archive belongs to: the config and dataset specs of its experiment record."""
+    record = archive.record
+    if not record or not isinstance(record.get("config"), dict) or not isinstance(record.get("dataset_specs"), list):
+        raise RklBenchError(f"{path}: the archive has no experiment record (config and dataset specs), so its grid is unknown; "
+                            "export it again with this version")
+    config = parse_config(record["config"], str(record["config"].get("name") or "experiment"))
+    return config, tuple(str(spec) for spec in record["dataset_specs"])
+
+
+def score_table(archive: Archive, config: ExperimentConfig, specs: Sequence[str]) -> list[str]:
+    """Dataset rows by learner columns: mean final normalised score of the seeds held, ``(n)`` their count."""
+    algos = list(config.algorithms)
+    header = ["dataset", *algos]
+    body = []
+    for entry, spec in zip(config.datasets, specs):
+        row = [entry]
+        for algo in algos:
+            finals = [final_score(archive, (algo, spec, seed)) for seed in config.seeds]
+            scores = [score for score in finals if score is not None]
+            row.append(f"{statistics.fmean(scores):.1f} ({len(scores)})" if scores else MISSING)
+        body.append(row)
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    title = f"final normalised score, mean of the seeds held (how many of {len(config.seeds)}):"
+    return [title] + ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+                      for line in [header, *body]]
+
+
+def final_score(archive: Archive, key: tuple[str, str, int]) -> float | None:
+    """The normalised score of a held seed run's last row (``None``: not held, or no score in it)."""
+    trial = archive.trials.get(key)
+    if trial is None or not trial.rows:
+        return None
+    score = max(trial.rows, key=lambda row: row.get("step", 0)).get("normalized_score")
+    return None if score is None else float(score)
+
+
+def commits_line(archive: Archive, held: set[tuple[str, str, int]]) -> str:
+    """Which commits made the held seed runs (their last row's ``git_commit``), most first."""
+    made: Counter[str] = Counter()
+    dirty: Counter[str] = Counter()
+    for key in held:
+        rows = archive.trials[key].rows
+        last = max(rows, key=lambda row: row.get("step", 0)) if rows else {}
+        commit = str(last.get("git_commit") or "unknown")[:7]
+        made[commit] += 1
+        if last.get("git_dirty"):
+            dirty[commit] += 1
+    if not made:
+        return "code: no seed runs held yet"
+    shown = ", ".join(f"{commit} {count}" + (f" ({dirty[commit]} from a dirty tree)" if dirty[commit] else "")
+                      for commit, count in sorted(made.items(), key=lambda item: (-item[1], item[0])))
+    return f"code: {sum(made.values())} seed runs from {len(made)} commit(s): {shown}"

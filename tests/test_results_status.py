@@ -1,0 +1,90 @@
+"""``rkl-bench results status ARCHIVE``: a grid's standing from its archive alone (no config file, no Ray)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from rkl_bench import cli
+from rkl_bench.errors import RklBenchError
+from rkl_bench.service.config import load_config
+from rkl_bench.service.grid_status import grid_status
+from rkl_bench.service.run import experiment_record
+from rkl_bench.training.archive import Archive, ArchivedTrial, write_archive
+
+SPECS = ("forge-v5/hopper-random-expert", "forge-v5/walker2d-random-expert")
+
+
+def record(tmp_path) -> dict:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "mix", "algorithms": {"bc": {}, "td3_bc": {}}, "datasets": ["hopper-random-expert", "walker2d-random-expert"],
+        "dataset_source": "forge", "seeds": [0, 1, 2], "seeds_per_trial": 3, "steps": 200_000,
+        "evaluation": {"interval": 100_000, "episodes": 10},
+    }))
+    return experiment_record(load_config(path), SPECS)
+
+
+def trial(algo, dataset, seed, score, wall, commit="abcdef1234", dirty=False):
+    rows = [{"algo": algo, "dataset": dataset, "seed": seed, "step": step, "normalized_score": score * step / 200_000,
+             "wall_time": wall * step / 200_000, "seeds_per_trial": 3, "git_commit": commit, "git_dirty": dirty}
+            for step in (100_000, 200_000)]
+    return ArchivedTrial(algo, dataset, seed, {}, rows)
+
+
+@pytest.fixture
+def archive(tmp_path):
+    held = [trial("td3_bc", SPECS[0], seed, score, wall=6000.0) for seed, score in ((0, 10.0), (1, 20.0), (2, 33.0))]
+    held += [trial("bc", SPECS[1], 0, 5.0, wall=2000.0, commit="1234567abc", dirty=True),
+             trial("bc", SPECS[1], 2, 8.0, wall=2000.0, commit="1234567abc")]
+    out = tmp_path / "results" / "mix"
+    write_archive(Archive(record(tmp_path), {t.key: t for t in held}), out)
+    return out
+
+
+def test_status_shows_cells_scores_commits_and_what_is_left(archive):
+    lines = grid_status(archive, slots=2)
+    assert lines[0] == f"{archive}: grid mix (2 learners x 2 datasets x 3 seeds, 200,000 steps): 5 of 12 seed runs held"
+    assert lines[1:5] == [
+        "final normalised score, mean of the seeds held (how many of 3):",
+        "dataset                 bc       td3_bc",
+        "hopper-random-expert    -        21.0 (3)",  # the last row's score of each seed: (10 + 20 + 33) / 3
+        "walker2d-random-expert  6.5 (2)  -",
+    ]
+    assert lines[5] == "code: 5 seed runs from 2 commit(s): abcdef1 3, 1234567 2 (1 from a dirty tree)"
+    assert lines[6].startswith("grid: 7 of 12 seed runs to run (2 learners x 2 datasets x 3 seeds, 3 seeds per trial)")
+    # bc: 3 x 200k / 2000 s = 300 seed-steps/s, td3_bc 100: 4 x 200k / 300 + 3 x 200k / 100 s = 8,667 s.
+    assert "bc 300, td3_bc 100" in lines[7] and "about 2.4 trial-hours" in lines[7], lines[7]
+    assert len(lines) == 8, "no plan without --time-limit"
+
+
+def test_status_with_a_time_limit_lists_what_fits_in_the_grids_order(archive):
+    # Left, in the grid's order (dataset by dataset, learner by learner): bc on hopper (seeds 0-2, 2000 s),
+    # bc on walker2d (seed 1, charged a whole trial: 2000 s), td3_bc on walker2d (6000 s). One slot and
+    # 8,100 s: the first two fit, the third would end at 10,000 s and is left for later.
+    lines = grid_status(archive, time_limit=8100.0, slots=1)
+    assert lines[-2] == "in 2.25 h on 1 run slot(s): 2 trial(s) fit (the last ends about 1.11 h from the start), 1 left for later"
+    assert lines[-1] == "fits: bc on hopper-random-expert (seeds 0,1,2, 0.6 h), bc on walker2d-random-expert (seeds 1, 0.6 h)"
+    # Two slots: td3_bc goes beside the two bc trials and ends at 6,000 s.
+    assert grid_status(archive, time_limit=8100.0, slots=2)[-1].endswith("td3_bc on walker2d-random-expert (seeds 0,1,2, 1.7 h)")
+    nothing = grid_status(archive, time_limit=600.0, slots=1)
+    assert nothing[-1] == "in 0.17 h on 1 run slot(s): 0 trial(s) fit (the last ends about 0.00 h from the start), 3 left for later"
+
+
+def test_the_cli_prints_the_status_and_bad_input_is_one_error(archive, tmp_path, capsys):
+    assert cli.main(["results", "status", str(archive), "--time-limit", "2h15m", "--slots", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "5 of 12 seed runs held" in out and out.rstrip().endswith("bc on walker2d-random-expert (seeds 1, 0.6 h)")
+    assert cli.main(["results", "status", str(tmp_path / "none")]) != 0
+    err = capsys.readouterr().err
+    assert "archive.json does not exist" in err and err.count("error:") == 1
+    with pytest.raises(SystemExit):
+        cli.main(["results", "status", str(archive), "--time-limit", "soon"])
+    assert "--time-limit" in capsys.readouterr().err
+
+
+def test_an_archive_without_its_grids_record_is_refused_by_name(tmp_path):
+    bare = tmp_path / "bare"
+    write_archive(Archive(None, {t.key: t for t in [trial("bc", SPECS[0], 0, 1.0, 100.0)]}), bare)
+    with pytest.raises(RklBenchError, match="bare: the archive has no experiment record"):
+        grid_status(bare)

@@ -201,7 +201,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     summary = run_experiment(
         args.config, address=args.address, resume=args.resume, storage=args.storage, dashboard=args.dashboard,
         connect_timeout=args.connect_timeout, learners=args.learners, datasets=args.datasets, time_limit=args.time_limit,
-        export_to=args.export_to,
+        export_to=args.export_to, cpus=args.cpus,
     )
     if summary.archive is not None:
         left = summary.trials - summary.archived - summary.deferred
@@ -458,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="export each trial's rows into this results archive (local) as it finishes, and once more when "
                           "the run ends: a new archive, or one of this grid (the --resume ARCHIVE one); a machine that "
                           "goes then loses only the running trials (docs/cluster.md)")
+    run.add_argument("--cpus", type=_positive_int, default=None, metavar="N",
+                     help="CPUs of the local Ray (default: all of this machine's); fewer leave cores to other work, "
+                          "e.g. a second part of a grid beside a running one, and --time-limit plans on as many")
     run.add_argument("--report-dir", default=None, help="where the report goes when the run ends (default reports/<experiment name>)")
     run.add_argument("--no-report", action="store_true", help="do not write a report when the run ends")
     run.set_defaults(func=_cmd_run)

@@ -60,3 +60,51 @@ def test_durations(text, seconds):
 def test_bad_durations_are_refused_with_the_forms_that_work(text):
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+def _grid(tmp_path, trial_cpus: float = 1.0):
+    import yaml
+
+    from rkl_bench.service.config import load_config
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({
+        "algorithms": {"bc": {}, "td3_bc": {}}, "datasets": ["hopper-random-expert"], "dataset_source": "forge",
+        "seeds": [0, 1, 2], "seeds_per_trial": 3, "steps": 200_000, "resources": {"cpus": trial_cpus},
+        "evaluation": {"interval": 10_000, "episodes": 10},
+    }))
+    return path, load_config(path)
+
+
+def test_cpus_sizes_the_local_ray_the_plan_schedules_on(tmp_path, monkeypatch):
+    # Two 1.5 h trials and 2 h left: a Ray of the machine's 2 CPUs runs both side by side; one of 1 CPU
+    # (--cpus 1: a second part beside a running one) runs the first and defers the second.
+    from rkl_bench.service.grid_budget import concurrent_trials
+    from rkl_bench.service.time_limit import plan_grid
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    _, config = _grid(tmp_path)
+    specs, rates = ["forge-v5/hopper-random-expert"], {"bc": 600_000 / 5400, "td3_bc": 600_000 / 5400}
+    assert [t.algo for t in plan_grid(config, specs, set(), rates, 2 * H).run] == ["bc", "td3_bc"]
+    one = plan_grid(config, specs, set(), rates, 2 * H, cpus=1)
+    assert [t.algo for t in one.run] == ["bc"] and [t.algo for t in one.deferred] == ["td3_bc"]
+    assert concurrent_trials(config, None, 5) == 5 and concurrent_trials(config, None) == 2
+    assert concurrent_trials(config, "10.0.0.1:6379", 5) is None, "a cluster's slots are its own"
+    _, two_cpu_trials = _grid(tmp_path, trial_cpus=2.0)
+    assert concurrent_trials(two_cpu_trials, None, 5) == 2
+
+
+def test_bad_cpus_are_one_error_before_anything_runs(tmp_path, capsys):
+    from rkl_bench import cli
+
+    path, _ = _grid(tmp_path, trial_cpus=2.0)
+    storage = tmp_path / "runs"
+    assert cli.main(["run", str(path), "--storage", str(storage), "--cpus", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--cpus 1 is fewer than one trial needs (resources.cpus: 2 in" in err and err.count("error:") == 1
+    assert cli.main(["run", str(path), "--storage", str(storage), "--cpus", "2", "--address", "127.0.0.1:1"]) == 2
+    assert "--cpus sets the CPUs of a local Ray" in capsys.readouterr().err
+    assert not storage.exists(), "nothing written"
+    with pytest.raises(SystemExit):
+        cli.main(["run", str(path), "--cpus", "0"])
+    assert "--cpus" in capsys.readouterr().err

@@ -94,7 +94,7 @@ def missing_forge_specs(specs: tuple[str, ...]) -> list[str]:
 
 
 def make_missing_forge_datasets(
-    specs: tuple[str, ...], config: ExperimentConfig, refresh: bool = False
+    specs: tuple[str, ...], config: ExperimentConfig, refresh: bool = False, jobs: int | None = None
 ) -> list[str]:
     """Make the forge files ``specs`` need and lack, with the config's forge seed; returns the specs it saw to.
 
@@ -118,6 +118,6 @@ def make_missing_forge_datasets(
     for spec in missing:
         by_profile.setdefault(parse_dataset_name(spec).profile or config.forge.profile, []).append(spec)
     for profile, names in by_profile.items():
-        make_datasets(names, profile=profile, seed=config.forge.seed, jobs=os.cpu_count() or 1)
+        make_datasets(names, profile=profile, seed=config.forge.seed, jobs=jobs or os.cpu_count() or 1)
     return missing
 

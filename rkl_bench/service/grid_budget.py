@@ -44,11 +44,12 @@ def archived_rates(archive: Archive) -> dict[str, float]:
     return {algo: statistics.median(values) for algo, values in samples.items()}
 
 
-def concurrent_trials(config: ExperimentConfig, address: str | None) -> int | None:
-    """Trials a local Ray runs at once (its CPUs over each trial's); ``None`` on a cluster (unknown here)."""
+def concurrent_trials(config: ExperimentConfig, address: str | None, cpus: int | None = None) -> int | None:
+    """Trials a local Ray runs at once: its CPUs (``cpus``, else the machine's) over each trial's;
+    ``None`` on a cluster (unknown here)."""
     if address is not None:
         return None
-    return max(1, int((os.cpu_count() or 1) // config.resources.cpus))
+    return max(1, int((cpus or os.cpu_count() or 1) // config.resources.cpus))
 
 
 def budget_lines(config: ExperimentConfig, specs: Sequence[str], skip: Collection[TrialKey],

@@ -109,6 +109,7 @@ def run_experiment(
     datasets: Sequence[str] = (),
     time_limit: float | None = None,
     export_to: str | Path | None = None,
+    cpus: int | None = None,
 ) -> GridSummary:
     """Run the experiment ``config_path`` describes; see the module docstring.
 
@@ -119,7 +120,9 @@ def run_experiment(
     2 every result); ``connect_timeout`` bounds the wait for the cluster at ``address``.
     ``learners`` and ``datasets`` run a part of the grid (:mod:`.grid_part`). ``time_limit`` (seconds,
     with an archive) starts only the trials expected to end within it (:mod:`.time_limit`). ``export_to``
-    (a local archive) receives each trial's rows as it finishes (:mod:`.export_as_finished`).
+    (a local archive) receives each trial's rows as it finishes (:mod:`.export_as_finished`). ``cpus`` is the
+    CPUs of the local Ray (default the machine's): fewer leave cores to other work on the machine (another part
+    of a grid, a laptop's user), and the time plan and forge files use as many.
     """
     started = time.monotonic()
     if dashboard:
@@ -127,6 +130,7 @@ def run_experiment(
             raise RklBenchError("--dashboard starts the dashboard of a local Ray; a cluster joined with --address has its own")
         check_dashboard_available()
     config = grid_part(load_config(config_path), learners, datasets)
+    check_local_cpus(cpus, address, config)
     specs = resolve_datasets(config)
     from rkl_bench.training.files import check_writable_dir
 
@@ -147,7 +151,7 @@ def run_experiment(
     skip = set() if held is None else set(held.trials) & cells
     total = len(cells)
     rates = None if held is None else archived_rates(held)
-    for line in budget_lines(config, specs, skip, rates, concurrent_trials(config, address)):
+    for line in budget_lines(config, specs, skip, rates, concurrent_trials(config, address, cpus)):
         print(line, flush=True)
     if archive is not None and len(skip) == total:
         return GridSummary(experiment_dir, total, total, 0, len(config.seeds), archived=total, archive=archive,
@@ -162,11 +166,11 @@ def run_experiment(
     if time_limit is not None and not fresh_from_archive:
         raise RklBenchError(f"--time-limit plans a new experiment directory, but {experiment_dir} exists: export it into "
                             "the archive and remove it, or use another --storage")
-    make_missing_forge_datasets(specs, config, refresh=not resume)
+    make_missing_forge_datasets(specs, config, refresh=not resume, jobs=cpus)
     check_datasets(specs, config)
     deferred: set[TrialKey] = set()
     if time_limit is not None:
-        plan = plan_grid(config, specs, skip, rates or {}, time_limit - (time.monotonic() - started))
+        plan = plan_grid(config, specs, skip, rates or {}, time_limit - (time.monotonic() - started), cpus)
         for line in plan.lines():
             print(line, flush=True)
         deferred = plan.deferred_keys
@@ -174,7 +178,7 @@ def run_experiment(
             return GridSummary(experiment_dir, total, len(skip), 0, len(config.seeds), archived=len(skip),
                                archive=archive, smoke_of=config.smoke_of_dir, deferred=len(deferred))
 
-    with ray_session(address, dashboard, connect_timeout=connect_timeout):
+    with ray_session(address, dashboard, num_cpus=cpus, connect_timeout=connect_timeout):
         check_cluster_gpus(config.resources.gpus, config.path or config.name)  # before anything is written
         from rkl_bench.service.datasets_store import put_datasets
         from rkl_bench.service.tuner import TrialErrors, build_tuner, can_restore, restore_tuner
@@ -329,6 +333,17 @@ def finished_trials(grid: Any, steps: int) -> int:
 def seeds_of(result: Any) -> int:
     """How many grid cells (seeds) one Tune result trained: 1, or its ``seeds`` (``seeds_per_trial``)."""
     return len((result.config or {}).get("seeds") or [None])
+
+
+def check_local_cpus(cpus: int | None, address: str | None, config: ExperimentConfig) -> None:
+    """``--cpus`` sizes a local Ray, and must hold one trial; one error line otherwise, before anything runs."""
+    if cpus is None:
+        return
+    if address is not None:
+        raise RklBenchError("--cpus sets the CPUs of a local Ray; a cluster joined with --address has its own")
+    if cpus < config.resources.cpus:
+        raise RklBenchError(f"--cpus {cpus} is fewer than one trial needs (resources.cpus: {config.resources.cpus:g} "
+                            f"in {config.path or config.name}): no trial could start")
 
 
 def experiment_record(config: ExperimentConfig, specs: Sequence[str]) -> dict[str, Any]:

@@ -123,7 +123,7 @@ def test_a_part_of_the_grid_resumed_from_its_archive_runs_its_missing_cells_and_
     part.parent.mkdir()
     part.write_text(yaml.safe_dump(data))
     assert cli.main(["run", str(part), "--storage", str(tmp_path / "machine_g"), "--resume", str(archive)]) == 2
-    assert "the archive is of another experiment (algorithms differ)" in capsys.readouterr().err
+    assert "the archive is of another experiment (learner td3_bc differ)" in capsys.readouterr().err
     assert not (tmp_path / "machine_g").exists() or not any((tmp_path / "machine_g").iterdir())
 
     # Names the config lacks are one error naming what it has.

@@ -279,9 +279,10 @@ def matching_archive(
         if strangers:
             raise RklBenchError(f"{flag} {archive}: it holds {display_name(strangers[0])}, which is not a trial of this grid")
         return held
-    if sub_grid_difference(held.record, record) is not None:
+    differ = sub_grid_difference(held.record, record)
+    if differ is not None:
         raise RklBenchError(
-            f"{flag} {archive}: the archive is of another experiment ({_difference(held.record, record)} differ); "
+            f"{flag} {archive}: the archive is of another experiment ({differ} differ); "
             "use the config it was made with, or one that runs a part of its grid (fewer learners or datasets)"
         )
     return held

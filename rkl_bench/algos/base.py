@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import sys
+import time
 import warnings
 from dataclasses import dataclass
 from functools import partial
@@ -309,7 +311,14 @@ class Learner(Updater):
         self.build(obs, act)
         if self.fits_behaviour:
             if fit:
+                started = time.perf_counter()
+                if not progress:  # a trial has no bar: say what its first minutes are spent on
+                    print(f"{self.algo} seed {self.seed}: fitting the behaviour model on {len(obs):,} rows "
+                          "(or reading it from the behaviour cache)", file=sys.stderr, flush=True)
                 self.behaviour, self.behaviour_stats = self.fit_behaviour(obs, act, progress)
+                if not progress:
+                    print(f"{self.algo} seed {self.seed}: behaviour model ready after "
+                          f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
             else:
                 self.behaviour, self.behaviour_stats = self.unfitted_behaviour(len(obs)), {}
         self.fitted = fit or not self.fits_behaviour

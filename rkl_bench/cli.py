@@ -205,9 +205,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     if summary.archive is not None:
         left = summary.trials - summary.archived - summary.deferred
-        ran = "nothing left to run" if summary.archived == summary.trials else f"{left} to run"
+        ran = "nothing left to run" if summary.archived == summary.trials else f"{left} started here"
         later = f", {summary.deferred} deferred by --time-limit" if summary.deferred else ""
-        print(f"archive {summary.archive}: {summary.archived} of {summary.trials} trials held there, {ran}{later}")
+        print(f"archive {summary.archive}: {summary.archived} of {summary.trials} seed runs held there at the start, "
+              f"{ran}{later}")
     if summary.archived + summary.deferred < summary.trials:
         print(f"experiment directory: {summary.experiment_dir}")
     if summary.finished and not args.no_report:

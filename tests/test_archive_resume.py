@@ -64,7 +64,7 @@ def test_resume_from_an_archive_runs_only_the_missing_trials_on_a_machine_withou
                      "--report-dir", str(tmp_path / "report")])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "2 of 3 trials held there, 1 to run" in out
+    assert "2 of 3 seed runs held there at the start, 1 started here" in out
     assert "grid: 1 of 3 seed runs to run (3 learners x 1 dataset x 1 seed), 60 seed-steps of training" in out
     assert "time: the archive has not timed td3_bc (nor its learner under another label), so no estimate" in out
     ran = trial_dirs(storage / "from_archive")
@@ -167,7 +167,7 @@ def test_a_time_limit_starts_only_the_trials_the_archive_rates_say_will_end_in_i
     code, out = run("30s", "short")  # 60 s does not fit in 30 s
     assert code == 0, out
     assert "time limit: 0.01 h left; 0 trial(s) planned to end in it" in out and "bc@again on hopper-random-expert-v2" in out
-    assert "3 of 4 trials held there, 0 to run, 1 deferred by --time-limit" in out
+    assert "3 of 4 seed runs held there at the start, 0 started here, 1 deferred by --time-limit" in out
     assert "deferred: 1 seed run(s) would have ended after --time-limit" in out
     assert not (tmp_path / "short").exists() or not any((tmp_path / "short").iterdir()), "nothing started, nothing written"
 
@@ -194,7 +194,7 @@ def test_resume_from_a_complete_archive_runs_nothing_and_reports_it(complete_run
                      "--report-dir", str(tmp_path / "report")])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "3 of 3 trials held there, nothing left to run" in out
+    assert "3 of 3 seed runs held there at the start, nothing left to run" in out
     assert not storage.exists() or not any(storage.iterdir()), "no experiment directory for nothing to run"
     assert "TD3+RKL" in (tmp_path / "report" / "table2.csv").read_text()
 

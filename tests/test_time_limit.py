@@ -86,7 +86,7 @@ def test_cpus_sizes_the_local_ray_the_plan_schedules_on(tmp_path, monkeypatch):
     _, config = _grid(tmp_path)
     specs, rates = ["forge-v5/hopper-random-expert"], {"bc": 600_000 / 5400, "td3_bc": 600_000 / 5400}
     assert [t.algo for t in plan_grid(config, specs, set(), rates, 2 * H).run] == ["bc", "td3_bc"]
-    one = plan_grid(config, specs, set(), rates, 2 * H, cpus=1)
+    one = plan_grid(config, specs, set(), rates, 2 * H, slots=concurrent_trials(config, None, 1))
     assert [t.algo for t in one.run] == ["bc"] and [t.algo for t in one.deferred] == ["td3_bc"]
     assert concurrent_trials(config, None, 5) == 5 and concurrent_trials(config, None) == 2
     assert concurrent_trials(config, "10.0.0.1:6379", 5) is None, "a cluster's slots are its own"
@@ -108,3 +108,38 @@ def test_bad_cpus_are_one_error_before_anything_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["run", str(path), "--cpus", "0"])
     assert "--cpus" in capsys.readouterr().err
+
+
+def test_cpus_reaches_the_forge_the_plan_and_the_local_ray(tmp_path, monkeypatch, capsys):
+    # run_experiment up to Ray's start, with the data steps stubbed: --cpus 1 on a "2-CPU machine" makes the
+    # forge files one at a time, plans on one slot and starts a Ray of one CPU.
+    import contextlib
+
+    from rkl_bench import cli
+    from rkl_bench.service import run
+    from rkl_bench.training.archive import Archive, ArchivedTrial, write_archive
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    path, config = _grid(tmp_path)
+    archive = tmp_path / "archive"
+    spec = "forge-v5/hopper-random-expert"
+    done = [ArchivedTrial(algo, spec, 0, {}, [{"algo": algo, "dataset": spec, "seed": 0, "step": 200_000,
+                                               "wall_time": 5400.0, "seeds_per_trial": 3}]) for algo in ("bc", "td3_bc")]
+    write_archive(Archive(run.experiment_record(config, (spec,)), {t.key: t for t in done}), archive)  # 1.5 h a trial
+    seen = {}
+    monkeypatch.setattr(run, "make_missing_forge_datasets", lambda specs, config, refresh, jobs: seen.update(jobs=jobs))
+    monkeypatch.setattr(run, "check_datasets", lambda specs, config: None)
+
+    @contextlib.contextmanager
+    def no_ray(address, dashboard, num_cpus=None, connect_timeout=None):
+        seen["num_cpus"] = num_cpus
+        raise run.RklBenchError("stopped before Ray")
+        yield
+
+    monkeypatch.setattr(run, "ray_session", no_ray)
+    code = cli.main(["run", str(path), "--storage", str(tmp_path / "runs"), "--resume", str(archive),
+                     "--cpus", "1", "--time-limit", "2h"])
+    out = capsys.readouterr().out
+    assert code == 2 and seen == {"jobs": 1, "num_cpus": 1}
+    # bc and td3_bc (seeds 1-2 each, 1.5 h) left: two slots would run both; one runs bc and defers td3_bc.
+    assert "time limit: 2.00 h left; 1 trial(s) planned to end in it (the last about 1.50 h from now), 1 deferred" in out

@@ -16,7 +16,7 @@ needs no config file, no dataset file and no Ray:
 * the work and time left (:func:`~rkl_bench.service.grid_budget.budget_lines`,
   as ``run`` prints it), and with ``time_limit`` the trials that fit in it on
   ``slots`` run slots, in the grid's order
-  (:func:`~rkl_bench.service.time_limit.plan_within`, as ``run --time-limit``
+  (:func:`~rkl_bench.service.time_limit.plan_grid`, as ``run --time-limit``
   plans them): what to pass to ``run --datasets/--learners`` next.
 """
 
@@ -30,8 +30,8 @@ from typing import Any, Sequence
 from rkl_bench.errors import RklBenchError
 from rkl_bench.service.config import ExperimentConfig, parse_config
 from rkl_bench.service.grid_budget import archived_rates, budget_lines, concurrent_trials
-from rkl_bench.service.grid_cells import grid_cells, trial_order
-from rkl_bench.service.time_limit import plan_within, trial_lengths
+from rkl_bench.service.grid_cells import grid_cells
+from rkl_bench.service.time_limit import plan_grid
 from rkl_bench.storage import Location
 from rkl_bench.training.archive import Archive, load_archive
 
@@ -56,8 +56,7 @@ def grid_status(path: str | Path | Location, *, time_limit: float | None = None,
     rates = archived_rates(archive)
     lines += budget_lines(config, specs, held, rates, slots)
     if time_limit is not None and len(held) < len(cells):
-        plan = plan_within(trial_lengths(trial_order(config, specs, held), config.steps, config.seeds_per_trial, rates),
-                           slots, time_limit)
+        plan = plan_grid(config, specs, held, rates, time_limit, slots)
         lines.append(f"in {time_limit / 3600:.2f} h on {slots} run slot(s): {len(plan.run)} trial(s) fit (the last ends "
                      f"about {plan.ends_after / 3600:.2f} h from the start), {len(plan.deferred)} left for later")
         if plan.run:
@@ -95,11 +94,10 @@ def score_table(archive: Archive, config: ExperimentConfig, specs: Sequence[str]
 
 
 def final_score(archive: Archive, key: tuple[str, str, int]) -> float | None:
-    """The normalised score of a held seed run's last row (``None``: not held, or no score in it)."""
+    """The normalised score of a held seed run's last row (rows are kept in step order; ``None``: not
+    held, or no score in it)."""
     trial = archive.trials.get(key)
-    if trial is None or not trial.rows:
-        return None
-    score = max(trial.rows, key=lambda row: row.get("step", 0)).get("normalized_score")
+    score = trial.rows[-1].get("normalized_score") if trial is not None and trial.rows else None
     return None if score is None else float(score)
 
 
@@ -109,7 +107,7 @@ def commits_line(archive: Archive, held: set[tuple[str, str, int]]) -> str:
     dirty: Counter[str] = Counter()
     for key in held:
         rows = archive.trials[key].rows
-        last = max(rows, key=lambda row: row.get("step", 0)) if rows else {}
+        last = rows[-1] if rows else {}
         commit = str(last.get("git_commit") or "unknown")[:7]
         made[commit] += 1
         if last.get("git_dirty"):

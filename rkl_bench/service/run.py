@@ -170,7 +170,8 @@ def run_experiment(
     check_datasets(specs, config)
     deferred: set[TrialKey] = set()
     if time_limit is not None:
-        plan = plan_grid(config, specs, skip, rates or {}, time_limit - (time.monotonic() - started), cpus)
+        plan = plan_grid(config, specs, skip, rates or {}, time_limit - (time.monotonic() - started),
+                         concurrent_trials(config, None, cpus))
         for line in plan.lines():
             print(line, flush=True)
         deferred = plan.deferred_keys

@@ -92,11 +92,11 @@ class TimePlan:
 
 
 def plan_grid(config: ExperimentConfig, specs: Sequence[str], skip: Collection[TrialKey], rates: dict[str, float],
-              seconds_left: float, cpus: int | None = None) -> TimePlan:
-    """The plan for the grid's trials less ``skip``, in their run order, on the run slots of a local Ray of
-    ``cpus`` CPUs (default the machine's)."""
+              seconds_left: float, slots: int | None = None) -> TimePlan:
+    """The plan for the grid's trials less ``skip``, in their run order, on ``slots`` run slots (default those
+    of a local Ray of this machine's CPUs)."""
     lengths = trial_lengths(trial_order(config, specs, skip), config.steps, config.seeds_per_trial, rates)
-    return plan_within(lengths, concurrent_trials(config, None, cpus) or 1, seconds_left)
+    return plan_within(lengths, slots or concurrent_trials(config, None) or 1, seconds_left)
 
 
 def plan_within(trials: Sequence[PlannedTrial], slots: int, seconds_left: float) -> TimePlan:

@@ -114,6 +114,19 @@ def test_unknown_env_is_a_clear_error(env_id):
         make_env(env_id)
 
 
+def test_the_data_check_and_the_forge_name_a_bad_env_id_the_same_way():
+    """Every env the project makes comes from ``make_env``: the data check's env sizes and the
+    forge's say the same one line (not wrapped twice), with the ids that work."""
+    from rkl_bench.data.validate import env_space_shapes
+    from rkl_bench.forge.generate import rollout
+
+    with pytest.raises(RklBenchError) as caught:
+        env_space_shapes("Hopper-v99")
+    assert str(caught.value).count("cannot make") == 1 and "'Hopper-v99'" in str(caught.value)
+    with pytest.raises(RklBenchError, match="cannot make environment 'Hopper-v99'.*Hopper-v5"):
+        rollout("Hopper-v99", None, n_transitions=10, seed=0, num_envs=1, progress=False)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"episodes": 0}, "at least one episode"), ({"seed": -1}, "seed must be >= 0"), ({"num_envs": 0}, "num_envs")],

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING
 import h5py
 import numpy as np
 
-from rkl_bench.data.mujoco_warnings import route_mujoco_warnings
 from rkl_bench.errors import RklBenchError
 
 if TYPE_CHECKING:
@@ -158,13 +157,14 @@ def _check_action_range(source: str, actions: np.ndarray) -> None:
 @functools.lru_cache(maxsize=None)
 def env_space_shapes(env_id: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Observation and action shapes of the gymnasium env ``env_id`` (made once per process)."""
-    import gymnasium as gym
+    from rkl_bench.data.gym_make import make_env  # gymnasium only when an env is checked
 
-    route_mujoco_warnings()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # gymnasium's "v4 is out of date": D4RL data is scored on v4 on purpose
-            env = gym.make(env_id)
+            env = make_env(env_id)
+    except RklBenchError:
+        raise
     except Exception as exc:  # noqa: BLE001 - gymnasium and MuJoCo raise many kinds
         raise RklBenchError(f"cannot make the evaluation env {env_id} ({exc}); check the gymnasium/MuJoCo install") from None
     try:

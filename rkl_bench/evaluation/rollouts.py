@@ -42,7 +42,7 @@ import gymnasium as gym
 import numpy as np
 
 from rkl_bench.data.envs import guess_env_family
-from rkl_bench.data.mujoco_warnings import route_mujoco_warnings
+from rkl_bench.data.gym_make import make_env
 from rkl_bench.data.scores import REF_MIN_SCORE, normalized_score
 from rkl_bench.errors import RklBenchError
 
@@ -109,18 +109,6 @@ class EvalResult:
     @property
     def steps_per_second(self) -> float:
         return self.env_steps / self.seconds if self.seconds > 0 else float("inf")
-
-
-def make_env(env_id: str, max_episode_steps: int | None = None) -> gym.Env:
-    """``gym.make(env_id)``, turning gymnasium's lookup errors into one clear line."""
-    route_mujoco_warnings()
-    try:
-        return gym.make(env_id, max_episode_steps=max_episode_steps)
-    except gym.error.Error as exc:
-        raise RklBenchError(
-            f"cannot make environment {env_id!r} ({exc}); use a gymnasium id such as "
-            "HalfCheetah-v4, Hopper-v5 or Walker2d-v4"
-        ) from None
 
 
 def score_family(env_id: str, env_family: str | None = None) -> str | None:

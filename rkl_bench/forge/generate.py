@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rkl_bench.data.mujoco_warnings import route_mujoco_warnings
+from rkl_bench.data.gym_make import make_env
 from rkl_bench.forge.policies import SnapshotPolicy
 from rkl_bench.forge.rollout_checkpoint import Episode, RolloutCheckpoint
 
@@ -161,8 +161,7 @@ def _rollout(
     })
     kept = {} if store is None else store.load()
     save_every = CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
-    route_mujoco_warnings()
-    envs = [gym.make(env_id).unwrapped for _ in range(num_envs)]
+    envs = [make_env(env_id).unwrapped for _ in range(num_envs)]
     obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
     slots = [_Slot(env, obs_dim, act_dim, max_episode_steps) for env in envs]
     rows = -(-num_envs // POLICY_BLOCK) * POLICY_BLOCK

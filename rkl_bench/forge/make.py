@@ -52,7 +52,7 @@ import mujoco
 import numpy as np
 
 from rkl_bench.data.d4rl import read_d4rl_arrays, read_metadata, write_d4rl_hdf5
-from rkl_bench.data.mujoco_warnings import route_mujoco_warnings
+from rkl_bench.data.gym_make import make_env
 from rkl_bench.data.registry import forge_path, parse_dataset_name
 from rkl_bench.errors import RklBenchError
 from rkl_bench.forge.generate import RolloutArrays, rollout
@@ -127,8 +127,7 @@ def _version(env: str, kind: str, prof: Profile, seed: int, digests: list[str]) 
 
 def env_dims(env: str) -> tuple[int, int]:
     """(obs_dim, act_dim) of a forge env."""
-    route_mujoco_warnings()
-    e = gymnasium.make(forge_env_id(env)).unwrapped
+    e = make_env(forge_env_id(env)).unwrapped
     return e.observation_space.shape[0], e.action_space.shape[0]
 
 

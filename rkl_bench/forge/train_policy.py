@@ -30,13 +30,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from rkl_bench.data.mujoco_warnings import route_mujoco_warnings
+from rkl_bench.data.gym_make import make_env
 from rkl_bench.errors import RklBenchError
 from rkl_bench.forge.policies import POLICY_ROOT
 from rkl_bench.forge.replay import ReplayBuffer
@@ -97,9 +96,8 @@ class SACRun:
         self.config = config
         self.work_dir = work_dir
         torch.set_num_threads(config.threads)
-        route_mujoco_warnings()
-        self.env = gym.make(self.env_id).unwrapped
-        self.eval_env = gym.make(self.env_id).unwrapped
+        self.env = make_env(self.env_id).unwrapped
+        self.eval_env = make_env(self.env_id).unwrapped
         obs_dim = self.env.observation_space.shape[0]
         act_dim = self.env.action_space.shape[0]
         self.agent = SACAgent(obs_dim, act_dim, config.sac, seed=seed, fast=fast)

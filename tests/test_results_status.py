@@ -88,3 +88,16 @@ def test_an_archive_without_its_grids_record_is_refused_by_name(tmp_path):
     write_archive(Archive(None, {t.key: t for t in [trial("bc", SPECS[0], 0, 1.0, 100.0)]}), bare)
     with pytest.raises(RklBenchError, match="bare: the archive has no experiment record"):
         grid_status(bare)
+
+
+def test_the_markdown_table_holds_each_seeds_score_beside_the_mean(archive, capsys):
+    assert cli.main(["results", "status", str(archive), "--markdown"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "| dataset | bc | td3_bc |",
+        "|---|---:|---:|",
+        "| hopper-random-expert |  | 21.0 (10.0 / 20.0 / 33.0) |",
+        "| walker2d-random-expert | 6.5 (5.0 / - / 8.0) |  |",  # seed 1 not held yet
+    ]
+    assert cli.main(["results", "status", str(archive), "--markdown", "--slots", "2"]) != 0
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "--markdown prints the score table only" in err

@@ -18,6 +18,11 @@ needs no config file, no dataset file and no Ray:
   ``slots`` run slots, in the grid's order
   (:func:`~rkl_bench.service.time_limit.plan_grid`, as ``run --time-limit``
   plans them): what to pass to ``run --datasets/--learners`` next.
+
+:func:`markdown_table` is the same score table for a document or an issue
+(``results status --markdown``): each cell the mean of the seeds held with
+every seed's score in brackets, so an interim table such as
+``docs/reproduction.md``'s is pasted, not transcribed.
 """
 
 from __future__ import annotations
@@ -91,6 +96,25 @@ def score_table(archive: Archive, config: ExperimentConfig, specs: Sequence[str]
     title = f"final normalised score, mean of the seeds held (how many of {len(config.seeds)}):"
     return [title] + ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
                       for line in [header, *body]]
+
+
+def markdown_table(path: str | Path | Location) -> list[str]:
+    """The score table of the archive at ``path`` as Markdown: one row per dataset of the grid, one column
+    per learner; a cell is the mean final normalised score of the seeds held and, in brackets, each
+    seed's in seed order (``-`` for a seed not held yet); an empty cell when none is held."""
+    archive = load_archive(path)
+    config, specs = archive_grid(archive, path)
+    algos = list(config.algorithms)
+    lines = ["| dataset | " + " | ".join(algos) + " |", "|---|" + "---:|" * len(algos)]
+    for entry, spec in zip(config.datasets, specs):
+        cells = []
+        for algo in algos:
+            finals = [final_score(archive, (algo, spec, seed)) for seed in config.seeds]
+            scores = [score for score in finals if score is not None]
+            seeds = " / ".join(MISSING if score is None else f"{score:.1f}" for score in finals)
+            cells.append(f"{statistics.fmean(scores):.1f} ({seeds})" if scores else "")
+        lines.append(f"| {entry} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def final_score(archive: Archive, key: tuple[str, str, int]) -> float | None:

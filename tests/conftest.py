@@ -11,15 +11,27 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+def _point_caches_at(patch: pytest.MonkeyPatch, root) -> None:
+    patch.setenv("RKL_BENCH_FORGE_DIR", str(root / "forge"))
+    patch.setenv("D4RL_DATASET_DIR", str(root / "d4rl"))
+    patch.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
+    patch.setenv("RKL_BENCH_BEHAVIOUR_CACHE", str(root / "behaviour"))
+    patch.setenv("RKL_BENCH_STUDY_DIR", str(root / "studies"))  # working copies of searches in a bucket
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_caches_of_the_session(tmp_path_factory):
+    """The same isolation for fixtures of a module or of the session, which are made before a test's
+    own: a module's fixture that trains td3_rkl wrote its behaviour fits into the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        _point_caches_at(patch, tmp_path_factory.mktemp("session_caches"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_caches(tmp_path_factory, monkeypatch):
     """Never touch the user's real caches or D4RL directory from a test."""
-    root = tmp_path_factory.mktemp("caches")
-    monkeypatch.setenv("RKL_BENCH_FORGE_DIR", str(root / "forge"))
-    monkeypatch.setenv("D4RL_DATASET_DIR", str(root / "d4rl"))
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
-    monkeypatch.setenv("RKL_BENCH_BEHAVIOUR_CACHE", str(root / "behaviour"))
-    monkeypatch.setenv("RKL_BENCH_STUDY_DIR", str(root / "studies"))  # working copies of searches in a bucket
+    _point_caches_at(monkeypatch, tmp_path_factory.mktemp("caches"))
     yield
 
 

@@ -1,6 +1,7 @@
 """The behaviour model (Algorithm 1, lines 6-8) and the weights of Eq. 18."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -243,3 +244,20 @@ def test_lambda_report_gives_wide_states_lower_weights(fitted):
     assert sum(wide["histogram"]) == wide["n"] == len(s_w)
     assert wide["lambda_mean"] < 0.1 and narrow["lambda_mean"] > 0.9
     assert wide["share_below_half"] > 0.9 > narrow["share_below_half"]
+
+
+@pytest.fixture(scope="module")
+def caches_seen_by_a_module_fixture():
+    from rkl_bench.algos.behaviour_cache import cache_dir
+    from rkl_bench.data.registry import forge_dir
+
+    return cache_dir(), forge_dir()
+
+
+def test_fixtures_of_a_module_never_see_the_users_caches(caches_seen_by_a_module_fixture):
+    """A module's fixture is made before a test's own cache isolation: it still gets a temporary cache
+    (test_archive_resume's grid fixture trains td3_rkl, and once wrote its fits into ~/.cache)."""
+    behaviour, forge = caches_seen_by_a_module_fixture
+    home = Path.home() / ".cache" / "rkl_bench"
+    assert behaviour is not None and "session_caches" in str(behaviour) and home not in behaviour.parents
+    assert "session_caches" in str(forge) and home not in Path(forge).parents

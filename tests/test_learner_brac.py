@@ -265,3 +265,34 @@ def test_unfitted_learner_refuses_to_train_and_other_configs_are_refused(dataset
         make_learner("brac", dataset, {**SMALL, "kl_weight": 1.0}, seed=0, state=fitted_state)
     with pytest.raises(RklBenchError, match="brac"):
         make_learner("cdc", dataset, {"hidden_dim": 64}, seed=0, state=fitted_state)
+
+
+def test_brac_and_bc_reverse_kl_share_one_cached_fit_equal_to_a_fresh_one(dataset, monkeypatch):
+    """BRAC's 300k-step pi_b fit is kept in the behaviour cache: bc_reverse_kl on the same rows and seed
+    reads it (no Adam step), bit for bit the fit made again without the cache, with the same statistics;
+    another fit setting fits anew."""
+    import rkl_bench.algos.behaviour as behaviour
+    from rkl_bench.algos.behaviour_cache import cache_dir
+
+    hp = {"behaviour_steps": 60, "behaviour_hidden_dim": 16}
+    brac_learner = make_learner("brac", dataset, {**SMALL, **hp}, seed=3)
+    assert len(list(cache_dir().glob("*.pt"))) == 1
+    real_train = behaviour._train_tanh
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the fit must come from the cache")
+
+    monkeypatch.setattr(behaviour, "_train_tanh", no_fit)
+    signal = make_learner("bc_reverse_kl", dataset, {"hidden_dim": 32, **hp}, seed=3)
+    monkeypatch.setattr(behaviour, "_train_tanh", real_train)
+    monkeypatch.setenv("RKL_BENCH_BEHAVIOUR_CACHE", "off")
+    fresh = make_learner("brac", dataset, {**SMALL, **hp}, seed=3)
+    for reader in (signal, brac_learner):
+        for (name, value), again in zip(fresh.behaviour.state_dict().items(), reader.behaviour.state_dict().values()):
+            assert torch.equal(value, again) if isinstance(value, torch.Tensor) else value == again, name
+        assert reader.behaviour_stats == fresh.behaviour_stats
+    assert 0.0 < fresh.behaviour_stats["alpha_entropy"] != 1.0  # the entropy weight moved, and was kept
+
+    monkeypatch.undo()
+    make_learner("brac", dataset, {**SMALL, **hp, "behaviour_entropy_bonus": False}, seed=3)
+    assert len(list(cache_dir().glob("*.pt"))) == 2

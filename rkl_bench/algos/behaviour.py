@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from rkl_bench.algos.behaviour_cache import cache_dir, fit_key, load_fit, save_fit
+from rkl_bench.algos.behaviour_cache import cache_dir, fit_key, fit_settings, load_fit, save_fit
 from rkl_bench.algos.config import Checked, one_of, positive, positive_int, within
 from rkl_bench.algos.nets import GaussianHead, adam, make_generator, seeded_init
 from rkl_bench.algos.tanh_gaussian import CLIP_EPS, normal_log_prob, tanh_gaussian_log_prob, tanh_gaussian_sample
@@ -224,7 +224,7 @@ def fit_behaviour(
         torch.manual_seed(seed)
         model = GaussianBehaviour.from_config(obs_dim, act_dim, config)
     model.to(obs.device)
-    key = fit_key(obs, act, config, seed, "gaussian") if cache and cache_dir() is not None else None
+    key = fit_key(obs, act, fit_settings(config), seed, "gaussian") if cache and cache_dir() is not None else None
     if key is None or not load_fit(model.head, key):
         optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
         generator = torch.Generator(device=obs.device).manual_seed(seed)
@@ -329,9 +329,23 @@ class TanhBehaviourFit(Checked):
         return (self.hidden_dim,) * self.hidden_layers
 
 
+TANH_FIT_FIELDS = ("steps", "batch_size", "lr", "hidden_dim", "hidden_layers", "entropy_bonus")
+"""The :class:`TanhBehaviourFit` settings the fitted weights depend on (all of them)."""
+
+
+class _TanhFitRecord(nn.Module):
+    """What the behaviour cache keeps of a tanh fit: the model's weights and the entropy weight
+    ``alpha_e`` the fit ended with (reported in the fit statistics)."""
+
+    def __init__(self, model: GaussianBehaviour) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("alpha_entropy", torch.zeros((), device=next(model.parameters()).device))
+
+
 def fit_tanh_behaviour(
     observations: Tensor, actions: Tensor, fit: TanhBehaviourFit, seed: int, progress: bool = False,
-    clip_eps: float = CLIP_EPS, fused_adam: bool = True,
+    clip_eps: float = CLIP_EPS, fused_adam: bool = True, cache: bool = True,
 ) -> tuple[GaussianBehaviour, dict[str, float]]:
     """Fit BRAC's behaviour policy ``pi_b`` on NORMALISED states; return it (eval mode) and fit statistics.
 
@@ -345,16 +359,50 @@ def fit_tanh_behaviour(
     gradient would lower it further). ``entropy_bonus=False`` is plain
     maximum likelihood. Dataset actions are clipped by ``clip_eps`` (also the
     model's ``tanh_eps``). Seeds: init, batches and sampling noise are
-    separate streams of ``seed``; the global RNG is untouched.
+    separate streams of ``seed``; the global RNG is untouched, so reading a
+    fit from the behaviour cache (``cache``; shared by ``brac`` and
+    ``bc_reverse_kl``, bit-identical to fitting again) leaves every later
+    draw of the learner as it was.
     """
     obs, act = observations.float(), actions.float()
-    n, obs_dim = obs.shape
-    act_dim = act.shape[1]
-    device = obs.device
+    obs_dim, act_dim = obs.shape[1], act.shape[1]
     with seeded_init(seed, "behaviour_init"):
         model = GaussianBehaviour(obs_dim, act_dim, fit.hidden, squash="tanh", beta_normalization="none",
                                   tanh_eps=clip_eps)
-    model.to(device)
+    model.to(obs.device)
+    record = _TanhFitRecord(model)
+    settings = {**fit_settings(fit, TANH_FIT_FIELDS), "clip_eps": clip_eps, "fused_adam": fused_adam}
+    key = fit_key(obs, act, settings, seed, "tanh") if cache and cache_dir() is not None else None
+    if key is None or not load_fit(record, key):
+        alpha = _train_tanh(model, obs, act, fit, seed, progress, clip_eps, fused_adam)
+        record.alpha_entropy.copy_(alpha)
+        if key is not None:
+            save_fit(record, key)
+    model.eval()
+    model.requires_grad_(False)
+
+    with torch.no_grad():
+        nlls, log_stds = [], []
+        for o, a in zip(obs.split(65536), act.split(65536)):
+            mean, log_std = model(o)
+            nlls.append(-tanh_gaussian_log_prob(a, mean, log_std, clip_eps))
+            log_stds.append(log_std.mean(dim=-1))
+        nll_all, log_std_all = torch.cat(nlls), torch.cat(log_stds)
+    stats = {
+        "nll": float(nll_all.mean()),
+        "log_std_mean": float(log_std_all.mean()),
+        "log_std_q05": float(torch.quantile(log_std_all.double(), 0.05)),
+        "log_std_q95": float(torch.quantile(log_std_all.double(), 0.95)),
+        "alpha_entropy": float(record.alpha_entropy),
+        "steps": float(fit.steps),
+    }
+    return model, stats
+
+
+def _train_tanh(model: GaussianBehaviour, obs: Tensor, act: Tensor, fit: TanhBehaviourFit, seed: int, progress: bool,
+                clip_eps: float, fused_adam: bool) -> Tensor:
+    """The Adam steps of :func:`fit_tanh_behaviour` on ``model`` (in place); the final ``alpha_e``."""
+    n, act_dim, device = obs.shape[0], act.shape[1], obs.device
     optimiser = adam(model.parameters(), fit.lr, fused_adam, device)
     alpha_var = torch.ones((), device=device, requires_grad=True)
     alpha_optimiser = torch.optim.Adam([alpha_var], lr=fit.lr)
@@ -382,25 +430,7 @@ def fit_tanh_behaviour(
         if progress and step % 1000 == 0:
             bar.set_postfix(nll=f"{nll.item():.3f}")
     bar.close()
-    model.eval()
-    model.requires_grad_(False)
-
-    with torch.no_grad():
-        nlls, log_stds = [], []
-        for o, a in zip(obs.split(65536), act.split(65536)):
-            mean, log_std = model(o)
-            nlls.append(-tanh_gaussian_log_prob(a, mean, log_std, clip_eps))
-            log_stds.append(log_std.mean(dim=-1))
-        nll_all, log_std_all = torch.cat(nlls), torch.cat(log_stds)
-    stats = {
-        "nll": float(nll_all.mean()),
-        "log_std_mean": float(log_std_all.mean()),
-        "log_std_q05": float(torch.quantile(log_std_all.double(), 0.05)),
-        "log_std_q95": float(torch.quantile(log_std_all.double(), 0.95)),
-        "alpha_entropy": float(alpha_var.detach().clamp_min(0.0)),
-        "steps": float(fit.steps),
-    }
-    return model, stats
+    return alpha_var.detach().clamp_min(0.0)
 
 
 def unfitted_tanh_behaviour(

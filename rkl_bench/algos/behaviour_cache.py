@@ -7,11 +7,16 @@ lambda search, and both TD3+RKL columns of a grid, fit the same model: the
 fit depends on the rows, the seed and the fit's own settings (steps, batch,
 lr, network, squash), not on zeta1/zeta2, the regulariser or how ``beta`` is
 read (``beta_reduce``, ``beta_normalization`` are applied after the fit,
-``calibrate_beta``). The cache key holds exactly those, plus the torch
-version and the device type (another build may round differently); the
-file holds the Gaussian head's weights and is read weights-only
-(``safe_load``). A cached model equals a fresh fit bit for bit (tested), so
-runs give the same numbers with or without it.
+``calibrate_beta``). BRAC's tanh-Gaussian ``pi_b`` (300k steps, half an
+hour or more per fit on those machines) is fitted the same way by ``brac``
+and ``bc_reverse_kl`` on the same rows and seed. The cache key holds the
+rows, the seed, the fit's kind and settings (:data:`FIT_FIELDS` for the
+Gaussian, the caller's for the others), plus the torch version and the
+device type (another build may round differently); the file holds the
+fitted weights (the Gaussian head, or the whole tanh model with its entropy
+weight) and is read weights-only (``safe_load``). A cached model equals a
+fresh fit bit for bit (tested), so runs give the same numbers with or
+without it.
 
 Where: ``$RKL_BENCH_BEHAVIOUR_CACHE`` (default ``~/.cache/rkl_bench/behaviour``);
 ``off`` turns it off. Files are written atomically; an unreadable one is
@@ -24,7 +29,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -45,15 +50,21 @@ def cache_dir() -> Path | None:
     return Path(value).expanduser() if value else Path.home() / ".cache" / "rkl_bench" / "behaviour"
 
 
-def fit_key(observations: Tensor, actions: Tensor, config: Any, seed: int, kind: str) -> str:
-    """The digest of everything a fit's weights depend on."""
+def fit_settings(config: Any, fields: Sequence[str] = FIT_FIELDS) -> dict[str, Any]:
+    """The settings of ``config`` a fit's weights depend on, by field name (default the Gaussian's)."""
+    return {field: getattr(config, field) for field in fields}
+
+
+def fit_key(observations: Tensor, actions: Tensor, settings: Mapping[str, Any], seed: int, kind: str) -> str:
+    """The digest of everything a fit's weights depend on: the rows, ``seed``, ``kind`` (``"gaussian"``,
+    ``"tanh-entropy"``, ...), its ``settings`` (JSON values), the torch version and the device type."""
     digest = hashlib.sha256()
     for array in (observations, actions):
         data = array.detach().float().contiguous().cpu()
         digest.update(str(tuple(data.shape)).encode())
         digest.update(data.numpy().tobytes())
     record = {"format": CACHE_FORMAT, "kind": kind, "seed": int(seed), "torch": torch.__version__,
-              "device": observations.device.type, **{f: getattr(config, f) for f in FIT_FIELDS}}
+              "device": observations.device.type, **settings}
     digest.update(json.dumps(record, sort_keys=True).encode())
     return digest.hexdigest()[:32]
 
@@ -82,7 +93,8 @@ def save_fit(module: nn.Module, key: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{key}.pt"
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
+        torch.save({k: v.detach().cpu() if isinstance(v, Tensor) else v  # a module's extra state (plain values)
+                    for k, v in module.state_dict().items()}, tmp)
         os.replace(tmp, final)
     except OSError as exc:
         print(f"behaviour cache: cannot write {folder} ({exc}); fits are not kept", flush=True)

@@ -176,12 +176,10 @@ def test_a_file_is_remade_when_the_shipped_policy_changes(fake_policies, capsys)
 
 def test_rollout_steps_only_the_episodes_it_can_need(monkeypatch):
     """120 rows of 50-step episodes on 8 envs: 3 episodes (150 steps), not a wave of 8 (400)."""
-    import gymnasium as gym
-
     from rkl_bench.forge import generate
 
     steps = [0]
-    real_make = gym.make
+    real_make = generate.make_env
 
     def counting_make(env_id):
         env = real_make(env_id)
@@ -194,7 +192,7 @@ def test_rollout_steps_only_the_episodes_it_can_need(monkeypatch):
         inner.step = counted
         return env
 
-    monkeypatch.setattr(generate.gym, "make", counting_make)
+    monkeypatch.setattr(generate, "make_env", counting_make)
     arrays = rollout("HalfCheetah-v5", None, 120, seed=0, num_envs=8, max_episode_steps=50, progress=False)
     assert len(arrays.rewards) == 120
     assert steps[0] == 150

@@ -275,8 +275,9 @@ def test_brac_and_bc_reverse_kl_share_one_cached_fit_equal_to_a_fresh_one(datase
     from rkl_bench.algos.behaviour_cache import cache_dir
 
     hp = {"behaviour_steps": 60, "behaviour_hidden_dim": 16}
+    cache = cache_dir()
     brac_learner = make_learner("brac", dataset, {**SMALL, **hp}, seed=3)
-    assert len(list(cache_dir().glob("*.pt"))) == 1
+    assert len(list(cache.glob("*.pt"))) == 1
     real_train = behaviour._train_tanh
 
     def no_fit(*args, **kwargs):
@@ -293,6 +294,6 @@ def test_brac_and_bc_reverse_kl_share_one_cached_fit_equal_to_a_fresh_one(datase
         assert reader.behaviour_stats == fresh.behaviour_stats
     assert 0.0 < fresh.behaviour_stats["alpha_entropy"] != 1.0  # the entropy weight moved, and was kept
 
-    monkeypatch.undo()
+    monkeypatch.setenv("RKL_BENCH_BEHAVIOUR_CACHE", str(cache))  # this test's own cache again
     make_learner("brac", dataset, {**SMALL, **hp, "behaviour_entropy_bonus": False}, seed=3)
-    assert len(list(cache_dir().glob("*.pt"))) == 2
+    assert len(list(cache.glob("*.pt"))) == 2

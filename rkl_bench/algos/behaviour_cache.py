@@ -57,7 +57,7 @@ def fit_settings(config: Any, fields: Sequence[str] = FIT_FIELDS) -> dict[str, A
 
 def fit_key(observations: Tensor, actions: Tensor, settings: Mapping[str, Any], seed: int, kind: str) -> str:
     """The digest of everything a fit's weights depend on: the rows, ``seed``, ``kind`` (``"gaussian"``,
-    ``"tanh-entropy"``, ...), its ``settings`` (JSON values), the torch version and the device type."""
+    ``"tanh"``), its ``settings`` (JSON values), the torch version and the device type."""
     digest = hashlib.sha256()
     for array in (observations, actions):
         data = array.detach().float().contiguous().cpu()

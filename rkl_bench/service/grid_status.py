@@ -88,8 +88,7 @@ def score_table(archive: Archive, config: ExperimentConfig, specs: Sequence[str]
     for entry, spec in zip(config.datasets, specs):
         row = [entry]
         for algo in algos:
-            finals = [final_score(archive, (algo, spec, seed)) for seed in config.seeds]
-            scores = [score for score in finals if score is not None]
+            _, scores = seed_finals(archive, algo, spec, config.seeds)
             row.append(f"{statistics.fmean(scores):.1f} ({len(scores)})" if scores else MISSING)
         body.append(row)
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
@@ -109,12 +108,18 @@ def markdown_table(path: str | Path | Location) -> list[str]:
     for entry, spec in zip(config.datasets, specs):
         cells = []
         for algo in algos:
-            finals = [final_score(archive, (algo, spec, seed)) for seed in config.seeds]
-            scores = [score for score in finals if score is not None]
+            finals, scores = seed_finals(archive, algo, spec, config.seeds)
             seeds = " / ".join(MISSING if score is None else f"{score:.1f}" for score in finals)
             cells.append(f"{statistics.fmean(scores):.1f} ({seeds})" if scores else "")
         lines.append(f"| {entry} | " + " | ".join(cells) + " |")
     return lines
+
+
+def seed_finals(archive: Archive, algo: str, spec: str,
+                seeds: Sequence[int]) -> tuple[list[float | None], list[float]]:
+    """A cell's final score per seed (``None`` where not held) and the scores held, in seed order."""
+    finals = [final_score(archive, (algo, spec, seed)) for seed in seeds]
+    return finals, [score for score in finals if score is not None]
 
 
 def final_score(archive: Archive, key: tuple[str, str, int]) -> float | None:

@@ -61,4 +61,19 @@ def test_aggregates_are_seeded_deterministic_and_bracket_the_estimate():
     pois = {(e.scope, e.baseline): e for e in first if e.metric == "poi"}
     assert pois[("D4RL", "td3_bc")].n_datasets == 3 and pois[("D4RL", "td3_bc")].estimate > 0.9
     assert pois[("D4RL", "bc")].estimate == 1.0 and pois[("D4RL", "bc")].n_datasets == 1
-    assert {e.scope for e in first} == {"D4RL", "all"}  # nothing in the mixed groups
+    # nothing in the mixed groups, so "all" would hold exactly the D4RL runs: not repeated
+    assert {e.scope for e in first} == {"D4RL"}
+
+
+def test_all_scope_appears_only_when_it_holds_more_than_one_group():
+    mixed = table_key("Random-Expert", "hopper", SOURCE_D4RL)
+    assert mixed.group != table_key("Random", "hopper", SOURCE_D4RL).group
+    cells = _cells({(a, "hopper"): [1.0, 2.0, 3.0] for a in ("td3_bc", "td3_rkl")})
+    only_d4rl = aggregate_metrics(cells, ["td3_bc", "td3_rkl"], reps=50)
+    for a, finals in (("td3_bc", [4.0, 5.0, 6.0]), ("td3_rkl", [7.0, 8.0, 9.0])):
+        cells[(a, mixed)] = CellStats(a, mixed, (0, 1, 2), tuple(finals), (), 3, (1,), (10,), 10, ())
+    both = aggregate_metrics(cells, ["td3_bc", "td3_rkl"], reps=50)
+    assert {e.scope for e in only_d4rl} == {"D4RL"}
+    assert {e.scope for e in both} == {"D4RL", "mixed", "all"}
+    iqm_all = next(e for e in both if e.metric == "iqm" and e.scope == "all" and e.algo == "td3_rkl")
+    assert (iqm_all.n_datasets, iqm_all.n_runs) == (2, 6) and iqm_all.estimate == pytest.approx(iqm(np.array([1.0, 2, 3, 7, 8, 9])))

@@ -18,7 +18,9 @@ respects that each dataset is its own task:
 
 Scopes are the paper's two (D4RL groups, mixed groups) plus all of Table II,
 and with a tuned column the mixed groups without its tuning set ("mixed,
-held out").
+held out"). A scope that selects exactly the runs of one before it (``all``
+when an experiment ran only mixed data) is left out rather than printed twice
+with a second bootstrap's CI.
 Within a scope, IQMs are taken over the datasets every algorithm with runs
 in that scope has finished, so the numbers compare like with like. Each
 estimate draws from its own generator seeded by ``seed`` and its name, so
@@ -104,12 +106,14 @@ def aggregate_metrics(cells: Cells, algos: Sequence[str], reps: int = DEFAULT_RE
     if tuned_on:
         scopes.insert(2, (HELD_OUT_SCOPE, MIXED_GROUPS, True))
     estimates: list[Estimate] = []
+    selections: list[dict[str, set]] = []
     for scope, groups, held_out in scopes:
         by_algo = {a: {k for (b, k) in finals if b == a and k.group in groups
                        and not (held_out and tuned_anywhere(tuned_on or {}, k.name))} for a in algos}
         ran = [a for a in algos if by_algo[a]]
-        if not ran:
-            continue
+        if not ran or by_algo in selections:
+            continue  # (a scope holding exactly an earlier one's runs would repeat its rows)
+        selections.append(by_algo)
         common = sorted(set.intersection(*(by_algo[a] for a in ran)))
         for algo in ran if common else ():
             strata = [finals[(algo, k)] for k in common]
@@ -168,7 +172,8 @@ def aggregate_tables(estimates: Sequence[Estimate]) -> list[Table]:
                       Cell(str(e.n_datasets)), Cell(str(e.n_runs))) for e in iqms)
         tables.append(Table(f"IQM of final normalised scores, {ci} from a stratified bootstrap over runs",
                             ("Scope", "Algorithm", f"IQM [{ci}]", "datasets", "runs"), (rows,),
-                            ("Per scope, only datasets every algorithm with runs there has finished.",)))
+                            ("Per scope, only datasets every algorithm with runs there has finished; a scope with "
+                             "exactly the runs of one above it is not repeated.",)))
     pois = [e for e in estimates if e.metric == "poi"]
     if pois:
         rows = tuple((Cell(e.scope), Cell(f"{algo_label(e.algo)} vs {algo_label(e.baseline)}"),

@@ -103,8 +103,11 @@ def test_short_run_finite_losses_and_lambda_in_unit_interval(dataset, capsys):
     learner = make_learner("td3_rkl", dataset, SMALL, seed=1)
     # A trial has no progress bar: its log says what the minutes before its first row go to.
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == "td3_rkl seed 1: fitting the behaviour model on 2,000 rows (or reading it from the behaviour cache)"
-    assert err[1].startswith("td3_rkl seed 1: behaviour model ready after ") and err[1].endswith(" s")
+    assert err[0] == "td3_rkl seed 1: behaviour model on 2,000 rows: reading it from the behaviour cache, or fitting it"
+    assert err[1].startswith("td3_rkl seed 1: behaviour model fitted, ready after ") and err[1].endswith(" s")
+    make_learner("td3_rkl", dataset, SMALL, seed=1)  # the same rows and seed: the fit kept above is read
+    err = capsys.readouterr().err.splitlines()
+    assert err[1].startswith("td3_rkl seed 1: behaviour model read from the behaviour cache, ready after ")
     s = sampler(dataset)
     for step in range(1, 301):
         m = learner.update(s.sample())

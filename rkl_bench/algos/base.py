@@ -60,6 +60,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rkl_bench.algos.behaviour_cache import fit_counts
 from rkl_bench.algos.config import flat_config
 from rkl_bench.algos.fast import FastPathFailed, FastUpdate, detached
 from rkl_bench.algos.precision import effective_precision
@@ -311,13 +312,13 @@ class Learner(Updater):
         self.build(obs, act)
         if self.fits_behaviour:
             if fit:
-                started = time.perf_counter()
+                started, (read, trained) = time.perf_counter(), fit_counts()
                 if not progress:  # a trial has no bar: say what its first minutes are spent on
-                    print(f"{self.algo} seed {self.seed}: fitting the behaviour model on {len(obs):,} rows "
-                          "(or reading it from the behaviour cache)", file=sys.stderr, flush=True)
+                    print(f"{self.algo} seed {self.seed}: behaviour model on {len(obs):,} rows: reading it "
+                          "from the behaviour cache, or fitting it", file=sys.stderr, flush=True)
                 self.behaviour, self.behaviour_stats = self.fit_behaviour(obs, act, progress)
                 if not progress:
-                    print(f"{self.algo} seed {self.seed}: behaviour model ready after "
+                    print(f"{self.algo} seed {self.seed}: behaviour model {_fit_outcome(read, trained)}, ready after "
                           f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
             else:
                 self.behaviour, self.behaviour_stats = self.unfitted_behaviour(len(obs)), {}
@@ -429,3 +430,11 @@ def check_checkpoint(learner: Learner, state: Mapping[str, Any]) -> None:
             f"{learner.algo} checkpoint was saved with other hyper-parameters ({detail}); "
             "resume with the checkpoint's hyper-parameters"
         )
+
+
+def _fit_outcome(read_before: int, trained_before: int) -> str:
+    """How the behaviour fits since the counts ``(read_before, trained_before)`` were made, for a trial's log."""
+    read, trained = (now - before for now, before in zip(fit_counts(), (read_before, trained_before)))
+    if read and trained:
+        return f"{trained} fitted, {read} read from the behaviour cache"
+    return "read from the behaviour cache" if read else "fitted"

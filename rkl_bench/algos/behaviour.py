@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from rkl_bench.algos.behaviour_cache import cache_dir, fit_key, fit_settings, load_fit, save_fit
+from rkl_bench.algos.behaviour_cache import fit_settings, load_or_fit
 from rkl_bench.algos.config import Checked, one_of, positive, positive_int, within
 from rkl_bench.algos.nets import GaussianHead, adam, make_generator, seeded_init
 from rkl_bench.algos.tanh_gaussian import CLIP_EPS, normal_log_prob, tanh_gaussian_log_prob, tanh_gaussian_sample
@@ -218,29 +218,13 @@ def fit_behaviour(
     _check_data(observations, actions)
     obs = observations.float()
     act = actions.float()
-    n, obs_dim = obs.shape
-    act_dim = act.shape[1]
+    obs_dim, act_dim = obs.shape[1], act.shape[1]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GaussianBehaviour.from_config(obs_dim, act_dim, config)
     model.to(obs.device)
-    key = fit_key(obs, act, fit_settings(config), seed, "gaussian") if cache and cache_dir() is not None else None
-    if key is None or not load_fit(model.head, key):
-        optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-        generator = torch.Generator(device=obs.device).manual_seed(seed)
-        model.train()
-        bar = tqdm(range(config.steps), desc="behaviour model", disable=not progress, leave=False, unit="step")
-        for step in bar:
-            idx = torch.randint(n, (config.batch_size,), generator=generator, device=obs.device)
-            nll = -model.log_prob(obs[idx], act[idx]).mean()
-            optimiser.zero_grad(set_to_none=True)
-            nll.backward()
-            optimiser.step()
-            if progress and step % 1000 == 0:
-                bar.set_postfix(nll=f"{nll.item():.3f}")
-        bar.close()
-        if key is not None:
-            save_fit(model.head, key)
+    load_or_fit(model.head, lambda: _train_gaussian(model, obs, act, config, seed, progress),
+                obs, act, fit_settings(config), seed, "gaussian", cache)
     model.eval()
 
     raw = calibrate_beta(model, obs)
@@ -253,6 +237,24 @@ def fit_behaviour(
     stats.update(_summary("raw_beta", raw))
     stats.update(_summary("beta", normalised))
     return model, stats
+
+
+def _train_gaussian(model: GaussianBehaviour, obs: Tensor, act: Tensor, config: BehaviourConfig, seed: int,
+                    progress: bool) -> None:
+    """The Adam steps of :func:`fit_behaviour` on ``model`` (in place)."""
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    generator = torch.Generator(device=obs.device).manual_seed(seed)
+    model.train()
+    bar = tqdm(range(config.steps), desc="behaviour model", disable=not progress, leave=False, unit="step")
+    for step in bar:
+        idx = torch.randint(obs.shape[0], (config.batch_size,), generator=generator, device=obs.device)
+        nll = -model.log_prob(obs[idx], act[idx]).mean()
+        optimiser.zero_grad(set_to_none=True)
+        nll.backward()
+        optimiser.step()
+        if progress and step % 1000 == 0:
+            bar.set_postfix(nll=f"{nll.item():.3f}")
+    bar.close()
 
 
 @torch.no_grad()
@@ -372,12 +374,9 @@ def fit_tanh_behaviour(
     model.to(obs.device)
     record = _TanhFitRecord(model)
     settings = {**fit_settings(fit, TANH_FIT_FIELDS), "clip_eps": clip_eps, "fused_adam": fused_adam}
-    key = fit_key(obs, act, settings, seed, "tanh") if cache and cache_dir() is not None else None
-    if key is None or not load_fit(record, key):
-        alpha = _train_tanh(model, obs, act, fit, seed, progress, clip_eps, fused_adam)
-        record.alpha_entropy.copy_(alpha)
-        if key is not None:
-            save_fit(record, key)
+    load_or_fit(record, lambda: record.alpha_entropy.copy_(_train_tanh(model, obs, act, fit, seed, progress,
+                                                                       clip_eps, fused_adam)),
+                obs, act, settings, seed, "tanh", cache)
     model.eval()
     model.requires_grad_(False)
 

@@ -20,7 +20,10 @@ without it.
 
 Where: ``$RKL_BENCH_BEHAVIOUR_CACHE`` (default ``~/.cache/rkl_bench/behaviour``);
 ``off`` turns it off. Files are written atomically; an unreadable one is
-refitted, saying so.
+refitted, saying so. :func:`load_or_fit` is the one protocol every fit goes
+through (key, read or train, keep); :func:`fit_counts` tells a caller how
+many fits it read and how many it trained, which the fit's statistics cannot
+say (they equal between the two).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -40,6 +43,8 @@ from rkl_bench.safe_load import load_torch_file
 CACHE_FORMAT = 1
 FIT_FIELDS = ("steps", "batch_size", "lr", "hidden_dim", "hidden_layers", "squash", "tanh_eps")
 """The behaviour settings the fitted weights depend on (``BehaviourConfig``)."""
+
+_COUNTS = {"read": 0, "trained": 0}
 
 
 def cache_dir() -> Path | None:
@@ -67,6 +72,27 @@ def fit_key(observations: Tensor, actions: Tensor, settings: Mapping[str, Any], 
               "device": observations.device.type, **settings}
     digest.update(json.dumps(record, sort_keys=True).encode())
     return digest.hexdigest()[:32]
+
+
+def load_or_fit(module: nn.Module, train: Callable[[], None], observations: Tensor, actions: Tensor,
+                settings: Mapping[str, Any], seed: int, kind: str, use_cache: bool = True) -> bool:
+    """Fill ``module`` with the fit that the rows, ``settings``, ``seed`` and ``kind`` define: the
+    cached weights when the cache holds them, else ``train()`` (which fits ``module`` in place),
+    kept for the next caller. True when the fit was read from the cache."""
+    key = fit_key(observations, actions, settings, seed, kind) if use_cache and cache_dir() is not None else None
+    if key is not None and load_fit(module, key):
+        _COUNTS["read"] += 1
+        return True
+    train()
+    _COUNTS["trained"] += 1
+    if key is not None:
+        save_fit(module, key)
+    return False
+
+
+def fit_counts() -> tuple[int, int]:
+    """How many fits this process has read from the cache and trained, so far: ``(read, trained)``."""
+    return _COUNTS["read"], _COUNTS["trained"]
 
 
 def load_fit(module: nn.Module, key: str) -> bool:

@@ -20,7 +20,8 @@ import torch
 from torch.distributions import Independent, Normal, TanhTransform, TransformedDistribution
 
 from rkl_bench.algos import default_hyperparams, learner_names, make_config, make_learner
-from rkl_bench.algos.behaviour import GaussianBehaviour, TanhBehaviourFit, fit_tanh_behaviour
+from rkl_bench.algos.behaviour import GaussianBehaviour
+from rkl_bench.algos.brac_behaviour import TanhBehaviourFit, fit_tanh_behaviour
 from rkl_bench.algos.bc_signals import BCReverseKL
 from rkl_bench.algos.tanh_gaussian import TanhGaussian, tanh_gaussian_log_prob
 from rkl_bench.algos.regularisers import forward_kl, reverse_kl

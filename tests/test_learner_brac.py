@@ -271,7 +271,7 @@ def test_brac_and_bc_reverse_kl_share_one_cached_fit_equal_to_a_fresh_one(datase
     """BRAC's 300k-step pi_b fit is kept in the behaviour cache: bc_reverse_kl on the same rows and seed
     reads it (no Adam step), bit for bit the fit made again without the cache, with the same statistics;
     another fit setting fits anew."""
-    import rkl_bench.algos.behaviour as behaviour
+    import rkl_bench.algos.brac_behaviour as behaviour
     from rkl_bench.algos.behaviour_cache import cache_dir
 
     hp = {"behaviour_steps": 60, "behaviour_hidden_dim": 16}

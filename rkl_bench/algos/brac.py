@@ -12,7 +12,7 @@ Written after the authors' ``brac_primal_agent.py`` (google-research,
 0. **Behaviour policy** ``pi_b`` (before RL, BRAC's ``bc_agent.py``): a
    tanh-Gaussian fitted on the normalised states by maximum likelihood of the
    clipped dataset actions, with an entropy bonus tuned to entropy
-   ``-act_dim`` (:func:`~rkl_bench.algos.behaviour.fit_tanh_behaviour`).
+   ``-act_dim`` (:func:`~rkl_bench.algos.brac_behaviour.fit_tanh_behaviour`).
    Frozen afterwards.
 
 1. **KL estimate** (``divergences.KL.primal_estimate``), per state, with
@@ -86,12 +86,8 @@ from rkl_bench.algos.config import (
     positive_int,
     within,
 )
-from rkl_bench.algos.behaviour import (
-    GaussianBehaviour,
-    TanhBehaviourFit,
-    fit_tanh_behaviour,
-    unfitted_tanh_behaviour,
-)
+from rkl_bench.algos.behaviour import GaussianBehaviour
+from rkl_bench.algos.brac_behaviour import TanhBehaviourFit, fit_tanh_behaviour, unfitted_tanh_behaviour
 from rkl_bench.algos.nets import (
     EnsembleCritic,
     Nets,

@@ -304,10 +304,12 @@ def _cmd_results_export(args: argparse.Namespace) -> int:
 def _cmd_results_status(args: argparse.Namespace) -> int:
     from rkl_bench.service.grid_status import grid_status, markdown_table
 
-    if args.markdown and (args.time_limit is not None or args.slots is not None):
-        raise RklBenchError("results status --markdown prints the score table only; leave out --time-limit and --slots")
-    for line in markdown_table(args.archive) if args.markdown else grid_status(args.archive, time_limit=args.time_limit,
-                                                                                slots=args.slots):
+    if args.markdown and (args.time_limit is not None or args.slots is not None or args.running):
+        raise RklBenchError("results status --markdown prints the score table only; leave out --time-limit, --slots "
+                            "and --running")
+    lines = markdown_table(args.archive) if args.markdown else grid_status(
+        args.archive, time_limit=args.time_limit, slots=args.slots, running=args.running)
+    for line in lines:
         print(line)
     return 0
 
@@ -504,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     rstatus.add_argument("--slots", type=_positive_int, default=None, metavar="N",
                          help="trials run at once for the time left and --time-limit (default: this machine's CPUs "
                               "over a trial's, as a local run)")
+    rstatus.add_argument("--running", nargs="+", default=[], metavar="EXPERIMENT_DIR",
+                         help="experiment directories of parts in flight (their --storage): list their unfinished "
+                              "trials (step, speed, time left, newest checkpoint) and plan around them")
     rstatus.add_argument("--markdown", action="store_true",
                          help="print only the score table, as Markdown: each cell the mean of the seeds held and "
                               "every seed's score in brackets (for a document or an issue)")

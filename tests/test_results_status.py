@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
+
 import pytest
 import yaml
 
@@ -101,3 +105,62 @@ def test_the_markdown_table_holds_each_seeds_score_beside_the_mean(archive, caps
     assert cli.main(["results", "status", str(archive), "--markdown", "--slots", "2"]) != 0
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "--markdown prints the score table only" in err
+
+
+# ------------------------------------------------------------ --running: trials in flight
+def tune_trial_dir(storage, algo, dataset, seeds, steps, speed=40.0, torn=False, checkpoints=0, age=300.0):
+    """A Tune trial folder as a run leaves it: params.json, result.json rows up to each of ``steps``."""
+    directory = storage / "mix" / f"{algo}_{dataset.replace('/', '_')}_s{'-'.join(map(str, seeds))}_00000"
+    directory.mkdir(parents=True)
+    (directory / "params.json").write_text(json.dumps(
+        {"algo": algo, "dataset": dataset, "seed": seeds[0], "seeds": list(seeds), "settings": {"steps": 200_000}}))
+    lines = [json.dumps({"algo": algo, "dataset": dataset, "seed": seed, "step": step, "total_steps": 200_000,
+                         "normalized_score": 1.0, "steps_per_second": speed, "training_iteration": 1})
+             for step in steps for seed in seeds]
+    (directory / "result.json").write_text("\n".join(lines) + ("\n{\"algo\": \"td3" if torn else "\n"))
+    for index in range(checkpoints):
+        (directory / f"checkpoint_{index:06d}").mkdir()
+    stamp = time.time() - age
+    os.utime(directory / "result.json", (stamp, stamp))
+    return directory
+
+
+def test_running_lists_trials_in_flight_and_the_plan_keeps_their_slots(archive, tmp_path):
+    storage = tmp_path / "runs1"
+    where = tune_trial_dir(storage, "td3_bc", SPECS[1], (0, 1, 2), (100_000,), speed=40.0, torn=True, checkpoints=2)
+    # Without --running: bc on hopper (2000 s), bc on walker2d seed 1 (2000 s) fit in 6000 s on one slot;
+    # td3_bc on walker2d (6000 s more) does not.
+    alone = grid_status(archive, time_limit=6000.0, slots=1)
+    assert alone[-2].startswith("in 1.67 h on 1 run slot(s): 2 trial(s) fit (the last ends about 1.11 h")
+    lines = grid_status(archive, time_limit=6000.0, slots=1, running=[storage])
+    assert lines[-4] == "in flight (1 trial(s) in the --running folders, not finished):"
+    assert lines[-3] == (f"  td3_bc on walker2d-random-expert (seeds 0,1,2, {where}): step 100,000 of 200,000; "
+                         "last row 5 min ago; 40 steps/s lately, about 0.7 h left; newest checkpoint checkpoint_000001")
+    # The in-flight trial holds the slot until 2,500 s and is not planned again: bc on hopper ends at
+    # 4,500 s, bc on walker2d would end at 6,500 s.
+    assert lines[-2] == "in 1.67 h on 1 run slot(s): 1 trial(s) fit (the last ends about 1.25 h from the start), 1 left for later"
+    assert lines[-1] == "fits: bc on hopper-random-expert (seeds 0,1,2, 0.6 h)"
+
+
+def test_running_counts_finished_trials_the_archive_lacks_and_trials_without_rows(archive, tmp_path):
+    storage = tmp_path / "runs2"
+    tune_trial_dir(storage, "bc", SPECS[1], (1,), (100_000, 200_000))  # finished, not exported yet
+    tune_trial_dir(storage, "td3_bc", SPECS[1], (0, 1, 2), ())  # started, no row yet (behaviour fits, start-up)
+    lines = grid_status(archive, time_limit=20_000.0, slots=1, running=[storage])
+    assert lines[6].startswith("grid: 6 of 12 seed runs to run")  # bc seed 1 counts as done
+    assert f"finished in {storage} and not in the archive: 1 seed run(s); export them " \
+           f"(rkl-bench results export {storage} --out ARCHIVE)" in lines
+    assert any(line.endswith("no result row yet (start-up or behaviour fits)") for line in lines)
+    # The row-less td3_bc trial holds its slot for its whole length at the archive's rate (6,000 s);
+    # bc on hopper is the one trial left to plan.
+    assert lines[-2] == "in 5.56 h on 1 run slot(s): 1 trial(s) fit (the last ends about 2.22 h from the start), 0 left for later"
+
+
+def test_running_refuses_a_folder_that_is_not_a_run(archive, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for folder, message in ((tmp_path / "none", "no such directory"), (tmp_path / "empty", "no Tune trial folders")):
+        assert cli.main(["results", "status", str(archive), "--running", str(folder)]) != 0
+        err = capsys.readouterr().err
+        assert err.count("error:") == 1 and message in err and str(folder) in err
+    assert cli.main(["results", "status", str(archive), "--markdown", "--running", str(tmp_path / "empty")]) != 0
+    assert "leave out --time-limit, --slots and --running" in capsys.readouterr().err

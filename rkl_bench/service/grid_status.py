@@ -17,7 +17,12 @@ needs no config file, no dataset file and no Ray:
   as ``run`` prints it), and with ``time_limit`` the trials that fit in it on
   ``slots`` run slots, in the grid's order
   (:func:`~rkl_bench.service.time_limit.plan_grid`, as ``run --time-limit``
-  plans them): what to pass to ``run --datasets/--learners`` next.
+  plans them): what to pass to ``run --datasets/--learners`` next;
+* with ``running`` (``--running DIR``), the trials in flight in those
+  experiment directories (:mod:`.grid_running`): step reached, recent speed,
+  time left and newest checkpoint; the plan leaves them out and counts their
+  slots as held until they should end, and finished trials there that the
+  archive lacks are counted done (and named, to export).
 
 :func:`markdown_table` is the same score table for a document or an issue
 (``results status --markdown``): each cell the mean of the seeds held with
@@ -34,8 +39,9 @@ from typing import Any, Sequence
 
 from rkl_bench.errors import RklBenchError
 from rkl_bench.service.config import ExperimentConfig, parse_config
-from rkl_bench.service.grid_budget import archived_rates, budget_lines, concurrent_trials
+from rkl_bench.service.grid_budget import archived_rates, budget_lines, concurrent_trials, rate_of
 from rkl_bench.service.grid_cells import grid_cells
+from rkl_bench.service.grid_running import UnfinishedTrial, experiment_progress, progress_lines
 from rkl_bench.service.time_limit import plan_grid
 from rkl_bench.storage import Location
 from rkl_bench.training.archive import Archive, load_archive
@@ -43,14 +49,18 @@ from rkl_bench.training.archive import Archive, load_archive
 MISSING = "-"
 
 
-def grid_status(path: str | Path | Location, *, time_limit: float | None = None, slots: int | None = None) -> list[str]:
+def grid_status(path: str | Path | Location, *, time_limit: float | None = None, slots: int | None = None,
+                running: Sequence[str | Path] = ()) -> list[str]:
     """The lines ``results status`` prints for the archive at ``path`` (see the module doc).
 
     ``slots`` is the trials run at once for the time left and the plan (default: this machine's CPUs
     over a trial's, as a local ``run`` would); ``time_limit`` (seconds) adds the plan of what fits.
+    ``running``: experiment directories of parts in flight (:mod:`.grid_running`): their unfinished
+    trials are listed, and the plan leaves them out and keeps their slots until they should end.
     """
     archive = load_archive(path)
     config, specs = archive_grid(archive, path)
+    progress = [experiment_progress(directory) for directory in running]
     cells = grid_cells(config, specs)
     held = set(archive.trials) & cells
     slots = slots or concurrent_trials(config, None) or 1
@@ -59,15 +69,29 @@ def grid_status(path: str | Path | Location, *, time_limit: float | None = None,
     lines += score_table(archive, config, specs)
     lines.append(commits_line(archive, held))
     rates = archived_rates(archive)
-    lines += budget_lines(config, specs, held, rates, slots)
-    if time_limit is not None and len(held) < len(cells):
-        plan = plan_grid(config, specs, held, rates, time_limit, slots)
+    done_there = {t.key for p in progress for t in p.finished} & cells
+    lines += budget_lines(config, specs, held | done_there, rates, slots)
+    lines += progress_lines(progress, held, cells)
+    in_flight = [t for p in progress for t in p.unfinished if set(t.keys) & cells]
+    skip = held | done_there | {key for t in in_flight for key in t.keys}
+    if time_limit is not None and len(skip) < len(cells):
+        busy = [in_flight_seconds(t, config, rates) for t in in_flight]
+        plan = plan_grid(config, specs, skip, rates, time_limit, slots, busy)
         lines.append(f"in {time_limit / 3600:.2f} h on {slots} run slot(s): {len(plan.run)} trial(s) fit (the last ends "
                      f"about {plan.ends_after / 3600:.2f} h from the start), {len(plan.deferred)} left for later")
         if plan.run:
             lines.append("fits: " + ", ".join(f"{t.algo} on {t.dataset.split('/')[-1]} (seeds "
                                               f"{','.join(map(str, t.seeds))}, {t.seconds / 3600:.1f} h)" for t in plan.run))
     return lines
+
+
+def in_flight_seconds(trial: UnfinishedTrial, config: ExperimentConfig, rates: dict[str, float]) -> float:
+    """How long a trial in flight should still hold its slot: its own recent speed, else (no row yet,
+    or no speed in its rows) the archive's rate for its whole length; 0 when neither is known."""
+    if trial.seconds_left is not None:
+        return trial.seconds_left
+    rate = rate_of(trial.algo, rates)
+    return 0.0 if rate is None else len(trial.seeds) * config.steps / rate
 
 
 def archive_grid(archive: Archive, path: Any) -> tuple[ExperimentConfig, tuple[str, ...]]:

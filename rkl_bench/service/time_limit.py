@@ -92,25 +92,28 @@ class TimePlan:
 
 
 def plan_grid(config: ExperimentConfig, specs: Sequence[str], skip: Collection[TrialKey], rates: dict[str, float],
-              seconds_left: float, slots: int | None = None) -> TimePlan:
+              seconds_left: float, slots: int | None = None, busy: Sequence[float] = ()) -> TimePlan:
     """The plan for the grid's trials less ``skip``, in their run order, on ``slots`` run slots (default those
-    of a local Ray of this machine's CPUs)."""
+    of a local Ray of this machine's CPUs), ``busy`` holding slots as in :func:`plan_within`."""
     lengths = trial_lengths(trial_order(config, specs, skip), config.steps, config.seeds_per_trial, rates)
-    return plan_within(lengths, slots or concurrent_trials(config, None) or 1, seconds_left)
+    return plan_within(lengths, slots or concurrent_trials(config, None) or 1, seconds_left, busy)
 
 
-def plan_within(trials: Sequence[PlannedTrial], slots: int, seconds_left: float) -> TimePlan:
-    """Greedy list scheduling of ``trials`` in order on ``slots`` slots; see the module doc."""
-    free_at = [0.0] * max(1, slots)
-    run, deferred = [], []
+def plan_within(trials: Sequence[PlannedTrial], slots: int, seconds_left: float, busy: Sequence[float] = ()) -> TimePlan:
+    """Greedy list scheduling of ``trials`` in order on ``slots`` slots; see the module doc. ``busy``: the
+    seconds left of trials already running, each holding a slot until then (the soonest to end first;
+    any beyond ``slots`` are taken to run elsewhere)."""
+    held = sorted(max(0.0, b) for b in busy)[:max(1, slots)]
+    free_at = held + [0.0] * (max(1, slots) - len(held))
+    run, deferred, ends = [], [], 0.0
     for trial in trials:
         slot = min(range(len(free_at)), key=free_at.__getitem__)
         if trial.seconds is None or free_at[slot] + trial.seconds > seconds_left:
             deferred.append(trial)
             continue
         free_at[slot] += trial.seconds
+        ends = max(ends, free_at[slot])
         run.append(trial)
-    ends = max((t for t in free_at if t > 0), default=0.0)
     return TimePlan(tuple(run), tuple(deferred), ends, seconds_left)
 
 

@@ -212,7 +212,7 @@ def experiment_trials(experiment_dir: str | Path) -> tuple[list[ArchivedTrial], 
     root = Path(experiment_dir).expanduser()
     finished, unfinished = [], 0
     for result in sorted(root.rglob(RESULT_FILE)):
-        for trial in _trials_from_dir(result.parent):
+        for trial in trial_dir_rows(result.parent).finished():
             if isinstance(trial, ArchivedTrial):
                 finished.append(trial)
             else:
@@ -220,13 +220,49 @@ def experiment_trials(experiment_dir: str | Path) -> tuple[list[ArchivedTrial], 
     return finished, unfinished
 
 
-def _trials_from_dir(directory: Path) -> list[ArchivedTrial | None]:
-    """The trials of one Tune trial directory: its finished trials' rows, None for each unfinished
-    one (a torn last line means a writer died: not finished). One trial, or one per seed of a
-    trial of seeds trained together (``seeds_per_trial``: its rows name their seeds)."""
+@dataclass(frozen=True)
+class TrialDirRows:
+    """The result rows of one Tune trial directory, read as they are (finished or not)."""
+
+    directory: Path
+    by_seed: dict[int, list[dict[str, Any]]]
+    """Each seed's rows in file order (Tune's keys dropped); a torn last line is left out."""
+    config: dict[str, Any]
+    torn: bool
+    """The last line was cut off (a writer mid-line, or one that died)."""
+    modified: float
+    """When ``result.json`` was last written (seconds since the epoch)."""
+
+    def finished(self) -> list[ArchivedTrial | None]:
+        """One :class:`ArchivedTrial` per seed that reached its ``total_steps``, None per other seed
+        (all None when the last line is torn: a writer died, so nothing is known to be the end). One
+        trial, or one per seed of a trial of seeds trained together (``seeds_per_trial``: its rows
+        name their seeds)."""
+        if self.torn or not self.by_seed:
+            return [None] * max(1, len(self.by_seed))
+        trials: list[ArchivedTrial | None] = []
+        for seed, rows in self.by_seed.items():
+            if rows[-1].get("total_steps") is None or rows[-1]["step"] < rows[-1]["total_steps"]:
+                trials.append(None)
+                continue
+            first = rows[0]
+            own = {**self.config, "seed": seed} if "seeds" in self.config else self.config
+            lambdas = self.directory / GROUP_LAMBDAS_FILE.format(seed=seed)  # a seed trained with others has its own
+            trials.append(ArchivedTrial(str(first["algo"]), str(first["dataset"]), seed, own, rows,
+                                        _lambda_histograms(lambdas if lambdas.is_file() else self.directory / LAMBDAS_FILE)))
+        return trials
+
+
+def trial_dir_rows(directory: Path) -> TrialDirRows:
+    """Read ``directory``'s ``result.json``: rows by seed, the trial config, whether the last line is torn.
+
+    An unreadable line before the last is an error naming it (the rows are damaged)."""
     by_seed: dict[int, list[dict[str, Any]]] = {}
     config: dict[str, Any] = {}
-    lines = (directory / RESULT_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+    path = directory / RESULT_FILE
+    modified = path.stat().st_mtime
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    torn = False
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -234,8 +270,9 @@ def _trials_from_dir(directory: Path) -> list[ArchivedTrial | None]:
             raw = json.loads(line)
         except json.JSONDecodeError:
             if number == len(lines):
-                return [None] * max(1, len(by_seed))
-            raise RklBenchError(f"{directory / RESULT_FILE}:{number}: unreadable result line before the last; "
+                torn = True
+                break
+            raise RklBenchError(f"{path}:{number}: unreadable result line before the last; "
                                 "the trial's rows are damaged") from None
         if not isinstance(raw, dict) or raw.get("normalized_score") is None:
             continue
@@ -243,19 +280,7 @@ def _trials_from_dir(directory: Path) -> list[ArchivedTrial | None]:
         config = {k: v for k, v in config.items() if k != CELL_KEY}
         row = {k: v for k, v in raw.items() if k not in TUNE_KEYS}
         by_seed.setdefault(int(row["seed"]), []).append(row)
-    if not by_seed:
-        return [None]
-    trials: list[ArchivedTrial | None] = []
-    for seed, rows in by_seed.items():
-        if rows[-1].get("total_steps") is None or rows[-1]["step"] < rows[-1]["total_steps"]:
-            trials.append(None)
-            continue
-        first = rows[0]
-        own = {**config, "seed": seed} if "seeds" in config else config
-        lambdas = directory / GROUP_LAMBDAS_FILE.format(seed=seed)  # a seed trained with others has its own
-        trials.append(ArchivedTrial(str(first["algo"]), str(first["dataset"]), seed, own, rows,
-                                    _lambda_histograms(lambdas if lambdas.is_file() else directory / LAMBDAS_FILE)))
-    return trials
+    return TrialDirRows(directory, by_seed, config, torn, modified)
 
 
 def _lambda_histograms(path: Path) -> dict[str, dict[str, Any]]:

@@ -108,15 +108,18 @@ def test_the_markdown_table_holds_each_seeds_score_beside_the_mean(archive, caps
 
 
 # ------------------------------------------------------------ --running: trials in flight
-def tune_trial_dir(storage, algo, dataset, seeds, steps, speed=40.0, torn=False, checkpoints=0, age=300.0):
-    """A Tune trial folder as a run leaves it: params.json, result.json rows up to each of ``steps``."""
+def tune_trial_dir(storage, algo, dataset, seeds, steps, speed=40.0, torn=False, checkpoints=0, age=300.0,
+                   seconds_per_row=None):
+    """A Tune trial folder as a run leaves it: params.json, result.json rows up to each of ``steps``
+    (with Tune's ``time_total_s`` advancing ``seconds_per_row`` a row, when given)."""
     directory = storage / "mix" / f"{algo}_{dataset.replace('/', '_')}_s{'-'.join(map(str, seeds))}_00000"
     directory.mkdir(parents=True)
     (directory / "params.json").write_text(json.dumps(
         {"algo": algo, "dataset": dataset, "seed": seeds[0], "seeds": list(seeds), "settings": {"steps": 200_000}}))
     lines = [json.dumps({"algo": algo, "dataset": dataset, "seed": seed, "step": step, "total_steps": 200_000,
-                         "normalized_score": 1.0, "steps_per_second": speed, "training_iteration": 1})
-             for step in steps for seed in seeds]
+                         "normalized_score": 1.0, "steps_per_second": speed, "training_iteration": 1,
+                         **({} if seconds_per_row is None else {"time_total_s": (i + 1) * seconds_per_row})})
+             for i, step in enumerate(steps) for seed in seeds]
     (directory / "result.json").write_text("\n".join(lines) + ("\n{\"algo\": \"td3" if torn else "\n"))
     for index in range(checkpoints):
         (directory / f"checkpoint_{index:06d}").mkdir()
@@ -164,3 +167,13 @@ def test_running_refuses_a_folder_that_is_not_a_run(archive, tmp_path, capsys):
         assert err.count("error:") == 1 and message in err and str(folder) in err
     assert cli.main(["results", "status", str(archive), "--markdown", "--running", str(tmp_path / "empty")]) != 0
     assert "leave out --time-limit, --slots and --running" in capsys.readouterr().err
+
+
+def test_the_time_left_of_a_trial_in_flight_is_by_tunes_clock_when_its_rows_have_it(archive, tmp_path):
+    # The rows' steps_per_second is training alone (40); Tune's clock says 10k steps every 500 s (20
+    # steps/s: evaluation and checkpoints too), so 150k steps left are about 2.1 h.
+    storage = tmp_path / "runs3"
+    tune_trial_dir(storage, "td3_bc", SPECS[1], (0, 1, 2), (10_000, 20_000, 30_000, 40_000, 50_000),
+                   speed=40.0, seconds_per_row=500.0)
+    (line,) = [line for line in grid_status(archive, running=[storage]) if "td3_bc on walker2d" in line]
+    assert "step 50,000 of 200,000" in line and "20 steps/s lately, about 2.1 h left" in line, line

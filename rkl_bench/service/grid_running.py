@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 from rkl_bench.errors import RklBenchError
 from rkl_bench.layout import RESULT_FILE
-from rkl_bench.training.archive import ArchivedTrial, TrialKey, trial_dir_rows
+from rkl_bench.training.archive import ArchivedTrial, TrialDirRows, TrialKey, trial_dir_rows
 
 PARAMS_FILE = "params.json"
 RECENT_ROWS = 3
@@ -46,7 +46,7 @@ class UnfinishedTrial:
     """The step every seed of the trial has reached (0 before the first row)."""
     total_steps: int
     steps_per_second: float | None
-    """Steps per second of the trial's seeds together, over its last rows (None before a row)."""
+    """Steps per second of the trial's seeds together, lately (None before a row; see :func:`_recent_speed`)."""
     last_row_age_s: float | None
     checkpoint: str | None
     """The newest ``checkpoint_*`` folder of the trial, if any."""
@@ -109,7 +109,7 @@ def experiment_progress(experiment_dir: str | Path, now: float | None = None) ->
         step = min((int(row["step"]) for row in lasts), default=0) if len(lasts) == len(seeds) else 0
         unfinished.append(UnfinishedTrial(
             directory, str(params.get("algo")), str(params.get("dataset")), seeds, step, total,
-            _recent_speed(by_seed), None if read is None or not lasts else now - read.modified,
+            _recent_speed(read), None if read is None or not lasts else now - read.modified,
             _newest_checkpoint(directory)))
     if not unfinished and not finished:
         raise RklBenchError(f"--running {experiment_dir}: no Tune trial folders (with {PARAMS_FILE}) in it; "
@@ -125,12 +125,20 @@ def _read_params(path: Path) -> dict[str, Any] | None:
     return params if isinstance(params, dict) and "algo" in params and "dataset" in params else None
 
 
-def _recent_speed(by_seed: dict[int, list[dict[str, Any]]]) -> float | None:
-    """Mean ``steps_per_second`` of the last rows of one seed (a stack's seeds advance together)."""
-    if not by_seed:
+def _recent_speed(read: TrialDirRows | None) -> float | None:
+    """Steps per second of the trial's seeds together over its last :data:`RECENT_ROWS` intervals, by
+    Tune's clock of the first seed's rows (training, evaluation and checkpoints: what the time left
+    is spent on; a stack's seeds advance together); else the rows' own ``steps_per_second`` (training
+    alone, so an estimate that errs short)."""
+    if read is None or not read.by_seed:
         return None
-    rows = by_seed[min(by_seed)][-RECENT_ROWS:]
-    speeds = [float(r["steps_per_second"]) for r in rows
+    seed = min(read.by_seed)
+    rows, clock = read.by_seed[seed][-RECENT_ROWS - 1:], read.clock.get(seed, [])[-RECENT_ROWS - 1:]
+    pairs = [(b["step"] - a["step"], tb - ta) for a, b, ta, tb in zip(rows, rows[1:], clock, clock[1:])
+             if ta is not None and tb is not None and tb > ta and b["step"] > a["step"]]
+    if pairs:
+        return sum(steps for steps, _ in pairs) / sum(seconds for _, seconds in pairs)
+    speeds = [float(r["steps_per_second"]) for r in rows[-RECENT_ROWS:]
               if isinstance(r.get("steps_per_second"), (int, float)) and math.isfinite(r["steps_per_second"])
               and r["steps_per_second"] > 0]
     return sum(speeds) / len(speeds) if speeds else None

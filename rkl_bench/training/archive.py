@@ -232,6 +232,9 @@ class TrialDirRows:
     """The last line was cut off (a writer mid-line, or one that died)."""
     modified: float
     """When ``result.json`` was last written (seconds since the epoch)."""
+    clock: dict[int, list[float | None]] = field(default_factory=dict)
+    """Tune's ``time_total_s`` of each row of ``by_seed`` (the trial's wall clock, summed over restores;
+    None where absent): not a result-row field, so kept beside the rows for progress estimates."""
 
     def finished(self) -> list[ArchivedTrial | None]:
         """One :class:`ArchivedTrial` per seed that reached its ``total_steps``, None per other seed
@@ -258,6 +261,7 @@ def trial_dir_rows(directory: Path) -> TrialDirRows:
 
     An unreadable line before the last is an error naming it (the rows are damaged)."""
     by_seed: dict[int, list[dict[str, Any]]] = {}
+    clock: dict[int, list[float | None]] = {}
     config: dict[str, Any] = {}
     path = directory / RESULT_FILE
     modified = path.stat().st_mtime
@@ -280,7 +284,9 @@ def trial_dir_rows(directory: Path) -> TrialDirRows:
         config = {k: v for k, v in config.items() if k != CELL_KEY}
         row = {k: v for k, v in raw.items() if k not in TUNE_KEYS}
         by_seed.setdefault(int(row["seed"]), []).append(row)
-    return TrialDirRows(directory, by_seed, config, torn, modified)
+        total = raw.get("time_total_s")
+        clock.setdefault(int(row["seed"]), []).append(float(total) if isinstance(total, (int, float)) else None)
+    return TrialDirRows(directory, by_seed, config, torn, modified, clock)
 
 
 def _lambda_histograms(path: Path) -> dict[str, dict[str, Any]]:

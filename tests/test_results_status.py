@@ -153,7 +153,7 @@ def test_running_counts_finished_trials_the_archive_lacks_and_trials_without_row
     assert lines[6].startswith("grid: 6 of 12 seed runs to run")  # bc seed 1 counts as done
     assert f"finished in {storage} and not in the archive: 1 seed run(s); export them " \
            f"(rkl-bench results export {storage} --out ARCHIVE)" in lines
-    assert any(line.endswith("no result row yet (start-up or behaviour fits)") for line in lines)
+    assert any(line.endswith("no result row of every seed yet (start-up or behaviour fits)") for line in lines)
     # The row-less td3_bc trial holds its slot for its whole length at the archive's rate (6,000 s);
     # bc on hopper is the one trial left to plan.
     assert lines[-2] == "in 5.56 h on 1 run slot(s): 1 trial(s) fit (the last ends about 2.22 h from the start), 0 left for later"

@@ -66,7 +66,7 @@ class UnfinishedTrial:
         seeds = ",".join(map(str, self.seeds))
         where = f"{self.algo} on {self.dataset.split('/')[-1]} (seeds {seeds}, {self.directory})"
         if self.step == 0 or self.last_row_age_s is None:
-            return f"{where}: no result row yet (start-up or behaviour fits)"
+            return f"{where}: no result row of every seed yet (start-up or behaviour fits)"
         parts = [f"step {self.step:,} of {self.total_steps:,}", f"last row {_age(self.last_row_age_s)} ago"]
         if self.seconds_left is not None:
             parts.append(f"{self.steps_per_second:.0f} steps/s lately, about {self.seconds_left / 3600:.1f} h left")

@@ -137,7 +137,8 @@ def test_running_lists_trials_in_flight_and_the_plan_keeps_their_slots(archive, 
     assert alone[-2].startswith("in 1.67 h on 1 run slot(s): 2 trial(s) fit (the last ends about 1.11 h")
     lines = grid_status(archive, time_limit=6000.0, slots=1, running=[storage])
     assert lines[-4] == "in flight (1 trial(s) in the --running folders, not finished):"
-    assert lines[-3] == (f"  td3_bc on walker2d-random-expert (seeds 0,1,2, {where}): step 100,000 of 200,000; "
+    assert where.is_relative_to(storage)
+    assert lines[-3] == (f"  td3_bc on walker2d-random-expert (seeds 0,1,2, in {storage}): step 100,000 of 200,000; "
                          "last row 5 min ago; 40 steps/s lately, about 0.7 h left; newest checkpoint checkpoint_000001")
     # The in-flight trial holds the slot until 2,500 s and is not planned again: bc on hopper ends at
     # 4,500 s, bc on walker2d would end at 6,500 s.

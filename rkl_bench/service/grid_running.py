@@ -39,6 +39,8 @@ class UnfinishedTrial:
     """One trial of an experiment directory that has not reached its last step."""
 
     directory: Path
+    storage: Path
+    """The ``--running`` folder it was found in (what a bare ``--resume`` of it is given)."""
     algo: str
     dataset: str
     seeds: tuple[int, ...]
@@ -64,7 +66,7 @@ class UnfinishedTrial:
 
     def line(self) -> str:
         seeds = ",".join(map(str, self.seeds))
-        where = f"{self.algo} on {self.dataset.split('/')[-1]} (seeds {seeds}, {self.directory})"
+        where = f"{self.algo} on {self.dataset.split('/')[-1]} (seeds {seeds}, in {self.storage})"
         if self.step == 0 or self.last_row_age_s is None:
             return f"{where}: no result row of every seed yet (start-up or behaviour fits)"
         parts = [f"step {self.step:,} of {self.total_steps:,}", f"last row {_age(self.last_row_age_s)} ago"]
@@ -108,7 +110,7 @@ def experiment_progress(experiment_dir: str | Path, now: float | None = None) ->
         lasts = [rows[-1] for rows in by_seed.values() if rows]
         step = min((int(row["step"]) for row in lasts), default=0) if len(lasts) == len(seeds) else 0
         unfinished.append(UnfinishedTrial(
-            directory, str(params.get("algo")), str(params.get("dataset")), seeds, step, total,
+            directory, root, str(params.get("algo")), str(params.get("dataset")), seeds, step, total,
             _recent_speed(read), None if read is None or not lasts else now - read.modified,
             _newest_checkpoint(directory)))
     if not unfinished and not finished:

@@ -59,7 +59,7 @@ class UnfinishedTrial:
 
     @property
     def seconds_left(self) -> float | None:
-        """Training left at the recent speed (None when the trial has no row yet)."""
+        """Wall-clock seconds left at the recent speed (None when the trial has no row yet)."""
         if not self.steps_per_second:
             return None
         return max(0, self.total_steps - self.step) / self.steps_per_second

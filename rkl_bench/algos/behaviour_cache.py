@@ -45,6 +45,7 @@ FIT_FIELDS = ("steps", "batch_size", "lr", "hidden_dim", "hidden_layers", "squas
 """The behaviour settings the fitted weights depend on (``BehaviourConfig``)."""
 
 _COUNTS = {"read": 0, "trained": 0}
+"""Fits of this process so far, by how they were made (:func:`fit_counts`)."""
 
 
 def cache_dir() -> Path | None:

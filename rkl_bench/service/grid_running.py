@@ -160,11 +160,16 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def in_flight(progress: Sequence[ExperimentProgress], cells: set[TrialKey]) -> list[UnfinishedTrial]:
+    """The unfinished trials of ``progress`` that are trials of the grid whose seed runs are ``cells``."""
+    return [t for p in progress for t in p.unfinished if set(t.keys) & cells]
+
+
 def progress_lines(progress: Sequence[ExperimentProgress], held: set[TrialKey], cells: set[TrialKey]) -> list[str]:
     """The lines ``results status --running`` adds: each unfinished trial of the grid, and how many
     seed runs finished in those folders are not in the archive yet."""
     lines = []
-    unfinished = [t for p in progress for t in p.unfinished if set(t.keys) & cells]
+    unfinished = in_flight(progress, cells)
     if unfinished:
         lines.append(f"in flight ({len(unfinished)} trial(s) in the --running folders, not finished):")
         lines += [f"  {trial.line()}" for trial in unfinished]

@@ -41,7 +41,7 @@ from rkl_bench.errors import RklBenchError
 from rkl_bench.service.config import ExperimentConfig, parse_config
 from rkl_bench.service.grid_budget import archived_rates, budget_lines, concurrent_trials, rate_of
 from rkl_bench.service.grid_cells import grid_cells
-from rkl_bench.service.grid_running import UnfinishedTrial, experiment_progress, progress_lines
+from rkl_bench.service.grid_running import UnfinishedTrial, experiment_progress, in_flight, progress_lines
 from rkl_bench.service.time_limit import plan_grid
 from rkl_bench.storage import Location
 from rkl_bench.training.archive import Archive, load_archive
@@ -72,10 +72,10 @@ def grid_status(path: str | Path | Location, *, time_limit: float | None = None,
     done_there = {t.key for p in progress for t in p.finished} & cells
     lines += budget_lines(config, specs, held | done_there, rates, slots)
     lines += progress_lines(progress, held, cells)
-    in_flight = [t for p in progress for t in p.unfinished if set(t.keys) & cells]
-    skip = held | done_there | {key for t in in_flight for key in t.keys}
+    running_now = in_flight(progress, cells)
+    skip = held | done_there | {key for t in running_now for key in t.keys}
     if time_limit is not None and len(skip) < len(cells):
-        busy = [in_flight_seconds(t, config, rates) for t in in_flight]
+        busy = [in_flight_seconds(t, config, rates) for t in running_now]
         plan = plan_grid(config, specs, skip, rates, time_limit, slots, busy)
         lines.append(f"in {time_limit / 3600:.2f} h on {slots} run slot(s): {len(plan.run)} trial(s) fit (the last ends "
                      f"about {plan.ends_after / 3600:.2f} h from the start), {len(plan.deferred)} left for later")

@@ -479,8 +479,9 @@ class _FakeSession:
         if len(self.rows) == self.crash_at:
             raise _Crash()
         self.rows.append(row)
-        self.last = self.root / f"checkpoint_{len(self.rows)}"
-        shutil.copytree(checkpoint.path, self.last)
+        if checkpoint is not None:
+            self.last = self.root / f"checkpoint_{len(self.rows)}"
+            shutil.copytree(checkpoint.path, self.last)
 
 
 def _plain_rows(rows: list[dict], keys: tuple[str, ...]) -> list[tuple]:
@@ -498,6 +499,16 @@ def _assert_restarts_match(run, tmp_path: Path, whole: "_FakeSession", crash_poi
         second = _FakeSession(tmp_path / f"second{crash_at}", start=first.last)
         run(second)
         assert _plain_rows(first.rows + second.rows, keys) == _plain_rows(whole.rows, keys), crash_at
+
+
+def _assert_restart_after_last_row(run, tmp_path: Path, whole: "_FakeSession", keys: tuple[str, ...]) -> None:
+    """A trial stopped after its last row (before Tune recorded its end) and run again from that
+    row's checkpoint trains nothing and reports that row's search fields once, marked replayed."""
+    again = _FakeSession(tmp_path / "again", start=whole.last)
+    run(again)
+    assert len(again.rows) == 1 and again.rows[0]["replayed"] is True, again.rows
+    assert {k: again.rows[0][k] for k in keys} == {k: whole.rows[-1][k] for k in keys}
+    assert "normalized_score" not in again.rows[0]
 
 
 def test_search_trial_restarts_from_its_checkpoint_as_if_uninterrupted(local_ray, tmp_path, monkeypatch):
@@ -539,6 +550,7 @@ def test_search_trial_restarts_from_its_checkpoint_as_if_uninterrupted(local_ray
         assert whole.rows[-1]["objective"] == pytest.approx(np.mean([whole.rows[1]["pair_final"], whole.rows[3]["pair_final"]]))
         # after the first pair ended; in the middle of the second pair
         _assert_restarts_match(run, tmp_path, whole, (2, 3), keys)
+        _assert_restart_after_last_row(run, tmp_path, whole, ("objective", "pairs_done", "pairs_total", "pair_final", "optuna_trial"))
     finally:
         kept = eval_actors._KEPT_POOL
         if kept is not None:
@@ -762,6 +774,8 @@ def test_staged_search_trial_restarts_from_its_checkpoint_as_if_uninterrupted(lo
             np.mean([np.mean([whole.rows[i]["normalized_score"] for i in pair]) for pair in ((0, 2), (1, 3))]))
         # mid first rung; just after it; mid second rung
         _assert_restarts_match(run, tmp_path, whole, (1, 2, 3), keys)
+        _assert_restart_after_last_row(run, tmp_path, whole,
+                                       ("objective", "stage_steps", "pairs_done", "pair_scores", "optuna_trial"))
     finally:
         kept = eval_actors._KEPT_POOL
         if kept is not None:

@@ -49,7 +49,9 @@ directory as ``resume_from`` and the trial goes on from it, as a restart
 within a session does from Tune's checkpoint. In an object store
 ``resume_from`` is the checkpoint's URI: the trial downloads it into a
 temporary directory (through the filesystem Tune gave the trial, so the
-endpoint and credentials are Tune's) and loads it from there.
+endpoint and credentials are Tune's) and loads it from there. A trial whose
+checkpoint is that of its very last row (stopped after it, before Tune recorded
+its end) trains nothing and reports its objective once more (:func:`finished_row`).
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ SCHEMES = {"gcs": {"gs", "gcs"}}
 """URI schemes of a pyarrow filesystem whose ``type_name`` is not its only scheme."""
 RESUME_KEY = "resume_from"
 """Config key of a trial that goes on from an earlier session's checkpoint: that checkpoint's directory."""
+REPLAYED = "replayed"
+"""True in the one row of a trial restored from a checkpoint of its very last row (:func:`finished_row`)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,9 @@ def run_search_trial(config: dict[str, Any], datasets: DatasetRefs) -> None:
         _run_staged(job, settings, hyperparams, number, datasets, entered, resume_from)
         return
     progress, state = _restore(resume_from)
+    if progress.pair_finished and progress.pair == len(job.pairs) - 1:
+        tune.report(finished_row(job, progress, number))
+        return
     start = progress.pair + 1 if progress.pair_finished else progress.pair
     if progress.pair_finished:
         state = None
@@ -165,6 +172,31 @@ def run_search_trial(config: dict[str, Any], datasets: DatasetRefs) -> None:
         run_pair(job.algo, spec, int(seed), hyperparams, settings, fetch_dataset(datasets[spec]), state, entered,
                  report=reporter)
         state, entered = None, time.perf_counter()
+
+
+def finished_row(job: SearchJob, progress: Progress | StagedProgress, number: int | None) -> dict[str, Any]:
+    """The row a trial restored from the checkpoint of its last row reports, once, before it returns.
+
+    That checkpoint is written before Tune logs its row, and a stop (Ctrl-C, a lost node) can come
+    after the row but before Tune records the trial as ended; the trial is then run again from that
+    checkpoint with nothing left to train. Without a row Tune rejects its end (no ``objective``) and
+    Optuna never learns the value, so the trial reports the objective its progress holds, marked
+    ``replayed``; training and evaluation rows are in the earlier trial's directory already.
+    """
+    total = job.stages[-1] if job.stages else int(job.settings["steps"])
+    row: dict[str, Any] = {
+        PAIRS_DONE: len(job.pairs),
+        "pairs_total": len(job.pairs),
+        "step": total,
+        "total_steps": total,
+        "optuna_trial": number,
+        REPLAYED: True,
+    }
+    if isinstance(progress, StagedProgress):
+        scores = progress.stage_scores[-1]
+        return {OBJECTIVE: aggregate_scores(scores, job.aggregate), STAGE_STEPS: total, "stage_steps_total": total,
+                PAIR_SCORES: scores, **row}
+    return {OBJECTIVE: aggregate_scores(progress.finals, job.aggregate), "pair_final": progress.finals[-1], **row}
 
 
 @contextlib.contextmanager
@@ -267,6 +299,9 @@ def _run_staged(
     states = scratch_dir("pairs_")
     try:
         progress = _restore_staged(job, states, resume_from)
+        if progress.stage >= len(job.stages):
+            tune.report(finished_row(job, progress, number))
+            return
         while progress.stage < len(job.stages):
             stage, index = progress.stage, progress.pair
             spec, seed = job.pairs[index]

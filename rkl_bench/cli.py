@@ -307,8 +307,8 @@ def _cmd_results_status(args: argparse.Namespace) -> int:
     if args.markdown and (args.time_limit is not None or args.slots is not None or args.running):
         raise RklBenchError("results status --markdown prints the score table only; leave out --time-limit, --slots "
                             "and --running")
-    lines = markdown_table(args.archive) if args.markdown else grid_status(
-        args.archive, time_limit=args.time_limit, slots=args.slots, running=args.running)
+    lines = markdown_table(args.archive, args.last_evals) if args.markdown else grid_status(
+        args.archive, time_limit=args.time_limit, slots=args.slots, running=args.running, last_evals=args.last_evals)
     for line in lines:
         print(line)
     return 0
@@ -512,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     rstatus.add_argument("--markdown", action="store_true",
                          help="print only the score table, as Markdown: each cell the mean of the seeds held and "
                               "every seed's score in brackets (for a document or an issue)")
+    rstatus.add_argument("--last-evals", type=_positive_int, default=1, metavar="K",
+                         help="score each seed by the mean of its last K evaluations (the report's --final last-evals "
+                              "--k K) instead of its final evaluation (default 1)")
     rstatus.set_defaults(func=_cmd_results_status)
 
     report = verbs.add_parser("report", help="Table II, figures and an HTML page from an experiment's results")

@@ -107,6 +107,26 @@ def test_the_markdown_table_holds_each_seeds_score_beside_the_mean(archive, caps
     assert err.count("error:") == 1 and "--markdown prints the score table only" in err
 
 
+def test_last_evals_scores_each_seed_by_the_mean_of_its_last_evaluations(archive, capsys):
+    """Each seed's rows score 0.5 x and 1 x its final score at 100k and 200k: over the last two
+    evaluations a seed scores 0.75 of its final one; a K beyond the rows held averages all of them."""
+    lines = grid_status(archive, slots=2, last_evals=2)
+    assert lines[1:5] == [
+        "normalised score over each seed's last 2 evaluations, mean of the seeds held (how many of 3):",
+        "dataset                 bc       td3_bc",
+        "hopper-random-expert    -        15.8 (3)",  # 0.75 x (10 + 20 + 33) / 3 = 15.75
+        "walker2d-random-expert  4.9 (2)  -",  # 0.75 x (5 + 8) / 2 = 4.875
+    ]
+    assert cli.main(["results", "status", str(archive), "--markdown", "--last-evals", "10"]) == 0
+    assert capsys.readouterr().out.splitlines()[2:] == [
+        "| hopper-random-expert |  | 15.8 (7.5 / 15.0 / 24.8) |",
+        "| walker2d-random-expert | 4.9 (3.8 / - / 6.0) |  |",
+    ]
+    with pytest.raises(SystemExit):
+        cli.main(["results", "status", str(archive), "--last-evals", "0"])
+    assert "--last-evals" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------ --running: trials in flight
 def tune_trial_dir(storage, algo, dataset, seeds, steps, speed=40.0, torn=False, checkpoints=0, age=300.0,
                    seconds_per_row=None):

@@ -10,7 +10,10 @@ needs no config file, no dataset file and no Ray:
 
 * one line naming the grid and how many of its seed runs the archive holds;
 * a table, dataset by learner, of the final normalised score (mean of the
-  seeds held, their count beside it; ``-`` for a cell with none);
+  seeds held, their count beside it; ``-`` for a cell with none); with
+  ``last_evals`` (``--last-evals K``) each seed's score is the mean of its
+  last K evaluations instead, the report's ``--final last-evals --k K``, so
+  the interim table is read by both of the verdict's rules;
 * the commits the held seed runs were made at, with counts (a grid run in
   parts is made by several; dirty trees are named);
 * the work and time left (:func:`~rkl_bench.service.grid_budget.budget_lines`,
@@ -50,13 +53,14 @@ MISSING = "-"
 
 
 def grid_status(path: str | Path | Location, *, time_limit: float | None = None, slots: int | None = None,
-                running: Sequence[str | Path] = ()) -> list[str]:
+                running: Sequence[str | Path] = (), last_evals: int = 1) -> list[str]:
     """The lines ``results status`` prints for the archive at ``path`` (see the module doc).
 
     ``slots`` is the trials run at once for the time left and the plan (default: this machine's CPUs
     over a trial's, as a local ``run`` would); ``time_limit`` (seconds) adds the plan of what fits.
     ``running``: experiment directories of parts in flight (:mod:`.grid_running`): their unfinished
     trials are listed, and the plan leaves them out and keeps their slots until they should end.
+    ``last_evals``: how many of each seed's last evaluations its score averages (1: the final one).
     """
     archive = load_archive(path)
     config, specs = archive_grid(archive, path)
@@ -66,7 +70,7 @@ def grid_status(path: str | Path | Location, *, time_limit: float | None = None,
     slots = slots or concurrent_trials(config, None) or 1
     lines = [f"{path}: grid {config.name} ({len(config.algorithms)} learners x {len(specs)} datasets x "
              f"{len(config.seeds)} seeds, {config.steps:,} steps): {len(held)} of {len(cells)} seed runs held"]
-    lines += score_table(archive, config, specs)
+    lines += score_table(archive, config, specs, last_evals)
     lines.append(commits_line(archive, held))
     rates = archived_rates(archive)
     done_there = {t.key for p in progress for t in p.finished} & cells
@@ -104,26 +108,27 @@ def archive_grid(archive: Archive, path: Any) -> tuple[ExperimentConfig, tuple[s
     return config, tuple(str(spec) for spec in record["dataset_specs"])
 
 
-def score_table(archive: Archive, config: ExperimentConfig, specs: Sequence[str]) -> list[str]:
-    """Dataset rows by learner columns: mean final normalised score of the seeds held, ``(n)`` their count."""
+def score_table(archive: Archive, config: ExperimentConfig, specs: Sequence[str], last_evals: int = 1) -> list[str]:
+    """Dataset rows by learner columns: mean score of the seeds held (:func:`seed_score`), ``(n)`` their count."""
     algos = list(config.algorithms)
     header = ["dataset", *algos]
     body = []
     for entry, spec in zip(config.datasets, specs):
         row = [entry]
         for algo in algos:
-            _, scores = seed_finals(archive, algo, spec, config.seeds)
+            _, scores = seed_finals(archive, algo, spec, config.seeds, last_evals)
             row.append(f"{statistics.fmean(scores):.1f} ({len(scores)})" if scores else MISSING)
         body.append(row)
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    title = f"final normalised score, mean of the seeds held (how many of {len(config.seeds)}):"
+    what = "final normalised score" if last_evals == 1 else f"normalised score over each seed's last {last_evals} evaluations"
+    title = f"{what}, mean of the seeds held (how many of {len(config.seeds)}):"
     return [title] + ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
                       for line in [header, *body]]
 
 
-def markdown_table(path: str | Path | Location) -> list[str]:
+def markdown_table(path: str | Path | Location, last_evals: int = 1) -> list[str]:
     """The score table of the archive at ``path`` as Markdown: one row per dataset of the grid, one column
-    per learner; a cell is the mean final normalised score of the seeds held and, in brackets, each
+    per learner; a cell is the mean score (:func:`seed_score`) of the seeds held and, in brackets, each
     seed's in seed order (``-`` for a seed not held yet); an empty cell when none is held."""
     archive = load_archive(path)
     config, specs = archive_grid(archive, path)
@@ -132,26 +137,30 @@ def markdown_table(path: str | Path | Location) -> list[str]:
     for entry, spec in zip(config.datasets, specs):
         cells = []
         for algo in algos:
-            finals, scores = seed_finals(archive, algo, spec, config.seeds)
+            finals, scores = seed_finals(archive, algo, spec, config.seeds, last_evals)
             seeds = " / ".join(MISSING if score is None else f"{score:.1f}" for score in finals)
             cells.append(f"{statistics.fmean(scores):.1f} ({seeds})" if scores else "")
         lines.append(f"| {entry} | " + " | ".join(cells) + " |")
     return lines
 
 
-def seed_finals(archive: Archive, algo: str, spec: str,
-                seeds: Sequence[int]) -> tuple[list[float | None], list[float]]:
-    """A cell's final score per seed (``None`` where not held) and the scores held, in seed order."""
-    finals = [final_score(archive, (algo, spec, seed)) for seed in seeds]
+def seed_finals(archive: Archive, algo: str, spec: str, seeds: Sequence[int],
+                last_evals: int = 1) -> tuple[list[float | None], list[float]]:
+    """A cell's score per seed (``None`` where not held) and the scores held, in seed order."""
+    finals = [seed_score(archive, (algo, spec, seed), last_evals) for seed in seeds]
     return finals, [score for score in finals if score is not None]
 
 
-def final_score(archive: Archive, key: tuple[str, str, int]) -> float | None:
-    """The normalised score of a held seed run's last row (rows are kept in step order; ``None``: not
-    held, or no score in it)."""
+def seed_score(archive: Archive, key: tuple[str, str, int], last_evals: int = 1) -> float | None:
+    """A held seed run's score: the mean normalised score of its last ``last_evals`` evaluation rows
+    (rows are kept in step order; all of them when it has fewer), by default its final evaluation's.
+    ``None``: not held, or no score in its rows."""
     trial = archive.trials.get(key)
-    score = trial.rows[-1].get("normalized_score") if trial is not None and trial.rows else None
-    return None if score is None else float(score)
+    if last_evals < 1:
+        raise RklBenchError(f"the evaluations a score averages must be at least 1, got {last_evals}")
+    scores = [row["normalized_score"] for row in (trial.rows if trial is not None else [])
+              if row.get("normalized_score") is not None]
+    return statistics.fmean(float(score) for score in scores[-last_evals:]) if scores else None
 
 
 def commits_line(archive: Archive, held: set[tuple[str, str, int]]) -> str:

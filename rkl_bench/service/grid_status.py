@@ -116,7 +116,7 @@ def score_table(archive: Archive, config: ExperimentConfig, specs: Sequence[str]
     for entry, spec in zip(config.datasets, specs):
         row = [entry]
         for algo in algos:
-            _, scores = seed_finals(archive, algo, spec, config.seeds, last_evals)
+            _, scores = seed_scores(archive, algo, spec, config.seeds, last_evals)
             row.append(f"{statistics.fmean(scores):.1f} ({len(scores)})" if scores else MISSING)
         body.append(row)
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
@@ -137,27 +137,27 @@ def markdown_table(path: str | Path | Location, last_evals: int = 1) -> list[str
     for entry, spec in zip(config.datasets, specs):
         cells = []
         for algo in algos:
-            finals, scores = seed_finals(archive, algo, spec, config.seeds, last_evals)
-            seeds = " / ".join(MISSING if score is None else f"{score:.1f}" for score in finals)
+            per_seed, scores = seed_scores(archive, algo, spec, config.seeds, last_evals)
+            seeds = " / ".join(MISSING if score is None else f"{score:.1f}" for score in per_seed)
             cells.append(f"{statistics.fmean(scores):.1f} ({seeds})" if scores else "")
         lines.append(f"| {entry} | " + " | ".join(cells) + " |")
     return lines
 
 
-def seed_finals(archive: Archive, algo: str, spec: str, seeds: Sequence[int],
+def seed_scores(archive: Archive, algo: str, spec: str, seeds: Sequence[int],
                 last_evals: int = 1) -> tuple[list[float | None], list[float]]:
     """A cell's score per seed (``None`` where not held) and the scores held, in seed order."""
-    finals = [seed_score(archive, (algo, spec, seed), last_evals) for seed in seeds]
-    return finals, [score for score in finals if score is not None]
+    per_seed = [seed_score(archive, (algo, spec, seed), last_evals) for seed in seeds]
+    return per_seed, [score for score in per_seed if score is not None]
 
 
 def seed_score(archive: Archive, key: tuple[str, str, int], last_evals: int = 1) -> float | None:
     """A held seed run's score: the mean normalised score of its last ``last_evals`` evaluation rows
     (rows are kept in step order; all of them when it has fewer), by default its final evaluation's.
     ``None``: not held, or no score in its rows."""
-    trial = archive.trials.get(key)
     if last_evals < 1:
         raise RklBenchError(f"the evaluations a score averages must be at least 1, got {last_evals}")
+    trial = archive.trials.get(key)
     scores = [row["normalized_score"] for row in (trial.rows if trial is not None else [])
               if row.get("normalized_score") is not None]
     return statistics.fmean(float(score) for score in scores[-last_evals:]) if scores else None

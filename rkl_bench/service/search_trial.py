@@ -142,6 +142,10 @@ class Progress:
     def pair_finished(self) -> bool:
         return len(self.finals) > self.pair
 
+    def trial_finished(self, job: SearchJob) -> bool:
+        """Every pair of ``job`` has its final score: nothing is left to train."""
+        return self.pair_finished and self.pair == len(job.pairs) - 1
+
 
 def run_search_trial(config: dict[str, Any], datasets: DatasetRefs) -> None:
     """Tune function trainable of a search (see the module docstring)."""
@@ -157,7 +161,7 @@ def run_search_trial(config: dict[str, Any], datasets: DatasetRefs) -> None:
         _run_staged(job, settings, hyperparams, number, datasets, entered, resume_from)
         return
     progress, state = _restore(resume_from)
-    if progress.pair_finished and progress.pair == len(job.pairs) - 1:
+    if progress.trial_finished(job):
         tune.report(finished_row(job, progress, number))
         return
     start = progress.pair + 1 if progress.pair_finished else progress.pair
@@ -281,6 +285,10 @@ class StagedProgress:
     stage_scores: list[list[float]] = field(default_factory=list)
     """Per finished rung, each pair's score at that rung."""
 
+    def trial_finished(self, job: SearchJob) -> bool:
+        """Every pair of ``job`` is past its last rung: nothing is left to train."""
+        return self.stage >= len(job.stages)
+
 
 def _pair_file(index: int) -> str:
     return f"pair_{index}.pt"
@@ -299,7 +307,7 @@ def _run_staged(
     states = scratch_dir("pairs_")
     try:
         progress = _restore_staged(job, states, resume_from)
-        if progress.stage >= len(job.stages):
+        if progress.trial_finished(job):
             tune.report(finished_row(job, progress, number))
             return
         while progress.stage < len(job.stages):

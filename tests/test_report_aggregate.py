@@ -77,3 +77,14 @@ def test_all_scope_appears_only_when_it_holds_more_than_one_group():
     assert {e.scope for e in both} == {"D4RL", "mixed", "all"}
     iqm_all = next(e for e in both if e.metric == "iqm" and e.scope == "all" and e.algo == "td3_rkl")
     assert (iqm_all.n_datasets, iqm_all.n_runs) == (2, 6) and iqm_all.estimate == pytest.approx(iqm(np.array([1.0, 2, 3, 7, 8, 9])))
+
+
+def test_zero_width_interval_gets_its_footnote_and_others_do_not() -> None:
+    from rkl_bench.report.aggregate import Estimate, aggregate_tables
+
+    exact = Estimate("poi", "mixed", "td3_rkl", "bc", 0.5, 0.5, 0.5, 2, 12)
+    spread = Estimate("poi", "mixed", "td3_rkl", "td3_bc", 0.4, 0.2, 0.6, 2, 12)
+    [with_exact] = aggregate_tables([exact, spread])
+    [without] = aggregate_tables([spread])
+    assert any("zero width is exact" in note for note in with_exact.footnotes)
+    assert not any("zero width" in note for note in without.footnotes)

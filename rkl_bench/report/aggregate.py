@@ -181,8 +181,18 @@ def aggregate_tables(estimates: Sequence[Estimate]) -> list[Table]:
                      for e in pois)
         tables.append(Table(f"Probability of improvement P(X > Y), averaged over datasets, {ci}",
                             ("Scope", "Comparison", f"P(X > Y) [{ci}]", "datasets", "runs"), (rows,),
-                            ("0.5 means no difference; ties count half.",)))
+                            ("0.5 means no difference; ties count half.", *_degenerate_note(pois))))
     return tables
+
+
+def _degenerate_note(pois: Sequence[Estimate]) -> tuple[str, ...]:
+    """A footnote for intervals of zero width, which read like a bug but are not: on every dataset each
+    run of one learner is above (or each below) each run of the other, so no resample of the runs moves
+    the estimate."""
+    if not any(e.low == e.high for e in pois):
+        return ()
+    return ("An interval of zero width is exact, not an error: on every dataset of its comparison all runs "
+            "of one learner score above all runs of the other, so no bootstrap resample changes it.",)
 
 
 def write_aggregate_csv(path: Path, estimates: Sequence[Estimate], reps: int, seed: int) -> None:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import trim_mean
 
-from rkl_bench.report.aggregate import aggregate_metrics, improvement, iqm, probability_of_improvement, stratified_bootstrap
+from rkl_bench.report.aggregate import (Estimate, aggregate_metrics, aggregate_tables, improvement, iqm,
+                                        probability_of_improvement, stratified_bootstrap)
 from rkl_bench.report.datasets import SOURCE_D4RL, table_key
 from rkl_bench.report.scores import CellStats
 
@@ -80,8 +81,6 @@ def test_all_scope_appears_only_when_it_holds_more_than_one_group():
 
 
 def test_zero_width_interval_gets_its_footnote_and_others_do_not() -> None:
-    from rkl_bench.report.aggregate import Estimate, aggregate_tables
-
     exact = Estimate("poi", "mixed", "td3_rkl", "bc", 0.5, 0.5, 0.5, 2, 12)
     spread = Estimate("poi", "mixed", "td3_rkl", "td3_bc", 0.4, 0.2, 0.6, 2, 12)
     [with_exact] = aggregate_tables([exact, spread])

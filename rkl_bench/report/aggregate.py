@@ -187,12 +187,12 @@ def aggregate_tables(estimates: Sequence[Estimate]) -> list[Table]:
 
 def _degenerate_note(pois: Sequence[Estimate]) -> tuple[str, ...]:
     """A footnote for intervals of zero width, which read like a bug but are not: on every dataset each
-    run of one learner is above (or each below) each run of the other, so no resample of the runs moves
-    the estimate."""
+    run of one learner is above (or each below, or all tie with) each run of the other, so no resample of
+    the runs moves the estimate."""
     if not any(e.low == e.high for e in pois):
         return ()
     return ("An interval of zero width is exact, not an error: on every dataset of its comparison all runs "
-            "of one learner score above all runs of the other, so no bootstrap resample changes it.",)
+            "of one learner score above all runs of the other (or all tie), so no bootstrap resample changes it.",)
 
 
 def write_aggregate_csv(path: Path, estimates: Sequence[Estimate], reps: int, seed: int) -> None:

@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rkl_bench.report.algos import OURS, algo_label
+from rkl_bench.report.algos import OURS, algo_label, is_ours
 from rkl_bench.report.datasets import D4RL_GROUPS, GROUPS, MIXED_GROUPS
 from rkl_bench.report.render import Cell, Table
 from rkl_bench.report.table2 import Cells
@@ -138,16 +138,12 @@ HELD_OUT_SCOPE = "mixed, held out"
 def comparisons(algos: Sequence[str]) -> list[tuple[str, str]]:
     """``(X, Y)`` pairs for P(X > Y): every TD3+RKL column (the paper's and variants such as
     ``td3_rkl@tuned``) against every other learner, then each variant against the paper's TD3+RKL."""
-    ours = [a for a in algos if split_label(a) == OURS]
-    others = [a for a in algos if split_label(a) != OURS]
+    ours = [a for a in algos if is_ours(a)]
+    others = [a for a in algos if not is_ours(a)]
     pairs = [(x, y) for x in ours for y in others]
     if OURS in ours:
         pairs += [(x, OURS) for x in ours if x != OURS]
     return pairs
-
-
-def split_label(algo: str) -> str:
-    return algo.partition("@")[0]
 
 
 def _rng(seed: int, *name: str) -> np.random.Generator:

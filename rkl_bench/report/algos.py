@@ -19,6 +19,11 @@ OURS = "td3_rkl"
 """The method the relative gain and the probability of improvement are about."""
 
 
+def is_ours(algo: str) -> bool:
+    """TD3+RKL or a variant of it (``td3_rkl@tuned``): the method a gain is about, never a baseline."""
+    return algo.partition("@")[0] == OURS
+
+
 def canonical_algo(name: str) -> str:
     """``TD3+BC`` / ``td3-bc`` / ``td3_bc`` -> ``td3_bc``; unknown names are only lower-cased."""
     return name.strip().lower().replace("+", "_").replace("-", "_")
